@@ -1,0 +1,200 @@
+"""
+Relay state: who is connected under which nick, which rooms exist, and
+where each line goes.
+
+The state is a plain object with no knowledge of sockets or Twisted
+protocols.  Each connection is represented by a L{Member}; the relay writes
+ready-encoded lines to members through ``Member.send`` and raises
+L{RelayError} for requests it refuses.  Lines that go to many recipients are
+encoded once and the same bytes are handed to every one of them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from twisted.logger import Logger
+
+from chatsvc import grammar
+from chatsvc.grammar import format_line, name_key
+
+
+class RelayError(Exception):
+    """A request the relay refuses; becomes ``ERROR <code> <text>``."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(code, text)
+        self.code = code
+        self.text = text
+
+
+class Member:
+    """
+    One connection as the relay sees it.
+
+    ``send`` is called with complete encoded lines (``bytes`` ending in
+    ``\\n``); the protocol passes its transport's write method.
+    """
+
+    def __init__(self, send: Callable[[bytes], object], peer: str = "?") -> None:
+        self.send = send
+        self.peer = peer
+        self.nick: str | None = None
+        self.rooms: dict[str, Room] = {}  # name_key(room) -> Room
+
+    def __repr__(self) -> str:
+        return f"<Member {self.nick or '(unregistered)'} {self.peer}>"
+
+
+class Room:
+    def __init__(self, name: str) -> None:
+        self.name = name  # as first written
+        # A dict rather than a set keeps join order for NAMES listings while
+        # staying O(1) for add, remove and membership tests.
+        self.members: dict[Member, None] = {}
+
+    def broadcast(self, line: bytes, exclude: Member | None = None) -> None:
+        for member in list(self.members):
+            if member is not exclude:
+                member.send(line)
+
+
+class Relay:
+    """
+    The rooms and nicks of one server.
+
+    @param max_line: the line limit, used to split NAMES replies.
+    @param log_messages: log each relayed payload (as received: ciphertext).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, max_line: int = grammar.DEFAULT_MAX_LINE, log_messages: bool = False
+    ) -> None:
+        self.max_line = max_line
+        self.log_messages = log_messages
+        self.nicks: dict[str, Member] = {}  # name_key(nick) -> Member
+        self.rooms: dict[str, Room] = {}  # name_key(room) -> Room
+
+    # --- nicks -------------------------------------------------------------
+
+    def set_nick(self, member: Member, nick: str) -> None:
+        if not grammar.is_valid_nick(nick):
+            raise RelayError("nick-invalid", f"{grammar.printable(nick, 40)} is not a valid nick")
+        key = name_key(nick)
+        holder = self.nicks.get(key)
+        if holder is not None and holder is not member:
+            raise RelayError("nick-taken", f"{nick} is already in use")
+        old = member.nick
+        if old is not None:
+            del self.nicks[name_key(old)]
+        self.nicks[key] = member
+        member.nick = nick
+        member.send(format_line("OK", "NICK", nick))
+        if old is None:
+            self.log.info("{peer} registered as {nick}", peer=member.peer, nick=nick)
+        elif old != nick:
+            self.log.info("{old} is now known as {nick}", old=old, nick=nick)
+            line = format_line("NICK", old, nick)
+            for peer in self._audience(member):
+                peer.send(line)
+
+    def _audience(self, member: Member) -> Iterable[Member]:
+        """The member itself and everyone sharing a room with it, once each."""
+        seen: dict[Member, None] = {member: None}
+        for room in member.rooms.values():
+            seen.update(room.members)
+        return list(seen)
+
+    # --- rooms -------------------------------------------------------------
+
+    def join(self, member: Member, name: str) -> None:
+        if not grammar.is_valid_room(name):
+            raise RelayError("room-invalid", f"{grammar.printable(name, 80)} is not a valid room name")
+        key = name_key(name)
+        room = member.rooms.get(key)
+        if room is None:
+            room = self.rooms.get(key)
+            if room is None:
+                room = self.rooms[key] = Room(name)
+            room.members[member] = None
+            member.rooms[key] = room
+            self.log.info("{nick} joined {room}", nick=member.nick, room=room.name)
+            room.broadcast(format_line("JOIN", room.name, member.nick))
+        self.send_names(member, name)
+
+    def part(self, member: Member, name: str, reason: str | None = None) -> None:
+        room = self._my_room(member, name)
+        args = (room.name, member.nick) + ((reason,) if reason else ())
+        room.broadcast(format_line("PART", *args))
+        self._leave(member, room)
+        self.log.info("{nick} left {room}", nick=member.nick, room=room.name)
+
+    def send_names(self, member: Member, name: str) -> None:
+        room = self._my_room(member, name)
+        nicks = [m.nick for m in room.members]
+        for line in grammar.names_lines(room.name, nicks, self.max_line):
+            member.send(line)
+
+    def list_rooms(self, member: Member) -> None:
+        for room in list(self.rooms.values()):
+            member.send(format_line("ROOM", room.name, str(len(room.members))))
+        member.send(format_line("ENDROOMS"))
+
+    def _my_room(self, member: Member, name: str) -> Room:
+        room = member.rooms.get(name_key(name))
+        if room is None:
+            raise RelayError("not-in-room", f"you are not in {grammar.printable(name, 80)}")
+        return room
+
+    def _leave(self, member: Member, room: Room) -> None:
+        key = name_key(room.name)
+        del member.rooms[key]
+        del room.members[member]
+        if not room.members:
+            del self.rooms[key]
+
+    # --- messages ----------------------------------------------------------
+
+    def message(self, member: Member, target: str, payload: str) -> None:
+        if target.startswith("#"):
+            room = self._my_room(member, target)
+            line = format_line("MSG", member.nick, room.name, payload)
+            room.broadcast(line, exclude=member)
+            shown = room.name
+        else:
+            recipient = self.nicks.get(name_key(target))
+            if recipient is None:
+                raise RelayError("no-such-nick", f"nobody is called {grammar.printable(target, 40)}")
+            recipient.send(format_line("MSG", member.nick, recipient.nick, payload))
+            shown = recipient.nick
+        if self.log_messages:
+            self.log.info(
+                "message {sender} -> {target}: {payload}",
+                sender=member.nick,
+                target=shown,
+                payload=payload,
+            )
+        member.send(format_line("OK", "MSG", shown))
+
+    # --- leaving -----------------------------------------------------------
+
+    def quit(self, member: Member, reason: str) -> None:
+        """
+        Forget a member: it leaves every room (everyone sharing one with it is
+        told once, with ``reason``) and its nick is freed.  Safe to call more
+        than once and for members that never registered.
+        """
+        if member.nick is None:
+            return
+        line = format_line("QUIT", member.nick, reason) if reason else format_line("QUIT", member.nick)
+        audience = [m for m in self._audience(member) if m is not member]
+        for room in list(member.rooms.values()):
+            self._leave(member, room)
+        if self.nicks.get(name_key(member.nick)) is member:
+            del self.nicks[name_key(member.nick)]
+        self.log.info("{nick} quit ({reason})", nick=member.nick, reason=reason)
+        member.nick = None
+        for peer in audience:
+            peer.send(line)

@@ -1,0 +1,157 @@
+"""
+twistd glue: the ``chat`` subcommand's options and the service it runs.
+
+``twistd -n chat --port 8000`` finds this module through the one-line plugin
+in ``twisted/plugins/chatsvc_plugin.py``.
+"""
+
+from __future__ import annotations
+
+from twisted.application import service
+from twisted.internet import endpoints
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python import usage
+
+from chatsvc import grammar, netinfo
+from chatsvc.relay import Relay
+from chatsvc.server import ChatFactory
+
+DEFAULT_PORT = "tcp:8000"
+
+
+def normalize_port(description: str) -> str:
+    """A bare port number means TCP on every interface."""
+    description = description.strip()
+    return f"tcp:{description}" if description.isdigit() else description
+
+
+class _ParseOnlyReactor:
+    """
+    Stand-in for the reactor while checking an endpoint description: parsing
+    only stores the reactor, and twistd installs the real one after options
+    are parsed, so it must not be imported here.
+    """
+
+
+def _positive_int(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise usage.UsageError(f"--{name} must be a whole number, not {value!r}")
+    if number <= 0:
+        raise usage.UsageError(f"--{name} must be greater than 0")
+    return number
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run the chatsvc relay.  Clients connect over TCP, pick a nick, join "
+        "rooms and exchange messages whose bodies they encrypt end to end; the "
+        "relay only routes them.  --port takes a port number (meaning "
+        "tcp:PORT on every interface) or any Twisted server endpoint "
+        "description, e.g. tcp:8000:interface=127.0.0.1, tcp6:8000, "
+        "ssl:8443:privateKey=key.pem:certKey=cert.pem or "
+        "systemd:domain=INET:index=0 for socket activation."
+    )
+
+    optParameters = [
+        ["port", "p", DEFAULT_PORT, "Where to listen: a port number or an endpoint description."],
+        ["max-line", None, str(grammar.DEFAULT_MAX_LINE), "Longest line accepted from a client, in bytes."],
+    ]
+    optFlags = [
+        ["log-messages", None, "Log every relayed message (as the ciphertext received)."],
+    ]
+
+    def postOptions(self) -> None:
+        self["port"] = normalize_port(self["port"])
+        try:
+            endpoints.serverFromString(_ParseOnlyReactor(), self["port"])
+        except Exception as e:  # parsers raise ValueError, KeyError, OSError...
+            if self["port"].startswith("systemd:"):
+                raise usage.UsageError(
+                    f"bad --port {self['port']!r}: no such socket was passed by systemd "
+                    "(start chatsvc through its .socket unit, see README)"
+                )
+            raise usage.UsageError(f"bad --port {self['port']!r}: {e}")
+        self["max-line"] = _positive_int("max-line", self["max-line"])
+
+
+class ListeningService(service.Service):
+    """
+    Listen on an endpoint while running.
+
+    Unlike a plain StreamServerEndpointService, a failure to listen is raised
+    straight out of startup (so twistd exits non-zero), and the bound
+    address is logged once known.
+    """
+
+    log = Logger()
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory, description: str) -> None:
+        self.endpoint = endpoint
+        self.factory = factory
+        self.description = description
+        self.port: IListeningPort | None = None
+        self._listening = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listening = self.endpoint.listen(self.factory)
+        failures = []
+        self._listening.addCallbacks(self._listened, failures.append)
+        if failures:
+            # SystemExit prints one line and makes twistd exit non-zero;
+            # anything else would end in a traceback.
+            raise SystemExit(f"chatsvc: cannot listen on {self.description}: {_reason(failures[0])}")
+
+    def startService(self) -> None:
+        super().startService()
+        if self._listening is None:
+            self.privilegedStartService()
+
+    def _listened(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        host = port.getHost()
+        address = getattr(host, "host", None)
+        self.log.info(
+            "chatsvc relay listening on {description} ({address})",
+            description=self.description,
+            address=f"{address} port {host.port}" if address is not None else host,
+        )
+        if address in ("0.0.0.0", "::", ""):
+            shown = netinfo.local_addresses()
+            self.log.info(
+                "clients can connect to {addresses} port {port}",
+                addresses=", ".join(shown) or "this machine's address",
+                port=host.port,
+            )
+        return port
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+
+
+def _reason(failure) -> str:
+    socket_error = getattr(failure.value, "socketError", None)
+    if isinstance(socket_error, OSError) and socket_error.strerror:
+        return socket_error.strerror.lower()
+    return failure.getErrorMessage()
+
+
+def makeService(config: Options, reactor=None) -> service.MultiService:
+    if reactor is None:
+        from twisted.internet import reactor
+    relay = Relay(max_line=config["max-line"], log_messages=config["log-messages"])
+    top = service.MultiService()
+    listener = ListeningService(
+        endpoints.serverFromString(reactor, config["port"]),
+        ChatFactory(relay),
+        config["port"],
+    )
+    listener.setServiceParent(top)
+    return top

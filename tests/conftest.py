@@ -1,0 +1,23 @@
+"""Shared fixtures: in-memory connections and a real twistd subprocess."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import RelayProcess
+
+
+@pytest.fixture
+def relay_process(tmp_path):
+    """Start the real ``twistd -n chat`` on a free loopback port."""
+    started = []
+
+    def start(*extra_args: str) -> RelayProcess:
+        proc = RelayProcess(tmp_path, extra_args)
+        started.append(proc)
+        proc.start()
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

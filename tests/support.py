@@ -1,0 +1,199 @@
+"""Test helpers shared by several test modules."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from twisted.internet.testing import StringTransport
+
+from chatsvc.relay import Relay
+from chatsvc.server import ChatFactory
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Run twistd from this interpreter, with the checkout first on the path, so
+# the subprocess sees this tree's plugin and package even if an older copy
+# is installed.
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# --- in-memory connections --------------------------------------------------
+
+
+class FakeClient:
+    """A server protocol on a StringTransport, with helpers to talk to it."""
+
+    def __init__(self, factory: ChatFactory, host: str = "10.0.0.1", port: int = 1234) -> None:
+        from twisted.internet.address import IPv4Address
+
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        self.protocol = factory.buildProtocol(self.transport.getPeer())
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.protocol.dataReceived(data)
+
+    def lines(self) -> list[str]:
+        """Everything received since the last call, as decoded lines."""
+        raw = self.transport.value()
+        self.transport.clear()
+        return raw.decode("utf-8").splitlines()
+
+    def drop(self) -> None:
+        from twisted.internet.error import ConnectionDone
+
+        self.protocol.connectionLost(ConnectionDone())
+
+    @property
+    def closed(self) -> bool:
+        return self.transport.disconnecting
+
+
+def make_factory(**relay_kw) -> ChatFactory:
+    return ChatFactory(Relay(**relay_kw))
+
+
+def registered(factory: ChatFactory, nick: str, *rooms: str) -> FakeClient:
+    client = FakeClient(factory)
+    client.send(f"NICK {nick}\n")
+    for room in rooms:
+        client.send(f"JOIN {room}\n")
+    client.lines()
+    return client
+
+
+# --- the real server in a subprocess -----------------------------------------
+
+
+class RelayProcess:
+    """``twistd -n chat`` on 127.0.0.1 with an ephemeral port."""
+
+    LISTENING = re.compile(r"listening on .* \(127\.0\.0\.1 port (\d+)\)")
+
+    def __init__(self, workdir: Path, extra_args=()) -> None:
+        self.workdir = workdir
+        self.extra_args = list(extra_args)
+        self.log_path = workdir / f"relay-{id(self)}.log"
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+
+    def start(self, port: int | None = None, timeout: float = 20.0) -> None:
+        self._log = open(self.log_path, "ab")
+        listen = f"tcp:{port or 0}:interface=127.0.0.1"
+        self._log_offset = self.log_path.stat().st_size
+        self.proc = subprocess.Popen(
+            TWISTD + ["-n", "--pidfile=", "chat", "--port", listen, *self.extra_args],
+            cwd=self.workdir,
+            env=subprocess_env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = self.LISTENING.search(self.log()[self._log_offset :])
+            if match:
+                self.port = int(match.group(1))
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"twistd exited early:\n{self.log()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"twistd did not start listening:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def connect(self) -> "LineSocket":
+        return LineSocket(socket.create_connection(("127.0.0.1", self.port), timeout=10))
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+class LineSocket:
+    """A blocking TCP client that reads whole lines, for end-to-end tests."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.sock.sendall(data)
+
+    def readline(self, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no complete line; have {self.buffer[:200]!r}")
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(f"connection closed; have {self.buffer[:200]!r}")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode("utf-8")
+
+    def expect(self, *lines: str) -> None:
+        for wanted in lines:
+            got = self.readline()
+            assert got == wanted, f"expected {wanted!r}, got {got!r}"
+
+    def read_until(self, prefix: str) -> list[str]:
+        seen = []
+        while True:
+            line = self.readline()
+            seen.append(line)
+            if line.startswith(prefix):
+                return seen
+
+    def register(self, nick: str, *rooms: str) -> None:
+        self.readline()  # HELLO
+        self.send(f"NICK {nick}\n")
+        self.expect(f"OK NICK {nick}")
+        for room in rooms:
+            self.send(f"JOIN {room}\n")
+            self.read_until(f"ENDNAMES {room}")
+
+    def at_eof(self, timeout: float = 10.0) -> bool:
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except (TimeoutError, socket.timeout):
+            return False
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()

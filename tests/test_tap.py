@@ -1,0 +1,147 @@
+"""The twistd glue: options, service construction, plugin discovery, layout."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from twisted.application.service import IServiceMaker
+from twisted.internet.testing import MemoryReactor
+from twisted.plugin import getPlugins
+from twisted.python import usage
+
+from chatsvc import tap
+from tests.support import REPO, subprocess_env
+
+
+def parse(*args: str) -> tap.Options:
+    options = tap.Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_defaults():
+    options = parse()
+    assert options["port"] == "tcp:8000"
+    assert options["max-line"] == 65536
+    assert not options["log-messages"]
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("8000", "tcp:8000"),
+        (" 9001 ", "tcp:9001"),
+        ("tcp:8000:interface=127.0.0.1", "tcp:8000:interface=127.0.0.1"),
+        ("tcp6:8000", "tcp6:8000"),
+        ("unix:/tmp/chat.sock", "unix:/tmp/chat.sock"),
+    ],
+)
+def test_port_forms(given, expected):
+    assert parse("--port", given)["port"] == expected
+
+
+@pytest.mark.parametrize("bad", ["nonsense:1", "tcp:notaport", "ssl:8443:privateKey=/nonexistent.pem"])
+def test_bad_port_is_a_usage_error(bad):
+    with pytest.raises(usage.UsageError) as e:
+        parse("--port", bad)
+    assert "bad --port" in str(e.value)
+
+
+def test_systemd_port_outside_systemd_is_explained():
+    with pytest.raises(usage.UsageError) as e:
+        parse("--port", "systemd:domain=INET:index=0")
+    assert "passed by systemd" in str(e.value)
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "big"])
+def test_bad_max_line(bad):
+    with pytest.raises(usage.UsageError):
+        parse("--max-line", bad)
+
+
+def test_help_mentions_every_option():
+    text = str(tap.Options())
+    for option in ("--port", "--max-line", "--log-messages"):
+        assert option in text
+
+
+def test_make_service_listens_on_the_endpoint():
+    reactor = MemoryReactor()
+    svc = tap.makeService(parse("--port", "tcp:1234:interface=127.0.0.1", "--max-line", "99", "--log-messages"), reactor)
+    svc.privilegedStartService()
+    svc.startService()
+    [(port, factory, backlog, interface)] = reactor.tcpServers
+    assert (port, interface) == (1234, "127.0.0.1")
+    assert factory.relay.max_line == 99
+    assert factory.relay.log_messages
+    svc.stopService()
+
+
+def test_plugin_is_discoverable():
+    env = subprocess_env()
+    code = (
+        "from twisted.plugin import getPlugins;"
+        "from twisted.application.service import IServiceMaker;"
+        "import twisted.plugins;"
+        "print([p.tapname for p in getPlugins(IServiceMaker, twisted.plugins)])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd="/")
+    assert "'chat'" in out.stdout, out.stderr
+
+
+def test_plugin_object_in_process():
+    import twisted.plugins
+
+    makers = {p.tapname: p for p in getPlugins(IServiceMaker, twisted.plugins)}
+    if "chat" not in makers:
+        pytest.skip("checkout not on twisted.plugins path in this process")
+    assert IServiceMaker.providedBy(makers["chat"])
+    assert makers["chat"].options is tap.Options
+
+
+def test_plugin_folder_layout():
+    plugins = REPO / "twisted" / "plugins"
+    assert not (plugins / "__init__.py").exists()
+    assert not (REPO / "twisted" / "__init__.py").exists()
+    tree = ast.parse((plugins / "chatsvc_plugin.py").read_text())
+    statements = [n for n in tree.body if not isinstance(n, (ast.Import, ast.ImportFrom, ast.Expr))]
+    assert len(statements) == 1  # the single ServiceMaker(...)
+
+
+SERVER_MODULES = ["grammar", "relay", "server", "tap", "netinfo"]
+
+
+def test_server_never_imports_cipher_code():
+    # At run time: none of chatsvc's client or cipher modules get loaded.
+    # (Twisted itself loads the cryptography package for TLS; that is fine.)
+    code = (
+        "import sys;"
+        + "".join(f"import chatsvc.{m};" for m in SERVER_MODULES)
+        + "print([m for m in sys.modules if m.startswith('chatsvc.') and m[8:] not in "
+        + repr(SERVER_MODULES)
+        + "])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    # In the source: no direct use of a crypto library either.
+    for name in SERVER_MODULES:
+        for imported in _imports(REPO / "chatsvc" / f"{name}.py"):
+            assert not imported.startswith(("cryptography", "Crypto", "nacl", "hashlib", "chatsvc.client"))
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    return [
+        alias.name if isinstance(node, ast.Import) else (node.module or "")
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    ]
+
+
+def test_grammar_has_no_twisted_imports():
+    assert not [name for name in _imports(REPO / "chatsvc" / "grammar.py") if name.startswith("twisted")]
