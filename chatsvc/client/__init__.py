@@ -1,0 +1,1 @@
+"""The chatsvc terminal client: ``python -m chatsvc.client HOST``."""

@@ -1,0 +1,148 @@
+"""
+``python -m chatsvc.client [HOST]``: the terminal chat client.
+
+Asks for what is missing (server address, nickname) like the original
+client, connects, joins the room, and hands the terminal to a front end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from twisted.internet import defer, endpoints, error, stdio, task
+
+from chatsvc import grammar
+from chatsvc.client import ciphers, terminal
+from chatsvc.client.protocol import ChatClientProtocol
+from chatsvc.client.session import ChatSession
+
+DEFAULT_PORT = 8000
+DEFAULT_ROOM = "#lobby"
+CONNECT_TIMEOUT = 15
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m chatsvc.client",
+        description="Chat through a chatsvc relay. Messages are encrypted before they leave this machine.",
+        epilog="Type /help once connected for the chat commands. FIN or /quit leaves.",
+    )
+    parser.add_argument("host", nargs="?", help="server address (asked for if missing)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
+    parser.add_argument("--nick", help="your nickname (asked for if missing)")
+    parser.add_argument("--room", default=DEFAULT_ROOM, help=f"room to join first (default {DEFAULT_ROOM})")
+    parser.add_argument(
+        "--cipher", choices=sorted(ciphers.CIPHERS), default="caesar", help="message cipher (default caesar)"
+    )
+    parser.add_argument("--shift", type=int, default=10, help="Caesar key: how far letters move (default 10)")
+    return parser
+
+
+def ask(prompt: str) -> str | None:
+    """
+    Read one answer from standard input without buffering past its newline,
+    so that later input (a script's chat lines) is left for the front end.
+    """
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    data = bytearray()
+    while True:
+        byte = os.read(0, 1)
+        if not byte:
+            return data.decode("utf-8", "replace").strip() if data else None
+        if byte == b"\n":
+            return data.decode("utf-8", "replace").strip()
+        data += byte
+
+
+def settle_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Fill in what was not given and reject what cannot work, before connecting."""
+    if not args.host:
+        args.host = ask("Server address: ")
+        if not args.host:
+            parser.exit(1, "no server address given\n")
+    if not args.nick:
+        args.nick = ask("Nickname: ")
+        if not args.nick:
+            parser.exit(1, "no nickname given\n")
+    if not grammar.is_valid_nick(args.nick):
+        parser.exit(
+            1,
+            f"{args.nick!r} is not a valid nickname: use 1-32 letters, digits, '_', '-' or '.', "
+            "not starting with '-' or '.'\n",
+        )
+    if not args.room.startswith("#"):
+        args.room = "#" + args.room
+    if not grammar.is_valid_room(args.room):
+        parser.exit(1, f"{args.room!r} is not a valid room name\n")
+    if not 0 < args.port < 65536:
+        parser.exit(1, f"--port must be between 1 and 65535, not {args.port}\n")
+
+
+def make_cipher(args: argparse.Namespace) -> ciphers.Cipher:
+    if args.cipher == "caesar":
+        return ciphers.CaesarCipher(args.shift)
+    raise AssertionError(args.cipher)
+
+
+def describe_connect_failure(failure) -> str:
+    if failure.check(error.ConnectionRefusedError):
+        return "connection refused"
+    if failure.check(error.DNSLookupError):
+        return "host not found"
+    if failure.check(error.TimeoutError, defer.TimeoutError):
+        return "timed out"
+    if failure.check(error.NoRouteError):
+        return "no route to host"
+    return failure.getErrorMessage()
+
+
+async def run(reactor, args: argparse.Namespace) -> None:
+    interactive = os.isatty(0) and os.isatty(1)
+    server = f"{args.host}:{args.port}"
+    front_end = terminal.InteractiveFrontEnd() if interactive else terminal.PipedFrontEnd()
+    session = ChatSession(front_end, make_cipher(args), args.nick, args.room, server, interactive)
+    front_end.session = session
+
+    endpoint = endpoints.HostnameEndpoint(reactor, args.host, args.port, timeout=CONNECT_TIMEOUT)
+    try:
+        await endpoints.connectProtocol(endpoint, ChatClientProtocol(session))
+    except Exception:
+        failure = defer.Failure()
+        sys.stderr.write(f"cannot connect to {server}: {describe_connect_failure(failure)}\n")
+        raise SystemExit(1)
+
+    if interactive:
+        with terminal.RawTerminal():
+            io = stdio.StandardIO(terminal.make_interactive_transport_protocol(front_end))
+            status = await session.done
+            await _flush(reactor, io, front_end)
+    else:
+        io = stdio.StandardIO(front_end)
+        status = await session.done
+        await _flush(reactor, io, front_end)
+    if status:
+        raise SystemExit(status)
+
+
+async def _flush(reactor, io: stdio.StandardIO, front_end) -> None:
+    """Let queued output reach stdout before the process exits."""
+    if not front_end.closed.called:
+        io.loseConnection()
+        try:
+            await front_end.closed.addTimeout(3, reactor)
+        except defer.TimeoutError:
+            pass  # stdout is stuck (nobody reading); exit anyway
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settle_options(args, parser)
+    task.react(lambda reactor: defer.ensureDeferred(run(reactor, args)))
+
+
+if __name__ == "__main__":
+    main()

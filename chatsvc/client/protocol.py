@@ -1,0 +1,176 @@
+"""
+The client's side of the wire: lines in, events out.
+
+L{ChatClientProtocol} knows the protocol grammar and nothing about ciphers
+or terminals.  It turns server lines into calls on a L{ClientEvents}
+handler, and offers one method per client command.  Payloads pass through
+it untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol as TypingProtocol
+
+from twisted.internet import protocol
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+
+from chatsvc import grammar
+from chatsvc.grammar import ProtocolError, format_line
+
+#: The client refuses lines longer than this (bytes).  Far above what any
+#: server sends with default settings (64 KiB + 256), it bounds the memory a
+#: broken or hostile server can make the client buffer.
+CLIENT_MAX_LINE = 4 * 1024 * 1024
+
+
+class ClientEvents(TypingProtocol):
+    """What the protocol reports.  Texts are already decoded ``str``."""
+
+    def connected(self, protocol: "ChatClientProtocol") -> None: ...
+    def hello(self, version: str, text: str) -> None: ...
+    def nick_accepted(self, nick: str) -> None: ...
+    def message_accepted(self, target: str) -> None: ...
+    def error(self, code: str, text: str) -> None: ...
+    def joined(self, room: str, nick: str) -> None: ...
+    def parted(self, room: str, nick: str, reason: str | None) -> None: ...
+    def quit(self, nick: str, reason: str | None) -> None: ...
+    def nick_changed(self, old: str, new: str) -> None: ...
+    def message(self, sender: str, target: str, payload: str) -> None: ...
+    def name_list(self, room: str, nicks: list[str]) -> None: ...
+    def room_list(self, rooms: list[tuple[str, int]]) -> None: ...
+    def pong(self, token: str | None) -> None: ...
+    def unexpected(self, line: str, reason: str) -> None: ...
+    def disconnected(self, reason: str) -> None: ...
+
+
+class ChatClientProtocol(LineOnlyReceiver):
+    log = Logger()
+    delimiter = b"\n"
+    MAX_LENGTH = CLIENT_MAX_LINE
+
+    def __init__(self, handler: ClientEvents) -> None:
+        self.handler = handler
+        self._names: dict[str, list[str]] = {}
+        self._rooms: list[tuple[str, int]] = []
+
+    # --- connection --------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.handler.connected(self)
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:
+        self.handler.disconnected(reason.getErrorMessage() if reason else "closed")
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.handler.unexpected("", f"server sent a line over {self.MAX_LENGTH} bytes; disconnecting")
+        self.transport.loseConnection()
+
+    # --- commands ----------------------------------------------------------
+
+    def _send(self, *words: str) -> None:
+        self.transport.write(format_line(*words))
+
+    def register(self, nick: str) -> None:
+        self._send("NICK", nick)
+
+    def join(self, room: str) -> None:
+        self._send("JOIN", room)
+
+    def part(self, room: str, reason: str | None = None) -> None:
+        self._send("PART", room, *([reason] if reason else []))
+
+    def send_message(self, target: str, payload: str) -> None:
+        self._send("MSG", target, payload)
+
+    def request_names(self, room: str) -> None:
+        self._send("NAMES", room)
+
+    def request_rooms(self) -> None:
+        self._send("ROOMS")
+
+    def ping(self, token: str) -> None:
+        self._send("PING", token)
+
+    def quit(self, reason: str | None = None) -> None:
+        self._send("QUIT", *([reason] if reason else []))
+
+    # --- server lines ------------------------------------------------------
+
+    def lineReceived(self, raw: bytes) -> None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            line = grammar.parse_line(text, grammar.SERVER_COMMANDS)
+        except ProtocolError as e:
+            if e.code == "unknown-command":
+                return  # a newer server's line: ignore, as the spec asks
+            self.handler.unexpected(text, e.text)
+            return
+        if line is None:
+            return
+        try:
+            getattr(self, "got_" + line.command)(*line.args)
+        except (TypeError, ValueError) as e:
+            self.handler.unexpected(text, str(e))
+
+    def got_HELLO(self, name: str, version: str, text: str = "") -> None:
+        self.handler.hello(version, text)
+
+    def got_OK(self, what: str, arg: str = "", *rest: str) -> None:
+        if what == "NICK":
+            self.handler.nick_accepted(arg)
+        elif what == "MSG":
+            self.handler.message_accepted(arg)
+
+    def got_ERROR(self, code: str, text: str = "") -> None:
+        self.handler.error(code, text)
+
+    def got_NICK(self, old: str, new: str) -> None:
+        self.handler.nick_changed(old, new)
+
+    def got_JOIN(self, room: str, nick: str) -> None:
+        self.handler.joined(room, nick)
+
+    def got_PART(self, room: str, nick: str, reason: str | None = None) -> None:
+        self.handler.parted(room, nick, reason)
+
+    def got_QUIT(self, nick: str, reason: str | None = None) -> None:
+        self.handler.quit(nick, reason)
+
+    def got_MSG(self, sender: str, target: str, payload: str) -> None:
+        self.handler.message(sender, target, payload)
+
+    def got_NAMES(self, room: str, *nicks: str) -> None:
+        self._names.setdefault(grammar.name_key(room), []).extend(nicks)
+
+    def got_ENDNAMES(self, room: str) -> None:
+        self.handler.name_list(room, self._names.pop(grammar.name_key(room), []))
+
+    def got_ROOM(self, room: str, count: str) -> None:
+        self._rooms.append((room, int(count)))
+
+    def got_ENDROOMS(self) -> None:
+        rooms, self._rooms = self._rooms, []
+        self.handler.room_list(rooms)
+
+    def got_PING(self, token: str | None = None) -> None:
+        self._send("PONG", *([token] if token else []))
+
+    def got_PONG(self, token: str | None = None) -> None:
+        self.handler.pong(token)
+
+
+class ChatClientFactory(protocol.Factory):
+    """Builds the one protocol of a client session around its handler."""
+
+    noisy = False
+
+    def __init__(self, handler: ClientEvents) -> None:
+        self.handler = handler
+
+    def buildProtocol(self, addr) -> ChatClientProtocol:
+        p = ChatClientProtocol(self.handler)
+        p.factory = self
+        return p

@@ -1,0 +1,361 @@
+"""
+A chat session: what the user types becomes protocol commands, what the
+server sends becomes lines for the user to read.
+
+This is the client's logic, independent of how text reaches the screen:
+front ends (``terminal.py``) feed it typed lines and give it a L{Display}.
+Message texts are encrypted and decrypted here through the L{Cipher}
+interface only.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Protocol
+
+from twisted.internet import defer
+
+from chatsvc import grammar
+from chatsvc.client.ciphers import Cipher, Context, DecryptError
+from chatsvc.client.protocol import ChatClientProtocol
+from chatsvc.grammar import name_key
+
+HELP = """\
+commands:
+  text              send text to the current room
+  /join #room       join a room and make it current
+  /part [#room]     leave a room (default: the current one)
+  /msg nick text    private message, encrypted like room messages
+  /names            who is in the current room
+  /rooms            rooms on the server
+  /nick newnick     change your nick
+  /help             this list
+  /quit [reason]    leave (FIN works too); the reason is not encrypted
+  //text            send text starting with a slash"""
+
+
+class Display(Protocol):
+    """Where a session's output goes."""
+
+    def show(self, text: str) -> None:
+        """Show one line of output (no newline)."""
+
+    def set_prompt(self, text: str) -> None:
+        """The input prompt changed (interactive front ends show it)."""
+
+
+def clean(text: str) -> str:
+    """
+    Make untrusted text safe to print: control characters (escape
+    sequences could rewrite the terminal) become visible placeholders.
+    """
+    return "".join(ch if ch.isprintable() or ch == " " else "\N{REPLACEMENT CHARACTER}" for ch in text)
+
+
+def normalize_room(text: str) -> str:
+    return text if text.startswith("#") else "#" + text
+
+
+class ChatSession:
+    """
+    One user's conversation with one server.
+
+    @param interactive: a person at a terminal (a refused nick can be fixed
+        with /nick) rather than a script (a refused nick ends the session).
+    @ivar done: fires with the exit status once the session is over.
+    """
+
+    def __init__(
+        self,
+        display: Display,
+        cipher: Cipher,
+        nick: str,
+        room: str,
+        server: str,
+        interactive: bool = False,
+    ) -> None:
+        self.display = display
+        self.cipher = cipher
+        self.wanted_nick = nick
+        self.first_room = room
+        self.server = server
+        self.interactive = interactive
+        self.done: defer.Deferred[int] = defer.Deferred()
+
+        self.protocol: ChatClientProtocol | None = None
+        self.nick: str | None = None  # as the server accepted it
+        self.rooms: dict[str, str] = {}  # name_key -> room as the server writes it
+        self.current: str | None = None
+        self.ready = False  # registered and in the first room
+        self.pending: list[str] = []  # input typed before ready
+        self.quitting = False
+        self.exit_status = 0
+        self.input_closed = False
+        self._drain_token: str | None = None
+        self._tokens = itertools.count(1)
+
+    # --- output helpers ----------------------------------------------------
+
+    def notice(self, text: str) -> None:
+        self.display.show(f"* {text}")
+
+    def problem(self, text: str) -> None:
+        self.display.show(f"! {text}")
+
+    def _set_current(self, room: str | None) -> None:
+        self.current = room
+        self.display.set_prompt(f"[{room}] " if room else "[no room] ")
+
+    def _finish(self, status: int) -> None:
+        if not self.done.called:
+            self.done.callback(status)
+
+    # --- typed input -------------------------------------------------------
+
+    def user_line(self, text: str) -> None:
+        text = text.rstrip("\r\n")
+        if not text.strip():
+            return
+        if self.quitting:
+            return
+        if not self.ready and not self._allowed_early(text):
+            self.pending.append(text)
+            return
+        self._handle_input(text)
+
+    def _allowed_early(self, text: str) -> bool:
+        # A person whose nick was refused fixes it with /nick; quitting is
+        # always possible.
+        word = text.split(" ", 1)[0].lower()
+        if text.strip().upper() == "FIN" or word == "/quit":
+            return True
+        return self.interactive and self.protocol is not None and self.nick is None and word == "/nick"
+
+    def user_eof(self) -> None:
+        """Input ended: quit once everything typed so far has been handled."""
+        self.input_closed = True
+        if self.ready:
+            self._drain_then_quit()
+        elif self._nick_refused or self.protocol is None:
+            self._quit(status=1)
+
+    def _drain_then_quit(self) -> None:
+        # The server answers lines in order, so its PONG to this PING means
+        # every message sent before it has been handled (and any error for
+        # it already shown).
+        if self.quitting or self._drain_token is not None or self.protocol is None:
+            return
+        self._drain_token = f"eof-{next(self._tokens)}"
+        self.protocol.ping(self._drain_token)
+
+    def _handle_input(self, text: str) -> None:
+        if text.strip().upper() == "FIN":
+            self._quit()
+            return
+        if text.startswith("//"):
+            self._say(text[1:])
+            return
+        if not text.startswith("/"):
+            self._say(text)
+            return
+        command, _, rest = text[1:].partition(" ")
+        rest = rest.strip()
+        handler = getattr(self, "cmd_" + command.lower(), None)
+        if handler is None:
+            self.problem(f"unknown command /{clean(command)}; /help lists them")
+            return
+        handler(rest)
+
+    def _say(self, text: str) -> None:
+        if self.current is None:
+            self.problem("you are not in a room; /join #room first")
+            return
+        self._send_encrypted(self.current, text)
+        self.display.show(f"[{self.current}] {self.nick}: {clean(text)}")
+
+    def _send_encrypted(self, target: str, text: str) -> None:
+        payload = self.cipher.encrypt(text, Context(target=target, sender=self.nick))
+        self.protocol.send_message(target, payload)
+
+    # --- slash commands ----------------------------------------------------
+
+    def cmd_help(self, rest: str) -> None:
+        for line in HELP.splitlines():
+            self.display.show(line)
+
+    def cmd_join(self, rest: str) -> None:
+        if not rest or " " in rest:
+            self.problem("usage: /join #room")
+            return
+        room = normalize_room(rest)
+        if not grammar.is_valid_room(room):
+            self.problem(f"{clean(room)} is not a valid room name")
+            return
+        known = self.rooms.get(name_key(room))
+        if known:
+            self._set_current(known)
+            self.notice(f"now talking in {known}")
+            return
+        self.protocol.join(room)
+
+    def cmd_part(self, rest: str) -> None:
+        room = normalize_room(rest) if rest else self.current
+        if room is None:
+            self.problem("you are not in a room")
+            return
+        self.protocol.part(room)
+
+    def cmd_msg(self, rest: str) -> None:
+        nick, _, text = rest.partition(" ")
+        if not nick or not text.strip():
+            self.problem("usage: /msg nick text")
+            return
+        if nick.startswith("#"):
+            self.problem("/msg is for people; to talk in a room, /join it and type")
+            return
+        self._send_encrypted(nick, text)
+        self.display.show(f"[you → {clean(nick)}] {clean(text)}")
+
+    def cmd_names(self, rest: str) -> None:
+        room = normalize_room(rest) if rest else self.current
+        if room is None:
+            self.problem("you are not in a room")
+            return
+        self.protocol.request_names(room)
+
+    def cmd_rooms(self, rest: str) -> None:
+        self.protocol.request_rooms()
+
+    def cmd_nick(self, rest: str) -> None:
+        if not rest or " " in rest:
+            self.problem("usage: /nick newnick")
+            return
+        if not grammar.is_valid_nick(rest):
+            self.problem(f"{clean(rest)} is not a valid nick")
+            return
+        self.wanted_nick = rest
+        self.protocol.register(rest)
+
+    def cmd_quit(self, rest: str) -> None:
+        self._quit(rest or None)
+
+    def _quit(self, reason: str | None = None, status: int = 0) -> None:
+        if self.quitting:
+            return
+        self.quitting = True
+        self.exit_status = status
+        if self.protocol is None:
+            self._finish(status)
+            return
+        self.protocol.quit(reason)
+        self.protocol.transport.loseConnection()
+
+    # --- server events (ClientEvents) --------------------------------------
+
+    _nick_refused = False
+
+    def connected(self, protocol: ChatClientProtocol) -> None:
+        self.protocol = protocol
+
+    def hello(self, version: str, text: str) -> None:
+        self.notice(f"connected to {self.server} ({clean(text)})")
+        if version != str(grammar.PROTOCOL_VERSION):
+            self.problem(f"server speaks protocol {clean(version)}; this client knows {grammar.PROTOCOL_VERSION}")
+        self.protocol.register(self.wanted_nick)
+
+    def nick_accepted(self, nick: str) -> None:
+        first = self.nick is None
+        self.nick = nick
+        if first:
+            self._nick_refused = False
+            self.notice(f"you are {clean(nick)}")
+            self.protocol.join(self.first_room)
+
+    def message_accepted(self, target: str) -> None:
+        pass  # shown when sent
+
+    def error(self, code: str, text: str) -> None:
+        self.problem(clean(text) if text else clean(code))
+        if code in ("nick-taken", "nick-invalid") and self.nick is None:
+            self._nick_refused = True
+            if self.interactive:
+                self.problem("choose another nick with /nick NAME")
+            else:
+                self._quit(status=1)
+
+    def joined(self, room: str, nick: str) -> None:
+        if self.nick is not None and name_key(nick) == name_key(self.nick):
+            self.rooms[name_key(room)] = room
+            self._set_current(room)
+            self.notice(f"you joined {clean(room)}")
+        else:
+            self.notice(f"{clean(nick)} joined {clean(room)}")
+
+    def parted(self, room: str, nick: str, reason: str | None) -> None:
+        why = f" ({clean(reason)})" if reason else ""
+        if self.nick is not None and name_key(nick) == name_key(self.nick):
+            self.rooms.pop(name_key(room), None)
+            self.notice(f"you left {clean(room)}{why}")
+            if self.current and name_key(self.current) == name_key(room):
+                self._set_current(next(iter(self.rooms.values()), None))
+        else:
+            self.notice(f"{clean(nick)} left {clean(room)}{why}")
+
+    def quit(self, nick: str, reason: str | None) -> None:
+        why = f" ({clean(reason)})" if reason else ""
+        self.notice(f"{clean(nick)} quit{why}")
+
+    def nick_changed(self, old: str, new: str) -> None:
+        if self.nick is not None and name_key(old) == name_key(self.nick):
+            self.nick = new
+            self.notice(f"you are now known as {clean(new)}")
+        else:
+            self.notice(f"{clean(old)} is now known as {clean(new)}")
+
+    def message(self, sender: str, target: str, payload: str) -> None:
+        context = Context(target=target, sender=sender)
+        try:
+            text = self.cipher.decrypt(payload, context)
+        except DecryptError as e:
+            where = f"in {clean(target)}" if target.startswith("#") else "(private)"
+            self.problem(f"cannot read a message from {clean(sender)} {where}: {clean(str(e))}")
+            return
+        if target.startswith("#"):
+            self.display.show(f"[{clean(target)}] {clean(sender)}: {clean(text)}")
+        else:
+            self.display.show(f"[{clean(sender)} → you] {clean(text)}")
+
+    def name_list(self, room: str, nicks: list[str]) -> None:
+        self.notice(f"in {clean(room)}: {', '.join(clean(n) for n in nicks)}")
+        if not self.ready and self.rooms:
+            self._become_ready()
+
+    def room_list(self, rooms: list[tuple[str, int]]) -> None:
+        if not rooms:
+            self.notice("no rooms")
+            return
+        self.notice("rooms: " + ", ".join(f"{clean(r)} ({n})" for r, n in rooms))
+
+    def pong(self, token: str | None) -> None:
+        if token is not None and token == self._drain_token:
+            self._quit()
+
+    def unexpected(self, line: str, reason: str) -> None:
+        self.problem(f"ignored a malformed line from the server: {clean(reason)}")
+
+    def disconnected(self, reason: str) -> None:
+        if self.quitting:
+            self._finish(self.exit_status)
+            return
+        self.problem(f"connection to {self.server} lost: {clean(reason)}")
+        self._finish(1)
+
+    def _become_ready(self) -> None:
+        self.ready = True
+        queued, self.pending = self.pending, []
+        for text in queued:
+            if self.quitting:
+                return
+            self._handle_input(text)
+        if self.input_closed:
+            self._drain_then_quit()

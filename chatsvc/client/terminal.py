@@ -1,0 +1,210 @@
+"""
+Front ends: how a L{ChatSession} meets a person or a script.
+
+- L{PipedFrontEnd}: standard input is not a terminal.  A line in is a line
+  typed; each output line is a line out.  End of input quits once what was
+  typed has been handled.
+- L{InteractiveFrontEnd}: standard input is a terminal.  Built on Twisted's
+  own ``conch.insults`` terminal layer and ``conch.recvline`` line editor
+  (the pieces ``twisted.conch.stdio`` uses), so it runs on the reactor with
+  no thread and no extra dependency, yet has line editing and up/down
+  history.  Incoming lines are printed *above* the input line, which is then
+  redrawn intact -- a half-typed message is never clobbered.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import sys
+
+from twisted.conch.insults import insults
+from twisted.conch.recvline import HistoricRecvLine
+from twisted.internet import defer, interfaces
+from twisted.protocols.basic import LineOnlyReceiver
+from zope.interface import implementer
+
+CTRL_C = b"\x03"
+CTRL_D = b"\x04"
+CTRL_L = b"\x0c"
+CTRL_U = b"\x15"
+
+
+@implementer(interfaces.IHalfCloseableProtocol)
+class PipedFrontEnd(LineOnlyReceiver):
+    """Plain lines in and out, for scripts and tests."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 1024 * 1024
+    session = None
+
+    def __init__(self) -> None:
+        self.closed: defer.Deferred[None] = defer.Deferred()  # stdio gone
+
+    def lineReceived(self, line: bytes) -> None:
+        self.session.user_line(line.decode("utf-8", errors="replace"))
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.show("! input line too long; ignored")
+
+    def readConnectionLost(self) -> None:
+        # Half-close: stdin ended but stdout stays open for the replies to
+        # what was typed last.
+        if self._buffer:
+            rest, self._buffer = self._buffer, b""
+            self.lineReceived(rest)
+        self.session.user_eof()
+
+    def writeConnectionLost(self) -> None:
+        pass  # nobody reads our output any more; keep going until done
+
+    def connectionLost(self, reason=None) -> None:
+        if self.session is not None and not self.session.input_closed:
+            self.session.user_eof()
+        if not self.closed.called:
+            self.closed.callback(None)
+
+    # Display
+    def show(self, text: str) -> None:
+        if self.transport is not None:
+            self.transport.write(text.encode("utf-8", errors="replace") + b"\n")
+
+    def set_prompt(self, text: str) -> None:
+        pass
+
+
+class InteractiveFrontEnd(HistoricRecvLine):
+    """A line editor whose input line survives incoming messages."""
+
+    session = None
+    ps = (b"> ", b"> ")
+
+    def __init__(self) -> None:
+        self.closed: defer.Deferred[None] = defer.Deferred()  # stdio gone
+
+    def connectionLost(self, reason=None) -> None:
+        super().connectionLost(reason)
+        if not self.closed.called:
+            self.closed.callback(None)
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.keyHandlers.update(
+            {
+                CTRL_C: self.handle_QUIT,
+                CTRL_D: self.handle_EOF,
+                CTRL_L: self.handle_REDRAW,
+                CTRL_U: self.handle_KILL_LINE,
+            }
+        )
+
+    def initializeScreen(self) -> None:
+        # Unlike RecvLine, don't wipe the user's screen; just start a prompt.
+        self.terminal.write(self.ps[self.pn])
+        self.setInsertMode()
+
+    # --- keys --------------------------------------------------------------
+
+    def keystrokeReceived(self, keyID, modifier) -> None:
+        # RecvLine only accepts printable ASCII; typed UTF-8 arrives one byte
+        # at a time, so gather each character's bytes into one buffer entry.
+        if isinstance(keyID, bytes) and len(keyID) == 1 and keyID[0] >= 0x80:
+            char = self._utf8.decode(keyID)
+            if char:
+                self.characterReceived(char.encode("utf-8"), False)
+            return
+        super().keystrokeReceived(keyID, modifier)
+
+    def handle_RETURN(self) -> None:
+        line = b"".join(self.lineBuffer)
+        if line:
+            self.historyLines.append(line)
+        self.historyPosition = len(self.historyLines)
+        self.lineBuffer = []
+        self.lineBufferIndex = 0
+        # Replace the typed line by whatever the session echoes for it.
+        self._erase_input_line()
+        self.session.user_line(line.decode("utf-8", errors="replace"))
+        if not self.session.quitting:
+            self._redraw()
+
+    def handle_QUIT(self) -> None:
+        self.session.user_line("/quit")
+
+    def handle_EOF(self) -> None:
+        if not self.lineBuffer:
+            self.session.user_line("/quit")
+
+    def handle_REDRAW(self) -> None:
+        self.terminal.eraseDisplay()
+        self.terminal.cursorHome()
+        self._draw()
+
+    def handle_KILL_LINE(self) -> None:
+        self.lineBuffer = []
+        self.lineBufferIndex = 0
+        self._redraw()
+
+    # --- output ------------------------------------------------------------
+
+    def _erase_input_line(self) -> None:
+        self.terminal.write(b"\r")
+        self.terminal.eraseLine()
+
+    def _redraw(self) -> None:
+        self._erase_input_line()
+        self._draw()
+
+    def _draw(self) -> None:
+        self.drawInputLine()
+        back = len(self.lineBuffer) - self.lineBufferIndex
+        if back:
+            self.terminal.cursorBackward(back)
+
+    # Display
+    def show(self, text: str) -> None:
+        self._erase_input_line()
+        self.terminal.write(text.encode("utf-8", errors="replace") + b"\r\n")
+        self._draw()
+
+    def set_prompt(self, text: str) -> None:
+        prompt = text.encode("utf-8", errors="replace")
+        self.ps = (prompt, prompt)
+        self._redraw()
+
+
+def make_interactive_transport_protocol(front_end: InteractiveFrontEnd) -> insults.ServerProtocol:
+    """Wrap a front end in the insults terminal layer for StandardIO."""
+    return insults.ServerProtocol(lambda: front_end)
+
+
+class RawTerminal:
+    """
+    Put the controlling terminal in raw mode (keys arrive one by one, no
+    local echo) for the interactive front end, and restore it afterwards.
+    """
+
+    def __init__(self, fd: int | None = None) -> None:
+        self.fd = sys.stdin.fileno() if fd is None else fd
+        self.saved = None
+
+    def __enter__(self) -> "RawTerminal":
+        import termios
+        import tty
+
+        self.saved = termios.tcgetattr(self.fd)
+        tty.setraw(self.fd)
+        # Keep output post-processing so "\n" still starts a new line for
+        # anything printed outside the front end.
+        attrs = termios.tcgetattr(self.fd)
+        attrs[1] |= termios.OPOST | termios.ONLCR
+        termios.tcsetattr(self.fd, termios.TCSANOW, attrs)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import termios
+
+        if self.saved is not None:
+            termios.tcsetattr(self.fd, termios.TCSANOW, self.saved)
+            os.write(sys.stdout.fileno(), b"\r\n")
