@@ -157,3 +157,54 @@ def test_over_loopback_pump():
         pump.flush()
     assert clients[0].received[-1] == "MSG bob #a over the wire"
     assert clients[1].received[-1] == "OK MSG #a"
+
+
+def _session_pair():
+    """Two real client sessions and the real relay, joined in memory."""
+    from chatsvc.client.ciphers import CaesarCipher
+    from chatsvc.client.protocol import ChatClientProtocol
+    from chatsvc.client.session import ChatSession
+
+    class Lines:
+        def __init__(self):
+            self.lines = []
+
+        def show(self, text):
+            self.lines.append(text)
+
+        def set_prompt(self, text):
+            pass
+
+    factory = make_factory()
+    sessions, pumps = [], []
+    for nick in ("alice", "bob"):
+        display = Lines()
+        session = ChatSession(display, CaesarCipher(10), nick, "#lobby", "memory")
+        session.display_lines = display.lines
+        _, _, pump = iosim.connectedServerAndClient(
+            lambda: factory.buildProtocol(None), lambda s=session: ChatClientProtocol(s)
+        )
+        sessions.append(session)
+        pumps.append(pump)
+
+    def flush():
+        for _ in range(3):
+            for pump in pumps:
+                pump.flush()
+
+    flush()
+    return sessions, flush
+
+
+def test_client_sessions_talk_through_the_relay():
+    (alice, bob), flush = _session_pair()
+    assert alice.ready and bob.ready
+    alice.user_line("¡Hola! ¿Sí? ñandú")
+    bob.user_line("/msg alice just you")
+    flush()
+    assert bob.display_lines[-1] == "[#lobby] alice: ¡Hola! ¿Sí? ñandú"
+    assert alice.display_lines[-1] == "[bob → you] just you"
+    bob.user_line("FIN")
+    flush()
+    assert alice.display_lines[-1] == "* bob quit"
+    assert bob.done.called

@@ -264,9 +264,9 @@ class ChatSession:
         self.protocol.register(self.wanted_nick)
 
     def nick_accepted(self, nick: str) -> None:
-        first = self.nick is None
-        self.nick = nick
-        if first:
+        # Later changes are applied from the NICK line that follows.
+        if self.nick is None:
+            self.nick = nick
             self._nick_refused = False
             self.notice(f"you are {clean(nick)}")
             self.protocol.join(self.first_room)

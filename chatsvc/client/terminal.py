@@ -165,7 +165,8 @@ class InteractiveFrontEnd(HistoricRecvLine):
     # Display
     def show(self, text: str) -> None:
         self._erase_input_line()
-        self.terminal.write(text.encode("utf-8", errors="replace") + b"\r\n")
+        # insults turns "\n" into "\r\n" for the raw terminal.
+        self.terminal.write(text.encode("utf-8", errors="replace") + b"\n")
         self._draw()
 
     def set_prompt(self, text: str) -> None:
@@ -195,11 +196,6 @@ class RawTerminal:
 
         self.saved = termios.tcgetattr(self.fd)
         tty.setraw(self.fd)
-        # Keep output post-processing so "\n" still starts a new line for
-        # anything printed outside the front end.
-        attrs = termios.tcgetattr(self.fd)
-        attrs[1] |= termios.OPOST | termios.ONLCR
-        termios.tcsetattr(self.fd, termios.TCSANOW, attrs)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,0 +1,328 @@
+"""Level 2: the client protocol and session over a StringTransport."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.testing import StringTransport
+
+from chatsvc.client.ciphers import CaesarCipher, Context
+from chatsvc.client.protocol import ChatClientProtocol
+from chatsvc.client.session import ChatSession
+
+CAESAR = CaesarCipher(10)
+
+
+class ListDisplay:
+    def __init__(self):
+        self.lines: list[str] = []
+        self.prompt = ""
+
+    def show(self, text):
+        self.lines.append(text)
+
+    def set_prompt(self, text):
+        self.prompt = text
+
+    def take(self):
+        lines, self.lines = self.lines, []
+        return lines
+
+
+class Harness:
+    """A session wired to a protocol on a StringTransport (the 'server')."""
+
+    def __init__(self, interactive=False, nick="alice", room="#lobby"):
+        self.display = ListDisplay()
+        self.session = ChatSession(self.display, CAESAR, nick, room, "example:8000", interactive)
+        self.protocol = ChatClientProtocol(self.session)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        self.result = []
+        self.session.done.addCallback(self.result.append)
+
+    def server(self, *lines: str) -> None:
+        self.protocol.dataReceived("".join(line + "\n" for line in lines).encode())
+
+    def sent(self) -> list[str]:
+        value = self.transport.value().decode()
+        self.transport.clear()
+        return value.splitlines()
+
+    def ready(self) -> "Harness":
+        self.server("HELLO chatsvc 1 test", "OK NICK alice", "JOIN #lobby alice", "NAMES #lobby alice", "ENDNAMES #lobby")
+        self.sent()
+        self.display.take()
+        return self
+
+    def close(self, reason="closed") -> None:
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        self.protocol.connectionLost(Failure(ConnectionDone(reason)))
+
+
+def test_registration_flow():
+    h = Harness()
+    h.server("HELLO chatsvc 1 hi there")
+    assert h.sent() == ["NICK alice"]
+    h.server("OK NICK alice")
+    assert h.sent() == ["JOIN #lobby"]
+    h.server("JOIN #lobby alice", "NAMES #lobby bob alice", "ENDNAMES #lobby")
+    assert h.display.take() == [
+        "* connected to example:8000 (hi there)",
+        "* you are alice",
+        "* you joined #lobby",
+        "* in #lobby: bob, alice",
+    ]
+    assert h.session.ready
+    assert h.display.prompt == "[#lobby] "
+
+
+def test_plain_text_is_encrypted_to_current_room_and_echoed():
+    h = Harness().ready()
+    h.session.user_line("Sí, hello")
+    assert h.sent() == ["MSG #lobby caesar:Cí, rovvy"]
+    assert h.display.take() == ["[#lobby] alice: Sí, hello"]
+
+
+def test_incoming_room_and_private_messages():
+    h = Harness().ready()
+    h.server("MSG bob #lobby " + CAESAR.encrypt("hi all", Context("#lobby", "bob")))
+    h.server("MSG bob alice " + CAESAR.encrypt("psst", Context("alice", "bob")))
+    assert h.display.take() == ["[#lobby] bob: hi all", "[bob → you] psst"]
+
+
+def test_undecryptable_payload_names_the_sender():
+    h = Harness().ready()
+    h.server("MSG mallory #lobby aes1:QUJD", "MSG eve alice garbage")
+    lines = h.display.take()
+    assert lines[0].startswith("! cannot read a message from mallory in #lobby: ")
+    assert "'aes1'" in lines[0]
+    assert lines[1].startswith("! cannot read a message from eve (private): ")
+
+
+def test_control_characters_from_peers_are_neutralised():
+    h = Harness().ready()
+    h.server("MSG bob #lobby " + CAESAR.encrypt("\x1b[2Jgotcha\x07", Context("#lobby", "bob")))
+    [line] = h.display.take()
+    assert "\x1b" not in line and "\x07" not in line
+    assert line.endswith("gotcha\N{REPLACEMENT CHARACTER}")
+
+
+def test_notices():
+    h = Harness().ready()
+    h.server(
+        "JOIN #lobby bob",
+        "PART #lobby bob bye",
+        "QUIT carol connection lost",
+        "NICK dave david",
+        "PART #lobby eve",
+    )
+    assert h.display.take() == [
+        "* bob joined #lobby",
+        "* bob left #lobby (bye)",
+        "* carol quit (connection lost)",
+        "* dave is now known as david",
+        "* eve left #lobby",
+    ]
+
+
+def test_server_error_is_one_readable_line():
+    h = Harness().ready()
+    h.server("ERROR not-in-room you are not in #x")
+    assert h.display.take() == ["! you are not in #x"]
+
+
+@pytest.mark.parametrize(
+    "typed, wire",
+    [
+        ("/join #Other", ["JOIN #Other"]),
+        ("/join other", ["JOIN #other"]),
+        ("/part", ["PART #lobby"]),
+        ("/part #x", ["PART #x"]),
+        ("/names", ["NAMES #lobby"]),
+        ("/rooms", ["ROOMS"]),
+        ("/nick alicia", ["NICK alicia"]),
+        ("/msg bob hi there", ["MSG bob caesar:rs drobo"]),
+        ("//slash text", ["MSG #lobby caesar:/cvkcr dohd"]),
+        ("/QUIT gone", ["QUIT gone"]),
+        ("fin", ["QUIT"]),
+        ("  FIN  ", ["QUIT"]),
+    ],
+)
+def test_commands_on_the_wire(typed, wire):
+    h = Harness().ready()
+    h.session.user_line(typed)
+    assert h.sent() == wire
+
+
+@pytest.mark.parametrize(
+    "typed, shown",
+    [
+        ("/frob", "! unknown command /frob; /help lists them"),
+        ("/join", "! usage: /join #room"),
+        ("/join #bad room", "! usage: /join #room"),
+        ("/join #-x", "! #-x is not a valid room name"),
+        ("/msg bob", "! usage: /msg nick text"),
+        ("/msg #lobby hi", "! /msg is for people; to talk in a room, /join it and type"),
+        ("/nick -bad", "! -bad is not a valid nick"),
+        ("/nick", "! usage: /nick newnick"),
+    ],
+)
+def test_bad_commands_are_explained_locally(typed, shown):
+    h = Harness().ready()
+    h.session.user_line(typed)
+    assert h.sent() == []
+    assert h.display.take() == [shown]
+
+
+def test_help_lists_commands():
+    h = Harness().ready()
+    h.session.user_line("/help")
+    text = "\n".join(h.display.take())
+    for command in ("/join", "/part", "/msg", "/names", "/rooms", "/nick", "/help", "/quit", "FIN"):
+        assert command in text
+
+
+def test_join_switches_current_room_on_confirmation():
+    h = Harness().ready()
+    h.session.user_line("/join #dev")
+    h.server("JOIN #dev alice", "NAMES #dev alice", "ENDNAMES #dev")
+    assert h.session.current == "#dev"
+    assert h.display.prompt == "[#dev] "
+    h.session.user_line("/join #LOBBY")  # already in: just switch
+    assert h.sent() == ["JOIN #dev"]
+    assert h.session.current == "#lobby"
+
+
+def test_part_current_room_moves_to_another():
+    h = Harness().ready()
+    h.session.user_line("/join #dev")
+    h.server("JOIN #dev alice", "NAMES #dev alice", "ENDNAMES #dev")
+    h.server("PART #dev alice")
+    assert h.session.current == "#lobby"
+    h.server("PART #lobby alice")
+    assert h.session.current is None
+    h.display.take()
+    h.session.user_line("anyone?")
+    assert h.display.take() == ["! you are not in a room; /join #room first"]
+
+
+def test_own_nick_change():
+    h = Harness().ready()
+    h.server("OK NICK Alicia", "NICK alice Alicia")
+    assert h.session.nick == "Alicia"
+    assert h.display.take() == ["* you are now known as Alicia"]
+
+
+def test_rooms_and_names_listing():
+    h = Harness().ready()
+    h.server("ROOM #a 3", "ROOM #b 1", "ENDROOMS", "ENDROOMS")
+    h.server("NAMES #lobby a b", "NAMES #lobby c", "ENDNAMES #lobby")
+    assert h.display.take() == ["* rooms: #a (3), #b (1)", "* no rooms", "* in #lobby: a, b, c"]
+
+
+def test_input_before_ready_is_queued_in_order():
+    h = Harness()
+    h.session.user_line("first")
+    h.session.user_line("/msg bob second")
+    h.server("HELLO chatsvc 1 x", "OK NICK alice")
+    assert h.sent() == ["NICK alice", "JOIN #lobby"]
+    h.server("JOIN #lobby alice", "NAMES #lobby alice", "ENDNAMES #lobby")
+    assert h.sent() == ["MSG #lobby caesar:psbcd", "MSG bob caesar:comyxn"]
+
+
+def test_eof_quits_after_server_has_handled_everything():
+    h = Harness()
+    h.session.user_line("last words")
+    h.session.user_eof()
+    h.server("HELLO chatsvc 1 x", "OK NICK alice", "JOIN #lobby alice", "NAMES #lobby alice", "ENDNAMES #lobby")
+    sent = h.sent()
+    assert sent[-2:] == ["MSG #lobby caesar:vkcd gybnc", "PING eof-1"]
+    h.server("OK MSG #lobby", "PONG eof-1")
+    assert h.sent() == ["QUIT"]
+    assert h.transport.disconnecting
+    h.close()
+    assert h.result == [0]
+
+
+def test_eof_when_ready_pings_first():
+    h = Harness().ready()
+    h.session.user_eof()
+    assert h.sent() == ["PING eof-1"]
+    h.server("PONG other")  # not ours
+    assert h.sent() == []
+    h.server("PONG eof-1")
+    assert h.sent() == ["QUIT"]
+
+
+def test_refused_nick_ends_a_piped_session_with_status_1():
+    h = Harness()
+    h.server("HELLO chatsvc 1 x", "ERROR nick-taken alice is already in use")
+    assert h.display.take()[-1] == "! alice is already in use"
+    assert h.sent()[-1] == "QUIT"
+    h.close()
+    assert h.result == [1]
+
+
+def test_refused_nick_interactive_can_pick_another():
+    h = Harness(interactive=True)
+    h.server("HELLO chatsvc 1 x", "ERROR nick-taken alice is already in use")
+    assert h.display.take()[-1] == "! choose another nick with /nick NAME"
+    h.session.user_line("hello")  # queued until registered
+    h.session.user_line("/nick alice2")
+    assert h.sent()[-1] == "NICK alice2"
+    h.server("OK NICK alice2", "JOIN #lobby alice2", "NAMES #lobby alice2", "ENDNAMES #lobby")
+    assert h.sent() == ["JOIN #lobby", "MSG #lobby caesar:rovvy"]
+
+
+def test_quit_exits_zero_and_ignores_later_input():
+    h = Harness().ready()
+    h.session.user_line("/quit")
+    assert h.sent() == ["QUIT"]
+    h.session.user_line("too late")
+    assert h.sent() == []
+    h.close()
+    assert h.result == [0]
+
+
+def test_unexpected_disconnect_exits_one_with_notice():
+    h = Harness().ready()
+    h.close("server went away")
+    assert h.display.take()[-1].startswith("! connection to example:8000 lost")
+    assert h.result == [1]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "MSG onlytwo args",
+        "OK",
+        "HELLO",
+        "ROOM #a notanumber",
+        "JOIN",
+        "\xff\xfe garbage",
+        "NAMES",
+        "ERROR",
+    ],
+)
+def test_malformed_server_lines_do_not_crash(line):
+    h = Harness().ready()
+    h.server(line)
+    for shown in h.display.take():
+        assert shown.startswith("! ")
+    h.server("PING x")  # still working
+    assert h.sent() == ["PONG x"]
+
+
+def test_unknown_server_commands_and_tags_are_ignored():
+    h = Harness().ready()
+    h.server("FUTURE thing", "@id=7 MSG bob #lobby " + CAESAR.encrypt("tagged", Context("#lobby", "bob")))
+    assert h.display.take() == ["[#lobby] bob: tagged"]
+
+
+def test_invalid_utf8_from_server_does_not_crash():
+    h = Harness().ready()
+    h.protocol.dataReceived(b"MSG bob #lobby caesar:\xff\xfe\n")
+    [line] = h.display.take()
+    assert line.startswith("[#lobby] bob: ")

@@ -1,0 +1,115 @@
+"""Level 2: the terminal front ends, with no terminal (StringTransport)."""
+
+from __future__ import annotations
+
+from twisted.conch.insults import insults
+from twisted.internet.testing import StringTransport
+
+from chatsvc.client.terminal import InteractiveFrontEnd, PipedFrontEnd
+
+UP = b"\x1b[A"
+LEFT = b"\x1b[D"
+
+
+class RecordingSession:
+    def __init__(self):
+        self.typed: list[str] = []
+        self.eof = False
+        self.quitting = False
+        self.input_closed = False
+
+    def user_line(self, text):
+        self.typed.append(text)
+
+    def user_eof(self):
+        self.eof = True
+        self.input_closed = True
+
+
+def interactive():
+    front = InteractiveFrontEnd()
+    front.session = RecordingSession()
+    terminal = insults.ServerProtocol(lambda: front)
+    transport = StringTransport()
+    terminal.makeConnection(transport)
+    transport.clear()
+    return front, terminal, transport
+
+
+def test_incoming_line_leaves_half_typed_input_intact():
+    front, terminal, transport = interactive()
+    front.set_prompt("[#lobby] ")
+    terminal.dataReceived("half typed ñandú".encode())
+    transport.clear()
+    front.show("[#lobby] bob: hello")
+    out = transport.value()
+    # the input line is erased, the message printed, then the input redrawn
+    assert out.startswith(b"\r\x1b[2K[#lobby] bob: hello\r\n")
+    assert out.endswith("[#lobby] half typed ñandú".encode())
+    assert b"".join(front.lineBuffer).decode() == "half typed ñandú"
+    terminal.dataReceived(b"!\r")
+    assert front.session.typed == ["half typed ñandú!"]
+
+
+def test_cursor_is_put_back_where_it_was():
+    front, terminal, transport = interactive()
+    terminal.dataReceived(b"abcdef" + LEFT + LEFT)
+    transport.clear()
+    front.show("news")
+    assert transport.value().endswith(b"abcdef\x1b[2D")
+    terminal.dataReceived(b"X\r")
+    assert front.session.typed == ["abcdXef"]
+
+
+def test_utf8_characters_are_single_editing_units():
+    front, terminal, transport = interactive()
+    terminal.dataReceived("ñú".encode() + b"\x7f" + "é".encode() + b"\r")
+    assert front.session.typed == ["ñé"]
+
+
+def test_history_with_up_arrow():
+    front, terminal, transport = interactive()
+    terminal.dataReceived(b"first\rsecond\r" + UP + UP + b"!\r")
+    assert front.session.typed == ["first", "second", "first!"]
+
+
+def test_ctrl_c_and_ctrl_d_quit():
+    front, terminal, transport = interactive()
+    terminal.dataReceived(b"\x03")
+    assert front.session.typed == ["/quit"]
+    front, terminal, transport = interactive()
+    terminal.dataReceived(b"text\x04")  # ctrl-d with text does nothing
+    assert front.session.typed == []
+    terminal.dataReceived(b"\x15\x04")  # ctrl-u clears, then ctrl-d quits
+    assert front.session.typed == ["/quit"]
+
+
+def test_prompt_follows_the_room():
+    front, terminal, transport = interactive()
+    front.set_prompt("[#dev] ")
+    assert transport.value().endswith(b"[#dev] ")
+
+
+def piped():
+    front = PipedFrontEnd()
+    front.session = RecordingSession()
+    transport = StringTransport()
+    front.makeConnection(transport)
+    return front, transport
+
+
+def test_piped_lines_in_and_out():
+    front, transport = piped()
+    front.dataReceived("hello\r\n/join #x\n¡sí".encode())
+    assert front.session.typed == ["hello\r", "/join #x"]
+    front.readConnectionLost()  # EOF: the unterminated last line still counts
+    assert front.session.typed[-1] == "¡sí"
+    assert front.session.eof
+    front.show("[#x] bob: hi")
+    assert transport.value() == "[#x] bob: hi\n".encode()
+
+
+def test_piped_invalid_utf8_does_not_crash():
+    front, transport = piped()
+    front.dataReceived(b"\xff\xfe\n")
+    assert front.session.typed == ["\ufffd\ufffd"]

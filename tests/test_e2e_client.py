@@ -1,0 +1,207 @@
+"""Level 4: client processes against the real twistd relay."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from tests.support import subprocess_env
+
+CLIENT = [sys.executable, "-m", "chatsvc.client"]
+
+
+class PipedClient:
+    """``python -m chatsvc.client`` with pipes for stdin and stdout."""
+
+    def __init__(self, port: int, nick: str, *extra: str, cwd=None) -> None:
+        self.proc = subprocess.Popen(
+            CLIENT + ["127.0.0.1", "--port", str(port), "--nick", nick, *extra],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=subprocess_env(), cwd=cwd,
+        )
+        self.seen: list[str] = []
+
+    def type(self, text: str) -> None:
+        self.proc.stdin.write((text + "\n").encode())
+        self.proc.stdin.flush()
+
+    def wait_for(self, wanted: str, timeout: float = 20.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            raw = self.proc.stdout.readline()
+            if not raw:
+                break
+            line = raw.decode().rstrip("\n")
+            self.seen.append(line)
+            if line == wanted:
+                return self.seen
+        raise AssertionError(f"never saw {wanted!r}; saw {self.seen!r}; stderr {self.proc.stderr.read()[:500]!r}")
+
+    def finish(self, timeout: float = 20.0) -> tuple[int, str]:
+        self.proc.stdin.close()
+        rest = self.proc.stdout.read().decode()
+        self.seen += rest.splitlines()
+        return self.proc.wait(timeout), self.proc.stderr.read().decode()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def clients():
+    made: list[PipedClient] = []
+
+    def make(*args, **kw) -> PipedClient:
+        client = PipedClient(*args, **kw)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.kill()
+
+
+def test_two_piped_clients_chat_and_server_sees_only_ciphertext(relay_process, clients):
+    relay = relay_process("--log-messages")
+    bob = clients(relay.port, "bob")
+    bob.wait_for("* in #lobby: bob")
+    alice = clients(relay.port, "alice")
+    alice.wait_for("* in #lobby: bob, alice")
+    bob.wait_for("* alice joined #lobby")
+
+    alice.type("¡Hola! ¿Sí? ñandú")
+    bob.wait_for("[#lobby] alice: ¡Hola! ¿Sí? ñandú")
+    bob.type("/msg alice secret plan")
+    alice.wait_for("[bob → you] secret plan")
+
+    status, err = alice.finish()
+    assert status == 0, err
+    bob.wait_for("* alice quit")
+    status, err = bob.finish()
+    assert status == 0, err
+
+    relay.stop()
+    log = relay.log()
+    assert "alice -> #lobby: caesar:¡Ryvk! ¿Cí? ñkxnú" in log
+    assert "secret plan" not in log and "Hola" not in log
+
+
+def test_eof_sends_everything_typed_before_quitting(relay_process, clients):
+    relay = relay_process()
+    bob = clients(relay.port, "bob")
+    bob.wait_for("* in #lobby: bob")
+    alice = clients(relay.port, "alice")
+    for n in range(50):
+        alice.type(f"line {n}")
+    status, _ = alice.finish()  # EOF right away, before even joining
+    assert status == 0
+    for n in range(50):
+        bob.wait_for(f"[#lobby] alice: line {n}")
+    bob.wait_for("* alice quit")
+
+
+def test_fin_quits_with_status_zero(relay_process, clients):
+    relay = relay_process()
+    alice = clients(relay.port, "alice")
+    alice.wait_for("* in #lobby: alice")
+    alice.type("fin")
+    assert alice.proc.wait(20) == 0
+
+
+def test_taken_nick_is_a_clear_failure(relay_process, clients):
+    relay = relay_process()
+    first = clients(relay.port, "alice")
+    first.wait_for("* in #lobby: alice")
+    second = clients(relay.port, "ALICE")
+    status, _ = second.finish()
+    assert status == 1
+    assert "! ALICE is already in use" in second.seen
+
+
+def test_cannot_connect_is_one_line_and_status_1(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    result = subprocess.run(
+        CLIENT + ["127.0.0.1", "--port", str(port), "--nick", "x"],
+        env=subprocess_env(), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"cannot connect to 127.0.0.1:{port}: connection refused"
+
+
+def test_server_going_away_is_reported_with_status_1(relay_process, clients):
+    relay = relay_process()
+    alice = clients(relay.port, "alice")
+    alice.wait_for("* in #lobby: alice")
+    relay.stop()
+    assert alice.proc.wait(20) == 1
+    rest = alice.proc.stdout.read().decode()
+    assert f"! connection to 127.0.0.1:{relay.port} lost" in rest
+
+
+def test_prompts_for_missing_host_and_nick(relay_process):
+    relay = relay_process()
+    proc = subprocess.run(
+        CLIENT + ["--port", str(relay.port)],
+        input="127.0.0.1\ncarol\nhi\n".encode(), env=subprocess_env(), capture_output=True, timeout=30,
+    )
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr
+    assert out.startswith("Server address: Nickname: ")
+    assert "* you are carol" in out
+    assert "[#lobby] carol: hi" in out
+
+
+def test_invalid_nick_rejected_before_connecting():
+    proc = subprocess.run(
+        CLIENT + ["127.0.0.1", "--nick=-bad"], env=subprocess_env(), capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 1
+    assert "not a valid nickname" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to drive a real terminal")
+def test_interactive_mode_keeps_the_half_typed_line(relay_process, clients, tmp_path):
+    relay = relay_process()
+    session = f"chatsvc-{uuid.uuid4().hex[:8]}"
+    env = subprocess_env()
+    env_args = [arg for key in ("PYTHONPATH",) for arg in ("-e", f"{key}={env[key]}")]
+    command = " ".join(CLIENT + ["127.0.0.1", "--port", str(relay.port), "--nick", "tia"]) + "; sleep 30"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", *env_args, command], check=True)
+
+    def screen() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+
+    def wait_screen(text: str) -> str:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            shown = screen()
+            if text in shown:
+                return shown
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared:\n{screen()}")
+
+    try:
+        wait_screen("* in #lobby: tia")
+        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "half typed ñandú"], check=True)
+        wait_screen("[#lobby] half typed ñandú")
+        other = clients(relay.port, "bob")
+        other.wait_for("* in #lobby: tia, bob")
+        other.type("interrupting!")
+        shown = wait_screen("[#lobby] bob: interrupting!")
+        lines = [line for line in shown.splitlines() if line.strip()]
+        assert lines[-1] == "[#lobby] half typed ñandú"
+        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
+        other.wait_for("[#lobby] tia: half typed ñandú")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
