@@ -121,6 +121,14 @@ class RelayProcess:
     def connect(self) -> "LineSocket":
         return LineSocket(socket.create_connection(("127.0.0.1", self.port), timeout=10))
 
+    def pair(self, room: str = "#a") -> tuple["LineSocket", "LineSocket"]:
+        """alice and bob, registered and in ``room``; alice has seen bob join."""
+        alice, bob = self.connect(), self.connect()
+        alice.register("alice", room)
+        bob.register("bob", room)
+        alice.expect(f"JOIN {room} bob")
+        return alice, bob
+
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.proc is None:
             return None
