@@ -70,6 +70,8 @@ def test_registration_flow():
     h.server("JOIN #lobby alice", "NAMES #lobby bob alice", "ENDNAMES #lobby")
     assert h.display.take() == [
         "* connected to example:8000 (hi there)",
+        "! warning: the caesar cipher is not secure -- anyone who sees the traffic can read it; "
+        "the default cipher (aes) is",
         "* you are alice",
         "* you joined #lobby",
         "* in #lobby: bob, alice",

@@ -13,16 +13,24 @@ import pytest
 from tests.support import subprocess_env
 
 CLIENT = [sys.executable, "-m", "chatsvc.client"]
+PASSPHRASE = "test passphrase: purple elephants dance at dawn"
+
+
+def client_env(passphrase: str = PASSPHRASE) -> dict[str, str]:
+    env = subprocess_env()
+    env["CHATSVC_PASSPHRASE"] = passphrase
+    return env
 
 
 class PipedClient:
     """``python -m chatsvc.client`` with pipes for stdin and stdout."""
 
-    def __init__(self, port: int, nick: str, *extra: str, cwd=None) -> None:
+    def __init__(self, port: int, nick: str, *extra: str, passphrase: str = PASSPHRASE) -> None:
+        env = client_env(passphrase)
         self.proc = subprocess.Popen(
             CLIENT + ["127.0.0.1", "--port", str(port), "--nick", nick, *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=subprocess_env(), cwd=cwd,
+            env=env,
         )
         self.seen: list[str] = []
 
@@ -68,11 +76,11 @@ def clients():
         client.kill()
 
 
-def test_two_piped_clients_chat_and_server_sees_only_ciphertext(relay_process, clients):
+def test_caesar_clients_chat_and_server_sees_only_ciphertext(relay_process, clients):
     relay = relay_process("--log-messages")
-    bob = clients(relay.port, "bob")
+    bob = clients(relay.port, "bob", "--cipher", "caesar")
     bob.wait_for("* in #lobby: bob")
-    alice = clients(relay.port, "alice")
+    alice = clients(relay.port, "alice", "--cipher", "caesar")
     alice.wait_for("* in #lobby: bob, alice")
     bob.wait_for("* alice joined #lobby")
 
@@ -133,7 +141,7 @@ def test_cannot_connect_is_one_line_and_status_1(tmp_path):
         port = s.getsockname()[1]  # closed again: nothing listens there
     result = subprocess.run(
         CLIENT + ["127.0.0.1", "--port", str(port), "--nick", "x"],
-        env=subprocess_env(), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        env=client_env(), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"cannot connect to 127.0.0.1:{port}: connection refused"
@@ -153,7 +161,7 @@ def test_prompts_for_missing_host_and_nick(relay_process):
     relay = relay_process()
     proc = subprocess.run(
         CLIENT + ["--port", str(relay.port)],
-        input="127.0.0.1\ncarol\nhi\n".encode(), env=subprocess_env(), capture_output=True, timeout=30,
+        input="127.0.0.1\ncarol\nhi\n".encode(), env=client_env(), capture_output=True, timeout=30,
     )
     out = proc.stdout.decode()
     assert proc.returncode == 0, proc.stderr
@@ -164,7 +172,7 @@ def test_prompts_for_missing_host_and_nick(relay_process):
 
 def test_invalid_nick_rejected_before_connecting():
     proc = subprocess.run(
-        CLIENT + ["127.0.0.1", "--nick=-bad"], env=subprocess_env(), capture_output=True, text=True, timeout=30,
+        CLIENT + ["127.0.0.1", "--nick=-bad"], env=client_env(), capture_output=True, text=True, timeout=30,
     )
     assert proc.returncode == 1
     assert "not a valid nickname" in proc.stderr
@@ -174,8 +182,8 @@ def test_invalid_nick_rejected_before_connecting():
 def test_interactive_mode_keeps_the_half_typed_line(relay_process, clients, tmp_path):
     relay = relay_process()
     session = f"chatsvc-{uuid.uuid4().hex[:8]}"
-    env = subprocess_env()
-    env_args = [arg for key in ("PYTHONPATH",) for arg in ("-e", f"{key}={env[key]}")]
+    env = client_env()
+    env_args = [arg for key in ("PYTHONPATH", "CHATSVC_PASSPHRASE") for arg in ("-e", f"{key}={env[key]}")]
     command = " ".join(CLIENT + ["127.0.0.1", "--port", str(relay.port), "--nick", "tia"]) + "; sleep 30"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", *env_args, command], check=True)
 
@@ -203,5 +211,95 @@ def test_interactive_mode_keeps_the_half_typed_line(relay_process, clients, tmp_
         assert lines[-1] == "[#lobby] half typed ñandú"
         subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
         other.wait_for("[#lobby] tia: half typed ñandú")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_aes_by_default_server_log_holds_no_plaintext(relay_process, clients, tmp_path):
+    relay = relay_process("--log-messages")
+    key_file = tmp_path / "passphrase"
+    key_file.write_text(PASSPHRASE + "\n")
+    bob = clients(relay.port, "bob", "--passphrase-file", str(key_file), passphrase="")
+    bob.wait_for("* in #lobby: bob")
+    alice = clients(relay.port, "alice")
+    alice.wait_for("* in #lobby: bob, alice")
+    eve = clients(relay.port, "eve", passphrase="a different passphrase entirely")
+    eve.wait_for("* in #lobby: bob, alice, eve")
+
+    alice.type("¡Hola! ¿Sí? ñandú — the plan is on")
+    bob.wait_for("[#lobby] alice: ¡Hola! ¿Sí? ñandú — the plan is on")
+    lines = eve.wait_for("! cannot read a message from alice in #lobby: it does not authenticate: "
+                         "a different passphrase, or the message was altered, moved to another "
+                         "conversation or misattributed")
+    assert not any("the plan" in line for line in lines)
+    bob.type("/msg alice just between us")
+    alice.wait_for("[bob → you] just between us")
+
+    for client in (alice, bob, eve):
+        assert client.finish()[0] == 0
+    assert not any("warning" in line for line in alice.seen)
+    relay.stop()
+    log = relay.log()
+    assert "alice -> #lobby: aes1:" in log
+    assert "bob -> alice: aes1:" in log
+    for secret in ("Hola", "plan", "between us", PASSPHRASE):
+        assert secret not in log
+
+
+def test_missing_passphrase_is_explained(relay_process):
+    relay = relay_process()
+    env = subprocess_env()
+    env.pop("CHATSVC_PASSPHRASE", None)
+    result = subprocess.run(
+        CLIENT + ["127.0.0.1", "--port", str(relay.port), "--nick", "x"],
+        env=env, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        start_new_session=True,  # no controlling terminal to ask on
+    )
+    assert result.returncode == 1
+    assert "no passphrase: give --passphrase-file PATH or set CHATSVC_PASSPHRASE" in result.stderr
+
+
+def test_unreadable_passphrase_file(tmp_path):
+    result = subprocess.run(
+        CLIENT + ["127.0.0.1", "--nick", "x", "--passphrase-file", str(tmp_path / "missing")],
+        env=subprocess_env(), capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 1
+    assert "cannot read passphrase file" in result.stderr and "No such file" in result.stderr
+
+
+def test_caesar_warns_once(relay_process, clients):
+    relay = relay_process()
+    alice = clients(relay.port, "alice", "--cipher", "caesar")
+    lines = alice.wait_for("* in #lobby: alice")
+    assert sum("not secure" in line for line in lines) == 1
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to drive a real terminal")
+def test_passphrase_is_asked_without_echo(relay_process):
+    relay = relay_process()
+    session = f"chatsvc-{uuid.uuid4().hex[:8]}"
+    env = subprocess_env()
+    command = " ".join(CLIENT + ["127.0.0.1", "--port", str(relay.port), "--nick", "pat"]) + "; sleep 30"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", "-e", f"PYTHONPATH={env['PYTHONPATH']}", command],
+        check=True,
+    )
+
+    def wait_screen(text: str) -> str:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            shown = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+            if text in shown:
+                return shown
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared:\n{shown}")
+
+    try:
+        wait_screen("Passphrase (shared with the people you chat with):")
+        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "hunter2-secret-words"], check=True)
+        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
+        shown = wait_screen("* in #lobby: pat")
+        assert "hunter2" not in shown
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

@@ -11,14 +11,16 @@ import argparse
 import os
 import sys
 
-from twisted.internet import defer, endpoints, error, stdio, task
+from twisted.internet import defer, endpoints, error, stdio, task, threads
 
 from chatsvc import grammar
-from chatsvc.client import ciphers, terminal
+from chatsvc.client import aesgcm, ciphers, terminal
 from chatsvc.client.protocol import ChatClientProtocol
 from chatsvc.client.session import ChatSession
 
 DEFAULT_PORT = 8000
+PASSPHRASE_ENV = "CHATSVC_PASSPHRASE"
+CIPHER_NAMES = ("aes", "caesar")
 DEFAULT_ROOM = "#lobby"
 CONNECT_TIMEOUT = 15
 
@@ -34,7 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nick", help="your nickname (asked for if missing)")
     parser.add_argument("--room", default=DEFAULT_ROOM, help=f"room to join first (default {DEFAULT_ROOM})")
     parser.add_argument(
-        "--cipher", choices=sorted(ciphers.CIPHERS), default="caesar", help="message cipher (default caesar)"
+        "--cipher",
+        choices=CIPHER_NAMES,
+        default="aes",
+        help="aes: AES-256-GCM keyed by a shared passphrase (default); "
+        "caesar: the original teaching cipher, not secure",
+    )
+    parser.add_argument(
+        "--passphrase-file",
+        metavar="PATH",
+        help=f"read the shared passphrase from the first line of PATH "
+        f"(else ${PASSPHRASE_ENV}, else it is asked for without echo)",
     )
     parser.add_argument("--shift", type=int, default=10, help="Caesar key: how far letters move (default 10)")
     return parser
@@ -81,10 +93,51 @@ def settle_options(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         parser.exit(1, f"--port must be between 1 and 65535, not {args.port}\n")
 
 
-def make_cipher(args: argparse.Namespace) -> ciphers.Cipher:
+def get_passphrase(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """From --passphrase-file, the environment, or the terminal (no echo)."""
+    if args.passphrase_file:
+        try:
+            with open(args.passphrase_file, encoding="utf-8") as f:
+                passphrase = f.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as e:
+            parser.exit(1, f"cannot read passphrase file {args.passphrase_file}: {getattr(e, 'strerror', None) or e}\n")
+    elif os.environ.get(PASSPHRASE_ENV):
+        passphrase = os.environ[PASSPHRASE_ENV]
+    else:
+        passphrase = ask_secret("Passphrase (shared with the people you chat with): ")
+        if passphrase is None:
+            parser.exit(
+                1,
+                "no passphrase: give --passphrase-file PATH or set "
+                f"{PASSPHRASE_ENV} (or run in a terminal to be asked)\n",
+            )
+    if not passphrase:
+        parser.exit(1, "the passphrase is empty\n")
+    return passphrase
+
+
+def ask_secret(prompt: str) -> str | None:
+    """Ask on the controlling terminal without echo; None if there is none."""
+    import getpass
+
+    # getpass itself talks to /dev/tty, but silently falls back to an
+    # echoing stdin when there is none; check first so that never happens.
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return None
+    try:
+        return getpass.getpass(prompt)
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
+async def make_cipher(reactor, args: argparse.Namespace) -> ciphers.Cipher:
     if args.cipher == "caesar":
         return ciphers.CaesarCipher(args.shift)
-    raise AssertionError(args.cipher)
+    # PBKDF2 is deliberately slow; keep it off the reactor thread.
+    master = await threads.deferToThread(aesgcm.derive_master_key, args.passphrase)
+    return aesgcm.AesGcmCipher(master)
 
 
 def describe_connect_failure(failure) -> str:
@@ -103,7 +156,8 @@ async def run(reactor, args: argparse.Namespace) -> None:
     interactive = os.isatty(0) and os.isatty(1)
     server = f"{args.host}:{args.port}"
     front_end = terminal.InteractiveFrontEnd() if interactive else terminal.PipedFrontEnd()
-    session = ChatSession(front_end, make_cipher(args), args.nick, args.room, server, interactive)
+    cipher = await make_cipher(reactor, args)
+    session = ChatSession(front_end, cipher, args.nick, args.room, server, interactive)
     front_end.session = session
 
     endpoint = endpoints.HostnameEndpoint(reactor, args.host, args.port, timeout=CONNECT_TIMEOUT)
@@ -141,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     settle_options(args, parser)
+    args.passphrase = get_passphrase(args, parser) if args.cipher == "aes" else None
     task.react(lambda reactor: defer.ensureDeferred(run(reactor, args)))
 
 

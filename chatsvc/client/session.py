@@ -253,12 +253,19 @@ class ChatSession:
     # --- server events (ClientEvents) --------------------------------------
 
     _nick_refused = False
+    _warned = False
 
     def connected(self, protocol: ChatClientProtocol) -> None:
         self.protocol = protocol
 
     def hello(self, version: str, text: str) -> None:
         self.notice(f"connected to {self.server} ({clean(text)})")
+        if not self.cipher.secure and not self._warned:
+            self._warned = True
+            self.problem(
+                f"warning: the {self.cipher.scheme} cipher is not secure -- anyone who sees "
+                "the traffic can read it; the default cipher (aes) is"
+            )
         if version != str(grammar.PROTOCOL_VERSION):
             self.problem(f"server speaks protocol {clean(version)}; this client knows {grammar.PROTOCOL_VERSION}")
         self.protocol.register(self.wanted_nick)

@@ -1,0 +1,262 @@
+"""Level 1: the aes1 end-to-end scheme -- vectors, tampering, replays."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import struct
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatsvc.client import aesgcm
+from chatsvc.client.aesgcm import AesGcmCipher
+from chatsvc.client.ciphers import CaesarCipher, Context, DecryptError
+
+PASSPHRASE = "correct horse battery staple"
+MASTER = bytes.fromhex("61f5a255fb11606b51dd53a2724510694574fd13b54dfd869f79e99d038b2e2f")
+T0 = 1767225600.0  # 2026-01-01T00:00:00Z
+SENDER_ID = bytes(range(8))
+NONCE = bytes(range(0x10, 0x1C))
+ROOM_VECTOR = (
+    Context("#Lobby", "Alice"),
+    "Hello, 世界!",
+    "aes1:AQABAgMEBQYHAAAAAAAAAAEAAAGbdtqoABAREhMUFRYXGBkaGwCGrM6vtQ06esURUzy6hv9B20D2T0d9m_tjc2ef_g",
+)
+DM_VECTOR = (
+    Context("bob", "Alice"),
+    "psst",
+    "aes1:AQABAgMEBQYHAAAAAAAAAAEAAAGbdtqoABAREhMUFRYXGBkaG_GxKwtysfJTRocqDzD1aHNapu7M",
+)
+
+
+def fixed_cipher(now=T0):
+    randoms = iter([SENDER_ID, NONCE])
+    return AesGcmCipher(MASTER, now=lambda: now, random=lambda n: next(randoms))
+
+
+class Clock:
+    def __init__(self, t=T0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def pair(clock=None):
+    clock = clock or Clock()
+    return AesGcmCipher(MASTER, now=clock), AesGcmCipher(MASTER, now=clock)
+
+
+# --- vectors -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_master_key_vector():
+    assert aesgcm.derive_master_key(PASSPHRASE) == MASTER
+
+
+@pytest.mark.parametrize("context, text, payload", [ROOM_VECTOR, DM_VECTOR])
+def test_payload_vectors(context, text, payload):
+    assert fixed_cipher().encrypt(text, context) == payload
+    receiver = AesGcmCipher(MASTER, now=lambda: T0)
+    # the receiver sees the server's spelling of names: case does not matter
+    seen_as = Context(context.target.upper(), context.sender.lower())
+    assert receiver.decrypt(payload, seen_as) == text
+
+
+def test_private_context_is_the_same_from_both_ends():
+    # Alice sends to bob; bob receives "MSG Alice bob ..." -- same label.
+    assert aesgcm.context_label(Context("bob", "Alice")) == aesgcm.context_label(Context("Bob", "alice"))
+    assert aesgcm.context_label(Context("bob", "Alice")) == b"dm:alice bob"
+
+
+# An independent implementation of docs/encryption.md, from hashlib/hmac and
+# raw AES-GCM, to check the reference against the document.
+def _hkdf_sha256(ikm: bytes, info: bytes, length: int = 32) -> bytes:
+    prk = hmac.new(b"\x00" * 32, ikm, hashlib.sha256).digest()
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+        out += block
+        counter += 1
+    return out[:length]
+
+
+@functools.lru_cache
+def _doc_master(passphrase: str) -> bytes:
+    return hashlib.pbkdf2_hmac("sha256", passphrase.encode(), b"chatsvc/e2e/v1/pbkdf2-salt", 600_000)
+
+
+def _doc_encrypt(passphrase, label, sender, text, sender_id, counter, ms, nonce):
+    key = _hkdf_sha256(_doc_master(passphrase), b"chatsvc/e2e/v1/key " + label.encode())
+    header = b"\x01" + sender_id + counter.to_bytes(8, "big") + ms.to_bytes(8, "big") + nonce
+    s = sender.casefold().encode()
+    aad = b"chatsvc/e2e/v1" + struct.pack(">H", len(label.encode())) + label.encode() + struct.pack(">H", len(s)) + s + header
+    sealed = AESGCM(key).encrypt(nonce, text.encode(), aad)
+    return "aes1:" + base64.urlsafe_b64encode(header + sealed).decode().rstrip("=")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "label, vector", [("room:#lobby", ROOM_VECTOR), ("dm:alice bob", DM_VECTOR)]
+)
+def test_vectors_match_an_independent_implementation(label, vector):
+    context, text, payload = vector
+    assert _doc_encrypt(PASSPHRASE, label, context.sender, text, SENDER_ID, 1, 1767225600000, NONCE) == payload
+
+
+# --- properties ----------------------------------------------------------------
+
+
+@given(st.text(), st.sampled_from(["#lobby", "#Équipe", "bob", "Zoë"]))
+@settings(max_examples=200)
+def test_round_trip(text, target):
+    alice, bob = pair()
+    assert bob.decrypt(alice.encrypt(text, Context(target, "alice")), Context(target, "alice")) == text
+
+
+@given(st.text(min_size=1))
+def test_ciphertext_reveals_no_plaintext(text):
+    payload = AesGcmCipher(MASTER).encrypt(text * 3, Context("#a", "x"))
+    assert text * 3 not in payload
+
+
+def test_fresh_nonce_every_message():
+    alice, _ = pair()
+    payloads = {alice.encrypt("same", Context("#a", "alice")) for _ in range(100)}
+    assert len(payloads) == 100
+
+
+def test_rooms_never_share_a_key():
+    labels = [b"room:#a", b"room:#b", b"dm:a b", b"dm:a c"]
+    keys = {aesgcm.context_key(MASTER, label) for label in labels}
+    assert len(keys) == len(labels)
+
+
+# --- refusals ------------------------------------------------------------------
+
+
+def test_every_changed_byte_is_rejected():
+    alice, bob = pair()
+    ctx = Context("#lobby", "alice")
+    payload = alice.encrypt("attack at dawn", ctx)
+    envelope = base64.urlsafe_b64decode(payload[5:] + "=" * (-len(payload[5:]) % 4))
+    for i in range(len(envelope)):
+        tampered = bytearray(envelope)
+        tampered[i] ^= 0x01
+        text = "aes1:" + base64.urlsafe_b64encode(bytes(tampered)).decode().rstrip("=")
+        with pytest.raises(DecryptError):
+            bob.decrypt(text, ctx)
+    assert bob.decrypt(payload, ctx) == "attack at dawn"  # the original still reads
+
+
+@pytest.mark.parametrize(
+    "claimed",
+    [
+        Context("#other", "alice"),  # moved to another room
+        Context("#lobby", "mallory"),  # misattributed
+        Context("alice", "bob"),  # turned into a private message
+    ],
+)
+def test_relay_cannot_move_or_misattribute(claimed):
+    alice, bob = pair()
+    payload = alice.encrypt("hi", Context("#lobby", "alice"))
+    with pytest.raises(DecryptError, match="does not authenticate"):
+        bob.decrypt(payload, claimed)
+
+
+def test_private_message_cannot_be_redirected():
+    alice, carol = pair()
+    payload = alice.encrypt("for bob only", Context("bob", "alice"))
+    with pytest.raises(DecryptError):
+        carol.decrypt(payload, Context("carol", "alice"))
+
+
+def test_replay_is_rejected():
+    alice, bob = pair()
+    ctx = Context("#lobby", "alice")
+    first = alice.encrypt("one", ctx)
+    second = alice.encrypt("two", ctx)
+    assert bob.decrypt(first, ctx) == "one"
+    assert bob.decrypt(second, ctx) == "two"
+    with pytest.raises(DecryptError, match="replayed"):
+        bob.decrypt(first, ctx)
+    with pytest.raises(DecryptError, match="replayed"):
+        bob.decrypt(second, ctx)
+
+
+def test_a_new_session_of_the_same_sender_is_accepted():
+    clock = Clock()
+    alice1, bob = pair(clock)
+    alice2 = AesGcmCipher(MASTER, now=clock)
+    ctx = Context("#lobby", "alice")
+    bob.decrypt(alice1.encrypt("a", ctx), ctx)
+    bob.decrypt(alice1.encrypt("b", ctx), ctx)
+    assert bob.decrypt(alice2.encrypt("after restart", ctx), ctx) == "after restart"
+
+
+@pytest.mark.parametrize("skew", [-601, 601, 86400])
+def test_stale_or_future_messages_are_rejected(skew):
+    clock = Clock()
+    alice, bob = pair(clock)
+    ctx = Context("#lobby", "alice")
+    payload = alice.encrypt("old news", ctx)
+    clock.t += skew
+    with pytest.raises(DecryptError, match="stale"):
+        bob.decrypt(payload, ctx)
+
+
+def test_small_clock_skew_is_fine():
+    clock = Clock()
+    alice, bob = pair(clock)
+    ctx = Context("#lobby", "alice")
+    payload = alice.encrypt("hi", ctx)
+    clock.t -= 30
+    assert bob.decrypt(payload, ctx) == "hi"
+
+
+def test_wrong_passphrase_is_a_clear_error():
+    alice = AesGcmCipher(MASTER, now=lambda: T0)
+    eve = AesGcmCipher(bytes(32), now=lambda: T0)
+    payload = alice.encrypt("secret", Context("#a", "alice"))
+    with pytest.raises(DecryptError, match="different passphrase"):
+        eve.decrypt(payload, Context("#a", "alice"))
+
+
+@pytest.mark.parametrize(
+    "payload, why",
+    [
+        ("aes1:", "not base64url"),
+        ("aes1:!!!!", "not base64url"),
+        ("aes1:AAAA", "too short"),
+        ("aes1:" + base64.urlsafe_b64encode(b"\x02" + bytes(60)).decode().rstrip("="), "version 2"),
+        ("caesar:Ryvk", "'caesar'"),
+        ("plain text", "scheme tag"),
+    ],
+)
+def test_malformed_payloads(payload, why):
+    with pytest.raises(DecryptError, match=why):
+        AesGcmCipher(MASTER).decrypt(payload, Context("#a", "x"))
+
+
+def test_caesar_and_aes_tell_each_other_apart():
+    ctx = Context("#a", "x")
+    with pytest.raises(DecryptError, match="'aes1'"):
+        CaesarCipher().decrypt(AesGcmCipher(MASTER).encrypt("hi", ctx), ctx)
+    with pytest.raises(DecryptError, match="'caesar'"):
+        AesGcmCipher(MASTER).decrypt(CaesarCipher().encrypt("hi", ctx), ctx)
+
+
+def test_replay_memory_is_bounded(monkeypatch):
+    monkeypatch.setattr(aesgcm, "REPLAY_MEMORY", 5)
+    clock = Clock()
+    bob = AesGcmCipher(MASTER, now=clock)
+    for i in range(20):
+        sender = AesGcmCipher(MASTER, now=clock)
+        bob.decrypt(sender.encrypt("x", Context("#a", f"user{i}")), Context("#a", f"user{i}"))
+    assert len(bob._seen) == 5
