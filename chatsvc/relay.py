@@ -76,6 +76,9 @@ class Relay:
         self.log_messages = log_messages
         self.nicks: dict[str, Member] = {}  # name_key(nick) -> Member
         self.rooms: dict[str, Room] = {}  # name_key(room) -> Room
+        #: Set while the server shuts down: everyone is leaving at once, so
+        #: QUIT notices would only be quadratic noise.
+        self.closing = False
 
     # --- nicks -------------------------------------------------------------
 
@@ -189,7 +192,7 @@ class Relay:
         if member.nick is None:
             return
         line = format_line("QUIT", member.nick, reason) if reason else format_line("QUIT", member.nick)
-        audience = [m for m in self._audience(member) if m is not member]
+        audience = [] if self.closing else [m for m in self._audience(member) if m is not member]
         for room in list(member.rooms.values()):
             self._leave(member, room)
         if self.nicks.get(name_key(member.nick)) is member:

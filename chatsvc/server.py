@@ -1,26 +1,60 @@
 """
 The Twisted side of the relay: one L{ChatProtocol} per connection, and the
-L{ChatFactory} that carries the shared L{Relay} state.
+L{ChatFactory} that carries the shared L{Relay} state and the limits.
 
 The protocol turns bytes into lines, lines into commands, and commands into
-calls on the relay; it never looks inside message payloads.
+calls on the relay; it never looks inside message payloads.  It also
+enforces every per-connection limit, and cuts off only the offender:
+
+- output: it registers itself as a streaming producer on its transport;
+  while the transport says its buffer is full, what is written to the
+  connection is counted, and past ``max_sendq`` the connection is dropped;
+- input: a token bucket per connection; over the limit, reading from that
+  connection pauses (TCP pushes back on the sender) -- no line is dropped;
+- time: unregistered connections must register, idle ones answer a PING.
 """
 
 from __future__ import annotations
 
-from twisted.internet import protocol
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from twisted.internet import defer, interfaces, protocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
+from zope.interface import implementer
 
 import chatsvc
 from chatsvc import grammar
 from chatsvc.grammar import ProtocolError, error_line, format_line
+from chatsvc.ratelimit import TokenBucket
 from chatsvc.relay import Member, Relay, RelayError
 
 # Commands a connection may use before it has a nick.
-_UNREGISTERED_OK = frozenset({"NICK", "PING", "QUIT"})
+_UNREGISTERED_OK = frozenset({"NICK", "PING", "PONG", "QUIT"})
+
+# What a TCP transport buffers before it pauses its producer (Twisted's
+# FileDescriptor.bufferSize); counted as already queued when paused.
+TRANSPORT_BUFFER = 64 * 1024
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Per-connection and per-server limits; 0 turns a limit off."""
+
+    max_line: int = grammar.DEFAULT_MAX_LINE
+    max_sendq: int = 1024 * 1024
+    flood_burst: int = 50
+    flood_rate: float = 20.0
+    max_clients: int = 10_000
+    max_per_ip: int = 100
+    register_timeout: float = 30.0
+    idle_timeout: float = 120.0
+    ping_timeout: float = 60.0
+    shutdown_grace: float = 3.0
+
+
+@implementer(interfaces.IPushProducer)
 class ChatProtocol(LineOnlyReceiver):
     """One client connection speaking protocol v1."""
 
@@ -29,15 +63,47 @@ class ChatProtocol(LineOnlyReceiver):
 
     factory: ChatFactory
     member: Member | None = None
+    admitted = False
+    quit_reason = "connection lost"
     _buffer = b""
 
     # --- connection lifecycle ---------------------------------------------
 
     def connectionMade(self) -> None:
-        self.max_line = self.factory.relay.max_line
+        factory = self.factory
+        self.limits = factory.limits
+        self.clock = factory.clock
         peer = self.transport.getPeer()
-        peer_text = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
-        self.member = Member(self.transport.write, peer_text)
+        self.host = getattr(peer, "host", None)
+        peer_text = f"{self.host}:{getattr(peer, 'port', '')}" if self.host else str(peer)
+        refusal = factory.admit(self)
+        if refusal is not None:
+            code, text = refusal
+            self.log.warn("refused {peer}: {code}", peer=peer_text, code=code)
+            self.transport.write(error_line(code, text))
+            self.transport.loseConnection()
+            return
+        self.admitted = True
+        self.member = Member(self.send_line, peer_text)
+        self.closed: defer.Deferred[None] = defer.Deferred()
+        self._pending: deque[bytes | None] = deque()  # None: overlong line
+        self._output_paused = False
+        self._queued_while_paused = 0
+        self._reading = True
+        self._resume_call = None
+        self._throttled = False
+        now = self.clock.seconds()
+        self._bucket = (
+            TokenBucket(self.limits.flood_burst, self.limits.flood_rate, now)
+            if self.limits.flood_burst and self.limits.flood_rate
+            else None
+        )
+        self._connected_at = now
+        self._last_activity = now
+        self._ping_sent_at: float | None = None
+        self._timer = None
+        self._schedule_check(self.limits.register_timeout or self.limits.idle_timeout)
+        self.transport.registerProducer(self, True)
         self.log.info("connection from {peer}", peer=peer_text)
         self.transport.write(
             format_line(
@@ -49,39 +115,135 @@ class ChatProtocol(LineOnlyReceiver):
         )
 
     def connectionLost(self, reason: object = None) -> None:
+        if not self.admitted:
+            return
+        for call in (self._timer, self._resume_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._pending.clear()
+        self.factory.release(self)
         member, self.member = self.member, None
         if member is not None:
-            self.factory.relay.quit(member, "connection lost")
+            self.factory.relay.quit(member, self.quit_reason)
             self.log.info("connection from {peer} closed", peer=member.peer)
+        self.closed.callback(None)
 
-    # --- framing -----------------------------------------------------------
+    def close(self, code: str, text: str, quit_reason: str, abort: bool = False) -> None:
+        """Tell the client why (best effort), then hang up."""
+        if self.transport.disconnecting and not abort:
+            return
+        self.quit_reason = quit_reason
+        self.transport.write(error_line(code, text))
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
+    # --- output and backpressure (IPushProducer) ---------------------------
+
+    def send_line(self, data: bytes) -> None:
+        if self._output_paused:
+            self._queued_while_paused += len(data)
+            limit = self.limits.max_sendq
+            if limit and TRANSPORT_BUFFER + self._queued_while_paused > limit:
+                self._output_paused = False  # only once
+                self.log.warn(
+                    "{peer} is not reading; dropping it (send queue over {limit} bytes)",
+                    peer=self.member.peer if self.member else "?",
+                    limit=limit,
+                )
+                self.close(
+                    "sendq-exceeded",
+                    f"you are not reading fast enough (over {limit} bytes queued); closing",
+                    "send queue exceeded",
+                    abort=True,
+                )
+                return
+        self.transport.write(data)
+
+    def pauseProducing(self) -> None:
+        # The transport's buffer is full: this client is not keeping up.
+        self._output_paused = True
+        self._queued_while_paused = 0
+        self._update_reading()
+
+    def resumeProducing(self) -> None:
+        self._output_paused = False
+        self._queued_while_paused = 0
+        self._update_reading()
+
+    def stopProducing(self) -> None:
+        pass
+
+    def _update_reading(self) -> None:
+        # Don't read more from a client we can't answer or that is over its
+        # flood limit; its own TCP window then slows it down.
+        want = not self._output_paused and not self._throttled
+        if want != self._reading and not self.transport.disconnecting:
+            self._reading = want
+            (self.transport.resumeProducing if want else self.transport.pauseProducing)()
+
+    # --- framing and flood control ------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
         # One split per chunk (not per line, as LineReceiver does), so a big
         # read costs linear time.  A trailing "\r" is allowed in lines, so the
         # buffer may hold max_line + 1 bytes before it must end.
-        if self.transport.disconnecting:
+        if self.transport.disconnecting or not self.admitted:
             return
+        self._last_activity = self.clock.seconds()
+        self._ping_sent_at = None
         lines = (self._buffer + data).split(self.delimiter)
         self._buffer = lines.pop()
-        for line in lines:
+        self._pending.extend(lines)
+        if len(self._buffer) > self.limits.max_line + 1:
+            # Refused in order, after the complete lines before it.
+            self._buffer = b""
+            self._pending.append(None)
+        self._drain()
+
+    def _drain(self) -> None:
+        pending = self._pending
+        if self._bucket is None:
+            allowed = len(pending)
+        else:
+            allowed = self._bucket.take(len(pending), self.clock.seconds())
+        while pending and allowed > 0:
             if self.transport.disconnecting:
+                pending.clear()
+                return
+            line = pending.popleft()
+            allowed -= 1
+            if line is None:
+                self.lineLengthExceeded(b"")
+                pending.clear()
                 return
             self.lineReceived(line)
-        if len(self._buffer) > self.max_line + 1:
-            self._buffer = b""
-            self.lineLengthExceeded(b"")
+        if pending and not self.transport.disconnecting:
+            # Over the flood limit: keep the rest, stop reading, come back
+            # when the bucket has a token again.
+            self._throttled = True
+            self._update_reading()
+            if self._resume_call is None or not self._resume_call.active():
+                delay = self._bucket.wait_time(self.clock.seconds())
+                self._resume_call = self.clock.callLater(delay, self._unthrottle)
+        elif self._throttled:
+            self._throttled = False
+            self._update_reading()
+
+    def _unthrottle(self) -> None:
+        self._resume_call = None
+        self._drain()
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self.transport.write(
-            error_line("line-too-long", f"lines are limited to {self.max_line} bytes; closing")
+        self.close(
+            "line-too-long", f"lines are limited to {self.limits.max_line} bytes; closing", "line too long"
         )
-        self.transport.loseConnection()
 
     def lineReceived(self, raw: bytes) -> None:
         if raw.endswith(b"\r"):
             raw = raw[:-1]
-        if len(raw) > self.max_line:
+        if len(raw) > self.limits.max_line:
             self.lineLengthExceeded(raw)
             return
         try:
@@ -98,6 +260,48 @@ class ChatProtocol(LineOnlyReceiver):
             # other clients.
             self.log.failure("internal error handling a line from {peer}", peer=self.member.peer)
             self.transport.write(error_line("server-error", "internal error; line dropped"))
+
+    # --- timeouts ------------------------------------------------------------
+
+    def _schedule_check(self, delay: float) -> None:
+        if delay:
+            self._timer = self.clock.callLater(max(delay, 0.0), self._check_timeouts)
+
+    def _check_timeouts(self) -> None:
+        # One timer per connection, re-armed here rather than on every line.
+        self._timer = None
+        if self.transport.disconnecting or self.member is None:
+            return
+        limits, now = self.limits, self.clock.seconds()
+        if self.member.nick is None:
+            if limits.register_timeout and now - self._connected_at >= limits.register_timeout:
+                self.close(
+                    "registration-timeout",
+                    f"no NICK within {limits.register_timeout:g} seconds; closing",
+                    "registration timeout",
+                )
+                return
+            self._schedule_check(self._connected_at + limits.register_timeout - now)
+            return
+        if not limits.idle_timeout:
+            return
+        if self._ping_sent_at is not None:
+            if now - self._ping_sent_at >= limits.ping_timeout:
+                self.close(
+                    "ping-timeout",
+                    f"no reply to PING within {limits.ping_timeout:g} seconds; closing",
+                    "ping timeout",
+                )
+                return
+            self._schedule_check(self._ping_sent_at + limits.ping_timeout - now)
+            return
+        idle = now - self._last_activity
+        if idle >= limits.idle_timeout:
+            self._ping_sent_at = now
+            self.transport.write(format_line("PING", f"idle-{int(now)}"))
+            self._schedule_check(limits.ping_timeout)
+        else:
+            self._schedule_check(limits.idle_timeout - idle)
 
     # --- commands ----------------------------------------------------------
 
@@ -130,6 +334,9 @@ class ChatProtocol(LineOnlyReceiver):
     def do_PING(self, token: str | None = None) -> None:
         self.transport.write(format_line("PONG", token) if token else format_line("PONG"))
 
+    def do_PONG(self, token: str | None = None) -> None:
+        pass  # any line counts as activity; nothing else to do
+
     def do_QUIT(self, reason: str | None = None) -> None:
         member, self.member = self.member, None
         self.factory.relay.quit(member, reason or "")
@@ -140,8 +347,64 @@ class ChatProtocol(LineOnlyReceiver):
 
 
 class ChatFactory(protocol.ServerFactory):
+    """Shared state of one listening relay: the relay, limits, connections."""
+
     protocol = ChatProtocol
     noisy = False  # ListeningService already logs where we listen
+    log = Logger()
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: Relay, limits: Limits | None = None, clock=None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.relay = relay
+        self.limits = limits or Limits(max_line=relay.max_line)
+        self.clock = clock
+        self.connections: set[ChatProtocol] = set()
+        self.per_host: Counter[str] = Counter()
+
+    def admit(self, proto: ChatProtocol) -> tuple[str, str] | None:
+        """Count a new connection in, or say why it is refused."""
+        limits = self.limits
+        if limits.max_clients and len(self.connections) >= limits.max_clients:
+            return "server-full", f"the server is full ({limits.max_clients} connections); try later"
+        if proto.host and limits.max_per_ip and self.per_host[proto.host] >= limits.max_per_ip:
+            return "too-many-connections", f"at most {limits.max_per_ip} connections per address"
+        self.connections.add(proto)
+        if proto.host:
+            self.per_host[proto.host] += 1
+        return None
+
+    def release(self, proto: ChatProtocol) -> None:
+        self.connections.discard(proto)
+        if proto.host:
+            self.per_host[proto.host] -= 1
+            if self.per_host[proto.host] <= 0:
+                del self.per_host[proto.host]
+
+    def close_all(self) -> defer.Deferred:
+        """
+        Tell every client the server is stopping and close it; connections
+        that have not closed after the grace period (peers not reading) are
+        aborted, so shutdown never hangs.
+        """
+        self.relay.closing = True  # no QUIT storm while everyone leaves
+        live = list(self.connections)
+        if live:
+            self.log.info("closing {count} connections", count=len(live))
+        for proto in live:
+            proto.close("server-shutdown", "the server is shutting down", "server shutdown")
+        waiting = defer.DeferredList([proto.closed for proto in live])
+
+        def abort_stragglers() -> None:
+            for proto in list(self.connections):
+                proto.transport.abortConnection()
+
+        straggler_call = self.clock.callLater(self.limits.shutdown_grace, abort_stragglers)
+
+        def done(result):
+            if straggler_call.active():
+                straggler_call.cancel()
+            return None
+
+        return waiting.addCallback(done)
+

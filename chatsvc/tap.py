@@ -8,14 +8,14 @@ in ``twisted/plugins/chatsvc_plugin.py``.
 from __future__ import annotations
 
 from twisted.application import service
-from twisted.internet import endpoints
+from twisted.internet import defer, endpoints
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 
 from chatsvc import grammar, netinfo
 from chatsvc.relay import Relay
-from chatsvc.server import ChatFactory
+from chatsvc.server import ChatFactory, Limits
 
 DEFAULT_PORT = "tcp:8000"
 
@@ -59,7 +59,26 @@ class Options(usage.Options):
     optParameters = [
         ["port", "p", DEFAULT_PORT, "Where to listen: a port number or an endpoint description."],
         ["max-line", None, str(grammar.DEFAULT_MAX_LINE), "Longest line accepted from a client, in bytes."],
+        ["max-sendq", None, str(Limits.max_sendq),
+         "Bytes of unsent output a client may have queued before it is disconnected."],
+        ["flood-burst", None, str(Limits.flood_burst),
+         "Lines a client may send at once before it is slowed down."],
+        ["flood-rate", None, f"{Limits.flood_rate:g}",
+         "Lines per second a client may send after its burst (it is slowed, never cut off)."],
+        ["max-clients", None, str(Limits.max_clients), "Connections the server accepts in all."],
+        ["max-per-ip", None, str(Limits.max_per_ip), "Connections accepted from one IP address."],
+        ["register-timeout", None, f"{Limits.register_timeout:g}",
+         "Seconds a new connection has to send NICK."],
+        ["idle-timeout", None, f"{Limits.idle_timeout:g}",
+         "Seconds of silence after which a client is sent PING."],
+        ["ping-timeout", None, f"{Limits.ping_timeout:g}",
+         "Seconds a client has to answer that PING before it is disconnected."],
     ]
+
+    # Limits where 0 means "off" (a limit that must stay on is validated
+    # separately).
+    _zero_allowed = ("max-sendq", "flood-burst", "flood-rate", "max-clients", "max-per-ip",
+                     "register-timeout", "idle-timeout", "ping-timeout")
     optFlags = [
         ["log-messages", None, "Log every relayed message (as the ciphertext received)."],
     ]
@@ -76,6 +95,36 @@ class Options(usage.Options):
                 )
             raise usage.UsageError(f"bad --port {self['port']!r}: {e}")
         self["max-line"] = _positive_int("max-line", self["max-line"])
+        for name in self._zero_allowed:
+            self[name] = _limit(name, self[name])
+        if self["idle-timeout"] and not self["ping-timeout"]:
+            raise usage.UsageError("--ping-timeout must be greater than 0 while --idle-timeout is on")
+        if bool(self["flood-burst"]) != bool(self["flood-rate"]):
+            raise usage.UsageError("--flood-burst and --flood-rate are 0 together (off) or both above 0")
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_line=self["max-line"],
+            max_sendq=self["max-sendq"],
+            flood_burst=self["flood-burst"],
+            flood_rate=self["flood-rate"],
+            max_clients=self["max-clients"],
+            max_per_ip=self["max-per-ip"],
+            register_timeout=self["register-timeout"],
+            idle_timeout=self["idle-timeout"],
+            ping_timeout=self["ping-timeout"],
+        )
+
+
+def _limit(name: str, value: str):
+    """A non-negative number; whole numbers stay ints."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise usage.UsageError(f"--{name} must be a number, not {value!r}")
+    if number < 0 or number != number or number == float("inf"):
+        raise usage.UsageError(f"--{name} must be 0 (off) or a positive number")
+    return int(number) if number.is_integer() else number
 
 
 class ListeningService(service.Service):
@@ -129,11 +178,13 @@ class ListeningService(service.Service):
             )
         return port
 
-    def stopService(self) -> None:
+    def stopService(self) -> defer.Deferred:
         super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return port.stopListening()
+        # Stop accepting first, then say goodbye to everyone; twistd waits
+        # for the returned Deferred before the process exits.
+        stopped = defer.maybeDeferred(self.port.stopListening) if self.port else defer.succeed(None)
+        self.port = None
+        return stopped.addCallback(lambda _: self.factory.close_all())
 
 
 def _reason(failure) -> str:
@@ -150,7 +201,7 @@ def makeService(config: Options, reactor=None) -> service.MultiService:
     top = service.MultiService()
     listener = ListeningService(
         endpoints.serverFromString(reactor, config["port"]),
-        ChatFactory(relay),
+        ChatFactory(relay, config.limits(), clock=reactor),
         config["port"],
     )
     listener.setServiceParent(top)

@@ -62,8 +62,11 @@ def test_line_split_across_many_reads(relay_process):
     alice.expect("MSG bob #a ¡Hola! ¿Sí? ñandú")
 
 
+NO_FLOOD_LIMIT = ("--flood-burst", "0", "--flood-rate", "0")
+
+
 def test_many_lines_in_one_read(relay_process):
-    relay = relay_process()
+    relay = relay_process(*NO_FLOOD_LIMIT)
     alice, bob = relay.pair()
     bob.send("".join(f"MSG #a line {n}\n" for n in range(500)))
     for n in range(500):
@@ -71,7 +74,7 @@ def test_many_lines_in_one_read(relay_process):
 
 
 def test_many_clients_sending_at_once(relay_process):
-    relay = relay_process()
+    relay = relay_process(*NO_FLOOD_LIMIT)
     listener = relay.connect()
     listener.register("listener", "#busy")
     senders = []
@@ -114,7 +117,7 @@ def test_bad_input_gets_documented_errors(relay_process):
     bob.send("MSG #a " + "z" * 2000 + "\n")
     assert bob.readline().startswith("ERROR line-too-long ")
     assert bob.at_eof()
-    alice.expect("QUIT bob connection lost")
+    alice.expect("QUIT bob line too long")
     alice.send("PING still-here\n")
     alice.expect("PONG still-here")
 

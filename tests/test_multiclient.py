@@ -97,7 +97,7 @@ def test_bad_input_from_one_client_does_not_affect_others():
     assert bob.closed
     assert alice.lines() == []  # nothing of bob's garbage reached alice
     bob.drop()
-    assert alice.lines() == ["QUIT bob connection lost"]
+    assert alice.lines() == ["QUIT bob line too long"]
     carol = registered(factory, "carol", "#a")
     carol.send("MSG #a hi\n")
     assert alice.lines() == ["JOIN #a carol", "MSG carol #a hi"]
