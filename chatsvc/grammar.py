@@ -98,6 +98,7 @@ CLIENT_COMMANDS: dict[str, Shape] = {
     "NAMES": Shape(1, 1, usage="NAMES <#room>"),
     "ROOMS": Shape(0, 0, usage="ROOMS"),
     "PING": Shape(0, 1, usage="PING [token]"),
+    "PONG": Shape(0, 1, usage="PONG [token]"),
     "QUIT": Shape(0, 1, trailing=True, usage="QUIT [reason]"),
 }
 

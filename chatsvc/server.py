@@ -142,6 +142,8 @@ class ChatProtocol(LineOnlyReceiver):
     # --- output and backpressure (IPushProducer) ---------------------------
 
     def send_line(self, data: bytes) -> None:
+        if self.transport.disconnecting:
+            return  # closing: what it has not read by now is moot
         if self._output_paused:
             self._queued_while_paused += len(data)
             limit = self.limits.max_sendq

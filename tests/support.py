@@ -65,8 +65,14 @@ class FakeClient:
         return self.transport.disconnecting
 
 
-def make_factory(**relay_kw) -> ChatFactory:
-    return ChatFactory(Relay(**relay_kw))
+def make_factory(clock=None, limits=None, **relay_kw) -> ChatFactory:
+    """A factory on a fake clock: nothing in these tests waits for real time."""
+    from twisted.internet.task import Clock
+
+    relay = Relay(**relay_kw)
+    if limits is not None and limits.max_line != relay.max_line:
+        relay.max_line = limits.max_line
+    return ChatFactory(relay, limits, clock=clock or Clock())
 
 
 def registered(factory: ChatFactory, nick: str, *rooms: str) -> FakeClient:
