@@ -92,6 +92,7 @@ class ChatProtocol(LineOnlyReceiver):
         self._reading = True
         self._resume_call = None
         self._throttled = False
+        self._warned_flood = False
         now = self.clock.seconds()
         self._bucket = (
             TokenBucket(self.limits.flood_burst, self.limits.flood_rate, now)
@@ -165,9 +166,11 @@ class ChatProtocol(LineOnlyReceiver):
 
     def pauseProducing(self) -> None:
         # The transport's buffer is full: this client is not keeping up.
-        self._output_paused = True
-        self._queued_while_paused = 0
-        self._update_reading()
+        # (Transports call this again on every write while full.)
+        if not self._output_paused:
+            self._output_paused = True
+            self._queued_while_paused = 0
+            self._update_reading()
 
     def resumeProducing(self) -> None:
         self._output_paused = False
@@ -224,6 +227,13 @@ class ChatProtocol(LineOnlyReceiver):
         if pending and not self.transport.disconnecting:
             # Over the flood limit: keep the rest, stop reading, come back
             # when the bucket has a token again.
+            if not self._warned_flood:
+                self._warned_flood = True
+                self.log.info(
+                    "{peer} sends faster than {rate:g} lines/s; slowing it down",
+                    peer=self.member.peer,
+                    rate=self.limits.flood_rate,
+                )
             self._throttled = True
             self._update_reading()
             if self._resume_call is None or not self._resume_call.active():
@@ -316,7 +326,14 @@ class ChatProtocol(LineOnlyReceiver):
         getattr(self, "do_" + line.command)(*line.args)
 
     def do_NICK(self, nick: str) -> None:
+        was_registered = self.member.nick is not None
         self.factory.relay.set_nick(self.member, nick)
+        if not was_registered:
+            # From now on the idle timer applies, not the registration one.
+            if self._timer is not None and self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+            self._schedule_check(self.limits.idle_timeout)
 
     def do_JOIN(self, room: str) -> None:
         self.factory.relay.join(self.member, room)

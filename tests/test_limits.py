@@ -40,6 +40,7 @@ def test_client_that_stops_reading_is_cut_off_others_unaffected():
     slow.protocol.pauseProducing()  # what a TCP transport does when its buffer fills
     assert slow.transport.producerState == "paused"  # and we stop reading from it
     for n in range(20):
+        slow.protocol.pauseProducing()  # transports repeat it on every write while full
         sender.send(f"MSG #a {n:03d}" + "x" * 90 + "\n")
     assert slow.transport.disconnected  # aborted, not politely closed
     assert slow.lines()[-1].startswith("ERROR sendq-exceeded ")
