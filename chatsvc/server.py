@@ -167,23 +167,23 @@ class ChatProtocol(LineOnlyReceiver):
     def pauseProducing(self) -> None:
         # The transport's buffer is full: this client is not keeping up.
         # (Transports call this again on every write while full.)
+        # Reading from the client goes on: a TLS transport also pauses us
+        # until its handshake is done, which needs reading to get anywhere.
         if not self._output_paused:
             self._output_paused = True
             self._queued_while_paused = 0
-            self._update_reading()
 
     def resumeProducing(self) -> None:
         self._output_paused = False
         self._queued_while_paused = 0
-        self._update_reading()
 
     def stopProducing(self) -> None:
         pass
 
     def _update_reading(self) -> None:
-        # Don't read more from a client we can't answer or that is over its
-        # flood limit; its own TCP window then slows it down.
-        want = not self._output_paused and not self._throttled
+        # Don't read more from a client over its flood limit; its own TCP
+        # window then slows it down.
+        want = not self._throttled
         if want != self._reading and not self.transport.disconnecting:
             self._reading = want
             (self.transport.resumeProducing if want else self.transport.pauseProducing)()

@@ -12,8 +12,8 @@ def relay_process(tmp_path):
     """Start the real ``twistd -n chat`` on a free loopback port."""
     started = []
 
-    def start(*extra_args: str) -> RelayProcess:
-        proc = RelayProcess(tmp_path, extra_args)
+    def start(*extra_args: str, listen: str = "tcp:{port}:interface=127.0.0.1") -> RelayProcess:
+        proc = RelayProcess(tmp_path, extra_args, listen)
         started.append(proc)
         proc.start()
         return proc

@@ -92,16 +92,17 @@ class RelayProcess:
 
     LISTENING = re.compile(r"listening on .* \(127\.0\.0\.1 port (\d+)\)")
 
-    def __init__(self, workdir: Path, extra_args=()) -> None:
+    def __init__(self, workdir: Path, extra_args=(), listen: str = "tcp:{port}:interface=127.0.0.1") -> None:
         self.workdir = workdir
         self.extra_args = list(extra_args)
+        self.listen = listen  # an endpoint description with {port} in it
         self.log_path = workdir / f"relay-{id(self)}.log"
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
 
     def start(self, port: int | None = None, timeout: float = 20.0) -> None:
         self._log = open(self.log_path, "ab")
-        listen = f"tcp:{port or 0}:interface=127.0.0.1"
+        listen = self.listen.format(port=port or 0)
         self._log_offset = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
             TWISTD + ["-n", "--pidfile=", "chat", "--port", listen, *self.extra_args],

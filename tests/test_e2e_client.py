@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -33,6 +35,14 @@ class PipedClient:
             env=env,
         )
         self.seen: list[str] = []
+        # A thread reads stdout so that no wait here can block forever.
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for raw in self.proc.stdout:
+            self._lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
+        self._lines.put(None)
 
     def type(self, text: str) -> None:
         self.proc.stdin.write((text + "\n").encode())
@@ -40,20 +50,38 @@ class PipedClient:
 
     def wait_for(self, wanted: str, timeout: float = 20.0) -> list[str]:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            raw = self.proc.stdout.readline()
-            if not raw:
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
                 break
-            line = raw.decode().rstrip("\n")
+            if line is None:
+                self._lines.put(None)
+                break
             self.seen.append(line)
             if line == wanted:
                 return self.seen
-        raise AssertionError(f"never saw {wanted!r}; saw {self.seen!r}; stderr {self.proc.stderr.read()[:500]!r}")
+        raise AssertionError(f"never saw {wanted!r}; saw {self.seen!r}")
+
+    def rest(self, timeout: float = 20.0) -> list[str]:
+        """Everything printed until the process closes its output."""
+        deadline = time.monotonic() + timeout
+        got = []
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                self._lines.put(None)
+                self.seen += got
+                return got
+            got.append(line)
+        raise AssertionError(f"output did not end; got {got!r}")
 
     def finish(self, timeout: float = 20.0) -> tuple[int, str]:
         self.proc.stdin.close()
-        rest = self.proc.stdout.read().decode()
-        self.seen += rest.splitlines()
+        self.rest(timeout)
         return self.proc.wait(timeout), self.proc.stderr.read().decode()
 
     def kill(self) -> None:
@@ -147,14 +175,13 @@ def test_cannot_connect_is_one_line_and_status_1(tmp_path):
     assert result.stderr.strip() == f"cannot connect to 127.0.0.1:{port}: connection refused"
 
 
-def test_server_going_away_is_reported_with_status_1(relay_process, clients):
+def test_server_going_away_without_reconnect_is_status_1(relay_process, clients):
     relay = relay_process()
-    alice = clients(relay.port, "alice")
+    alice = clients(relay.port, "alice", "--no-reconnect")
     alice.wait_for("* in #lobby: alice")
     relay.stop()
     assert alice.proc.wait(20) == 1
-    rest = alice.proc.stdout.read().decode()
-    assert f"! connection to 127.0.0.1:{relay.port} lost" in rest
+    assert f"! connection to 127.0.0.1:{relay.port} lost: closed by the server" in alice.rest()
 
 
 def test_prompts_for_missing_host_and_nick(relay_process):
@@ -303,3 +330,49 @@ def test_passphrase_is_asked_without_echo(relay_process):
         assert "hunter2" not in shown
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_clients_reconnect_after_a_server_restart(relay_process, clients):
+    relay = relay_process("--log-messages")
+    alice = clients(relay.port, "alice")
+    alice.wait_for("* in #lobby: alice")
+    alice.type("/join #dev")
+    alice.wait_for("* in #dev: alice")
+    bob = clients(relay.port, "bob", "--room", "#dev")
+    bob.wait_for("* in #dev: alice, bob")
+    port = relay.port
+    relay.stop()
+    for client in (alice, bob):
+        client.wait_for("! the server is shutting down")
+        client.wait_for(f"! connection to 127.0.0.1:{port} lost: closed by the server")
+    alice.type("typed while the server was down")  # queued, sent after reconnecting
+    alice.wait_for("* not connected: what you type is sent once the connection is back")
+    relay.start(port=port)
+    for client in (alice, bob):
+        client.wait_for(f"* reconnected to 127.0.0.1:{port} (chatsvc/0.1.0 relay; message bodies stay end-to-end encrypted)")
+    alice.wait_for("[#dev] alice: typed while the server was down")
+    # Both rejoined both their rooms; #dev is still alice's current room.
+    bob.wait_for("* you joined #dev")
+    bob.type("welcome back")
+    alice.wait_for("[#dev] bob: welcome back")
+    alice.type("thanks")
+    bob.wait_for("[#dev] alice: thanks")
+    assert alice.finish()[0] == 0
+    relay.stop()
+    log = relay.log()
+    restart = log.rindex("listening on")
+    assert "alice -> #dev: aes1:" in log[restart:]  # the queued line was sent
+
+
+def test_reconnect_takes_a_variant_nick_while_the_old_one_lingers(relay_process, clients):
+    relay = relay_process()
+    alice = clients(relay.port, "alice")
+    alice.wait_for("* in #lobby: alice")
+    port = relay.port
+    relay.stop()
+    alice.wait_for(f"! connection to 127.0.0.1:{port} lost: closed by the server")
+    relay.start(port=port)
+    squatter = relay.connect()
+    squatter.register("alice")  # someone takes the nick during the outage
+    alice.wait_for("* you are alice_ (alice was taken meanwhile)")
+    alice.wait_for("* in #lobby: alice_")

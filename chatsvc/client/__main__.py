@@ -11,18 +11,17 @@ import argparse
 import os
 import sys
 
-from twisted.internet import defer, endpoints, error, stdio, task, threads
+from twisted.internet import defer, stdio, task, threads
 
 from chatsvc import grammar
-from chatsvc.client import aesgcm, ciphers, terminal
-from chatsvc.client.protocol import ChatClientProtocol
+from chatsvc.client import aesgcm, ciphers, connection, terminal
+from chatsvc.client.protocol import describe_failure
 from chatsvc.client.session import ChatSession
 
 DEFAULT_PORT = 8000
 PASSPHRASE_ENV = "CHATSVC_PASSPHRASE"
 CIPHER_NAMES = ("aes", "caesar")
 DEFAULT_ROOM = "#lobby"
-CONNECT_TIMEOUT = 15
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
         f"(else ${PASSPHRASE_ENV}, else it is asked for without echo)",
     )
     parser.add_argument("--shift", type=int, default=10, help="Caesar key: how far letters move (default 10)")
+    parser.add_argument(
+        "--tls", action="store_true", help="connect with TLS, checking the server's certificate against the system's CAs"
+    )
+    parser.add_argument(
+        "--ca-file", metavar="PATH", help="connect with TLS, trusting only the CA (or self-signed certificate) in PATH"
+    )
+    parser.add_argument(
+        "--no-reconnect",
+        dest="reconnect",
+        action="store_false",
+        help="exit (status 1) when the connection drops, instead of reconnecting",
+    )
     return parser
 
 
@@ -140,32 +151,36 @@ async def make_cipher(reactor, args: argparse.Namespace) -> ciphers.Cipher:
     return aesgcm.AesGcmCipher(master)
 
 
-def describe_connect_failure(failure) -> str:
-    if failure.check(error.ConnectionRefusedError):
-        return "connection refused"
-    if failure.check(error.DNSLookupError):
-        return "host not found"
-    if failure.check(error.TimeoutError, defer.TimeoutError):
-        return "timed out"
-    if failure.check(error.NoRouteError):
-        return "no route to host"
-    return failure.getErrorMessage()
-
-
 async def run(reactor, args: argparse.Namespace) -> None:
     interactive = os.isatty(0) and os.isatty(1)
     server = f"{args.host}:{args.port}"
     front_end = terminal.InteractiveFrontEnd() if interactive else terminal.PipedFrontEnd()
+    try:
+        endpoint = connection.make_endpoint(reactor, args.host, args.port, args.tls, args.ca_file)
+    except connection.CertificateFileError as e:
+        sys.stderr.write(f"{e}\n")
+        raise SystemExit(1)
     cipher = await make_cipher(reactor, args)
-    session = ChatSession(front_end, cipher, args.nick, args.room, server, interactive)
+    session = ChatSession(front_end, cipher, args.nick, args.room, server, interactive, args.reconnect)
     front_end.session = session
 
-    endpoint = endpoints.HostnameEndpoint(reactor, args.host, args.port, timeout=CONNECT_TIMEOUT)
+    service = connection.make_service(reactor, endpoint, session, on_retry=session.retrying)
+    stopping: list[defer.Deferred] = []
+
+    def stop_connecting() -> None:
+        # Called from inside connection callbacks, where ClientService must
+        # not be re-entered: stop it on the next turn of the reactor.
+        if not stopping:
+            stopping.append(task.deferLater(reactor, 0, service.stopService))
+
+    session.stop_connecting = stop_connecting
+    service.startService()
     try:
-        await endpoints.connectProtocol(endpoint, ChatClientProtocol(session))
+        await service.whenConnected(failAfterFailures=1)
     except Exception:
         failure = defer.Failure()
-        sys.stderr.write(f"cannot connect to {server}: {describe_connect_failure(failure)}\n")
+        stop_connecting()
+        sys.stderr.write(f"cannot connect to {server}: {describe_failure(failure)}\n")
         raise SystemExit(1)
 
     if interactive:
@@ -177,6 +192,8 @@ async def run(reactor, args: argparse.Namespace) -> None:
         io = stdio.StandardIO(front_end)
         status = await session.done
         await _flush(reactor, io, front_end)
+    stop_connecting()
+    await stopping[0]
     if status:
         raise SystemExit(status)
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Protocol as TypingProtocol
 
-from twisted.internet import protocol
+from twisted.internet import defer, error, protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.protocols.basic import LineOnlyReceiver
 
 from chatsvc import grammar
@@ -60,7 +61,7 @@ class ChatClientProtocol(LineOnlyReceiver):
         self.handler.connected(self)
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
-        self.handler.disconnected(reason.getErrorMessage() if reason else "closed")
+        self.handler.disconnected(describe_failure(reason))
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.handler.unexpected("", f"server sent a line over {self.MAX_LENGTH} bytes; disconnecting")
@@ -160,6 +161,47 @@ class ChatClientProtocol(LineOnlyReceiver):
 
     def got_PONG(self, token: str | None = None) -> None:
         self.handler.pong(token)
+
+
+def describe_failure(failure: Failure | None) -> str:
+    """A short, human explanation of why a connection failed or ended."""
+    if failure is None:
+        return "closed"
+    if failure.check(error.ConnectionRefusedError):
+        return "connection refused"
+    if failure.check(error.DNSLookupError):
+        return "host not found"
+    if failure.check(error.TimeoutError, defer.TimeoutError):
+        return "timed out"
+    if failure.check(error.NoRouteError):
+        return "no route to host"
+    if failure.check(error.ConnectionDone):
+        return "closed by the server"
+    if failure.check(error.ConnectionLost):
+        return "connection lost"
+    tls = _describe_tls(failure)
+    return tls or failure.getErrorMessage()
+
+
+def _describe_tls(failure: Failure) -> str | None:
+    try:
+        from OpenSSL.SSL import Error as SSLError
+        from service_identity import VerificationError
+    except ImportError:  # pragma: no cover - both come with twisted[tls]
+        return None
+    if failure.check(VerificationError):
+        return "TLS: the server's certificate is not valid for this host name"
+    if failure.check(SSLError):
+        text = str(failure.value).lower()
+        if "certificate verify failed" in text:
+            return (
+                "TLS: the server's certificate is not trusted "
+                "(self-signed or unknown issuer? pass its CA with --ca-file)"
+            )
+        if "wrong version number" in text or "packet length too long" in text or "record layer" in text:
+            return "TLS handshake failed: the server does not seem to speak TLS (drop --tls?)"
+        return f"TLS error: {failure.getErrorMessage()}"
+    return None
 
 
 class ChatClientFactory(protocol.Factory):

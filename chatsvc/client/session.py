@@ -11,7 +11,7 @@ interface only.
 from __future__ import annotations
 
 import itertools
-from typing import Protocol
+from typing import Callable, Protocol
 
 from twisted.internet import defer
 
@@ -62,7 +62,12 @@ class ChatSession:
 
     @param interactive: a person at a terminal (a refused nick can be fixed
         with /nick) rather than a script (a refused nick ends the session).
+    @param reconnect: after an unexpected drop, wait for the connection to
+        come back (someone else redials: see ``connection.py``) and pick up
+        where it left off -- nick, rooms, current room, unsent input.
+        Without it, a drop ends the session with status 1.
     @ivar done: fires with the exit status once the session is over.
+    @ivar stop_connecting: called when the session ends, to stop redialling.
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class ChatSession:
         room: str,
         server: str,
         interactive: bool = False,
+        reconnect: bool = False,
     ) -> None:
         self.display = display
         self.cipher = cipher
@@ -80,14 +86,22 @@ class ChatSession:
         self.first_room = room
         self.server = server
         self.interactive = interactive
+        self.reconnect = reconnect
         self.done: defer.Deferred[int] = defer.Deferred()
+        self.stop_connecting: Callable[[], object] = lambda: None
 
         self.protocol: ChatClientProtocol | None = None
-        self.nick: str | None = None  # as the server accepted it
+        self.online = False  # a connection is up
+        self.greeted = False  # some server ever said HELLO
+        self.nick: str | None = None  # as the server accepted it, this connection
         self.rooms: dict[str, str] = {}  # name_key -> room as the server writes it
         self.current: str | None = None
-        self.ready = False  # registered and in the first room
+        self.ready = False  # registered and back in all rooms
         self.pending: list[str] = []  # input typed before ready
+        self._awaiting: set[str] = set()  # rooms to be in before ready
+        self._switch_to: set[str] = set()  # joins that make the room current
+        self._nick_tries = 0
+        self._told_offline = False
         self.quitting = False
         self.exit_status = 0
         self.input_closed = False
@@ -120,6 +134,9 @@ class ChatSession:
             return
         if not self.ready and not self._allowed_early(text):
             self.pending.append(text)
+            if self.greeted and not self.online and not self._told_offline:
+                self._told_offline = True
+                self.notice("not connected: what you type is sent once the connection is back")
             return
         self._handle_input(text)
 
@@ -129,21 +146,22 @@ class ChatSession:
         word = text.split(" ", 1)[0].lower()
         if text.strip().upper() == "FIN" or word == "/quit":
             return True
-        return self.interactive and self.protocol is not None and self.nick is None and word == "/nick"
+        return self.interactive and self.online and self.nick is None and word == "/nick"
 
     def user_eof(self) -> None:
         """Input ended: quit once everything typed so far has been handled."""
         self.input_closed = True
         if self.ready:
             self._drain_then_quit()
-        elif self._nick_refused or self.protocol is None:
+        elif self._nick_refused:
             self._quit(status=1)
+        # otherwise: once ready (again), _become_ready drains and quits
 
     def _drain_then_quit(self) -> None:
         # The server answers lines in order, so its PONG to this PING means
         # every message sent before it has been handled (and any error for
         # it already shown).
-        if self.quitting or self._drain_token is not None or self.protocol is None:
+        if self.quitting or self._drain_token is not None or not self.online:
             return
         self._drain_token = f"eof-{next(self._tokens)}"
         self.protocol.ping(self._drain_token)
@@ -196,6 +214,7 @@ class ChatSession:
             self._set_current(known)
             self.notice(f"now talking in {known}")
             return
+        self._switch_to.add(name_key(room))
         self.protocol.join(room)
 
     def cmd_part(self, rest: str) -> None:
@@ -244,7 +263,8 @@ class ChatSession:
             return
         self.quitting = True
         self.exit_status = status
-        if self.protocol is None:
+        self.stop_connecting()
+        if not self.online:
             self._finish(status)
             return
         self.protocol.quit(reason)
@@ -257,9 +277,19 @@ class ChatSession:
 
     def connected(self, protocol: ChatClientProtocol) -> None:
         self.protocol = protocol
+        self.online = True
+        self.nick = None
+        self._nick_tries = 0
+
+    def retrying(self, delay: float) -> None:
+        """The connection is being redialled in ``delay`` seconds."""
+        if self.greeted and not self.quitting:
+            self.notice(f"reconnecting to {self.server} in {delay:.0f} s")
 
     def hello(self, version: str, text: str) -> None:
-        self.notice(f"connected to {self.server} ({clean(text)})")
+        again = self.greeted
+        self.greeted = True
+        self.notice(f"{'reconnected' if again else 'connected'} to {self.server} ({clean(text)})")
         if not self.cipher.secure and not self._warned:
             self._warned = True
             self.problem(
@@ -272,16 +302,38 @@ class ChatSession:
 
     def nick_accepted(self, nick: str) -> None:
         # Later changes are applied from the NICK line that follows.
-        if self.nick is None:
-            self.nick = nick
-            self._nick_refused = False
+        if self.nick is not None:
+            return
+        self.nick = nick
+        self._nick_refused = False
+        if self.wanted_nick != nick and self.rooms:
+            self.notice(f"you are {clean(nick)} ({clean(self.wanted_nick)} was taken meanwhile)")
+        else:
             self.notice(f"you are {clean(nick)}")
+        if self.rooms:
+            # Back after a drop: rejoin where we were, keep the current room.
+            rejoin = list(self.rooms.values())
+            self._awaiting = set(self.rooms)
+            self.rooms = {}
+            for room in rejoin:
+                self.protocol.join(room)
+        else:
+            self._awaiting = {name_key(self.first_room)}
+            self._switch_to.add(name_key(self.first_room))
             self.protocol.join(self.first_room)
 
     def message_accepted(self, target: str) -> None:
         pass  # shown when sent
 
     def error(self, code: str, text: str) -> None:
+        if code == "nick-taken" and self.nick is None and self.greeted and self.rooms and self._nick_tries < 9:
+            # Reconnecting: our old connection may still hold the nick until
+            # the server notices it is gone.  Take a variant meanwhile.
+            self._nick_tries += 1
+            base = self.wanted_nick
+            candidate = (base[: 32 - 2] + "_" + (str(self._nick_tries) if self._nick_tries > 1 else ""))[:32]
+            self.protocol.register(candidate)
+            return
         self.problem(clean(text) if text else clean(code))
         if code in ("nick-taken", "nick-invalid") and self.nick is None:
             self._nick_refused = True
@@ -292,8 +344,11 @@ class ChatSession:
 
     def joined(self, room: str, nick: str) -> None:
         if self.nick is not None and name_key(nick) == name_key(self.nick):
-            self.rooms[name_key(room)] = room
-            self._set_current(room)
+            key = name_key(room)
+            self.rooms[key] = room
+            if key in self._switch_to or self.current is None:
+                self._switch_to.discard(key)
+                self._set_current(room)
             self.notice(f"you joined {clean(room)}")
         else:
             self.notice(f"{clean(nick)} joined {clean(room)}")
@@ -334,7 +389,8 @@ class ChatSession:
 
     def name_list(self, room: str, nicks: list[str]) -> None:
         self.notice(f"in {clean(room)}: {', '.join(clean(n) for n in nicks)}")
-        if not self.ready and self.rooms:
+        self._awaiting.discard(name_key(room))
+        if not self.ready and self.nick is not None and not self._awaiting:
             self._become_ready()
 
     def room_list(self, rooms: list[tuple[str, int]]) -> None:
@@ -351,14 +407,30 @@ class ChatSession:
         self.problem(f"ignored a malformed line from the server: {clean(reason)}")
 
     def disconnected(self, reason: str) -> None:
+        self.online = False
+        self.ready = False
+        self._drain_token = None
         if self.quitting:
             self._finish(self.exit_status)
             return
+        if not self.greeted:
+            # Never got as far as HELLO: TLS refused, or not a chatsvc server.
+            self.problem(f"cannot talk to {self.server}: {clean(reason)}")
+            self._finish(1)
+            self.stop_connecting()
+            return
         self.problem(f"connection to {self.server} lost: {clean(reason)}")
-        self._finish(1)
+        if not self.reconnect:
+            self._finish(1)
+            self.stop_connecting()
+            return
+        self.wanted_nick = self.nick or self.wanted_nick
+        self.nick = None
+        self._told_offline = False
 
     def _become_ready(self) -> None:
         self.ready = True
+        self._told_offline = False
         queued, self.pending = self.pending, []
         for text in queued:
             if self.quitting:
