@@ -328,3 +328,56 @@ def test_invalid_utf8_from_server_does_not_crash():
     h.protocol.dataReceived(b"MSG bob #lobby caesar:\xff\xfe\n")
     [line] = h.display.take()
     assert line.startswith("[#lobby] bob: ")
+
+
+def test_reconnect_restores_nick_rooms_and_current_room():
+    h = Harness()
+    h.session.reconnect = True
+    h.ready()
+    h.session.user_line("/join #dev")
+    h.server("JOIN #dev alice", "NAMES #dev alice", "ENDNAMES #dev")
+    h.session.user_line("/join #lobby")  # current room: #lobby again
+    h.sent(), h.display.take()
+    h.close("gone")
+    assert h.result == []  # not over: waiting for the connection to come back
+    assert h.display.take() == ["! connection to example:8000 lost: closed by the server"]
+    h.session.retrying(2.3)
+    h.session.user_line("while away")
+    assert h.display.take() == [
+        "* reconnecting to example:8000 in 2 s",
+        "* not connected: what you type is sent once the connection is back",
+    ]
+    # the connection comes back: a new protocol, the same session
+    h.protocol = ChatClientProtocol(h.session)
+    h.transport = StringTransport()
+    h.protocol.makeConnection(h.transport)
+    h.server("HELLO chatsvc 1 again", "ERROR nick-taken alice is already in use")
+    assert h.sent() == ["NICK alice", "NICK alice_"]
+    h.server("OK NICK alice_")
+    assert sorted(h.sent()) == ["JOIN #dev", "JOIN #lobby"]
+    h.server("JOIN #lobby alice_", "JOIN #dev alice_", "NAMES #lobby alice_", "ENDNAMES #lobby")
+    assert h.sent() == []  # not ready until back in every room
+    h.server("NAMES #dev alice_", "ENDNAMES #dev")
+    assert h.sent() == ["MSG #lobby caesar:grsvo kgki"]
+    assert h.session.current == "#lobby"
+    assert "* you are alice_ (alice was taken meanwhile)" in h.display.take()
+
+
+def test_quit_while_disconnected_ends_at_once():
+    h = Harness()
+    h.session.reconnect = True
+    stopped = []
+    h.session.stop_connecting = lambda: stopped.append(True)
+    h.ready()
+    h.close()
+    h.session.user_line("/quit")
+    assert h.result == [0]
+    assert stopped
+
+
+def test_drop_before_hello_is_a_connection_failure():
+    h = Harness()
+    h.session.reconnect = True
+    h.close("TLS: the server's certificate is not trusted")
+    assert h.display.take() == ["! cannot talk to example:8000: closed by the server"]
+    assert h.result == [1]
