@@ -17,6 +17,11 @@ PROTOCOL_VERSION = 1
 #: Default maximum length of a received line, in bytes, excluding the ``\n``.
 DEFAULT_MAX_LINE = 65536
 
+#: Rooms with at least this many members are "large" (see docs/protocol.md).
+DEFAULT_LARGE_ROOM = 250
+#: How often members of a changing large room hear its member count.
+MEMBERS_INTERVAL = 5.0
+
 #: How much longer than the limit a relayed line may be (the server inserts
 #: the sender's nick).  Clients must accept lines up to limit + this.
 RELAY_OVERHEAD = 256
@@ -115,6 +120,7 @@ SERVER_COMMANDS: dict[str, Shape] = {
     "MSG": Shape(3, 3, trailing=True),
     "NAMES": Shape(1, 1_000_000),
     "ENDNAMES": Shape(1, 1),
+    "MEMBERS": Shape(2, 2),
     "ROOM": Shape(2, 2),
     "ENDROOMS": Shape(0, 0),
     "PING": Shape(0, 1),

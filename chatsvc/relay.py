@@ -36,6 +36,8 @@ class Member:
     ``\\n``); the protocol passes its transport's write method.
     """
 
+    __slots__ = ("send", "peer", "nick", "rooms")
+
     def __init__(self, send: Callable[[bytes], object], peer: str = "?") -> None:
         self.send = send
         self.peer = peer
@@ -47,6 +49,8 @@ class Member:
 
 
 class Room:
+    __slots__ = ("name", "members")
+
     def __init__(self, name: str) -> None:
         self.name = name  # as first written
         # A dict rather than a set keeps join order for NAMES listings while
@@ -65,15 +69,26 @@ class Relay:
 
     @param max_line: the line limit, used to split NAMES replies.
     @param log_messages: log each relayed payload (as received: ciphertext).
+    @param large_room: from this many members on, a room is *large*: its
+        members are no longer told of each JOIN, PART, QUIT and NICK (that
+        is quadratic in the room's size when many join at once); instead a
+        joiner gets the member count, not the whole list, and members get
+        ``MEMBERS <room> <count>`` from L{announce_counts}, called
+        periodically.  ``NAMES`` still lists everyone.  0: never large.
     """
 
     log = Logger()
 
     def __init__(
-        self, max_line: int = grammar.DEFAULT_MAX_LINE, log_messages: bool = False
+        self,
+        max_line: int = grammar.DEFAULT_MAX_LINE,
+        log_messages: bool = False,
+        large_room: int = 0,
     ) -> None:
         self.max_line = max_line
         self.log_messages = log_messages
+        self.large_room = large_room
+        self._changed: dict[str, None] = {}  # large rooms whose count changed
         self.nicks: dict[str, Member] = {}  # name_key(nick) -> Member
         self.rooms: dict[str, Room] = {}  # name_key(room) -> Room
         #: Set while the server shuts down: everyone is leaving at once, so
@@ -104,11 +119,28 @@ class Relay:
                 peer.send(line)
 
     def _audience(self, member: Member) -> Iterable[Member]:
-        """The member itself and everyone sharing a room with it, once each."""
+        """
+        The member itself and everyone sharing a room with it, once each --
+        except in large rooms, whose members only see the count change.
+        """
         seen: dict[Member, None] = {member: None}
-        for room in member.rooms.values():
-            seen.update(room.members)
+        for key, room in member.rooms.items():
+            if self._is_large(room):
+                self._changed[key] = None
+            else:
+                seen.update(room.members)
         return list(seen)
+
+    def _is_large(self, room: Room) -> bool:
+        return bool(self.large_room) and len(room.members) >= self.large_room
+
+    def announce_counts(self) -> None:
+        """Tell the members of each large room that changed how many they are."""
+        changed, self._changed = self._changed, {}
+        for key in changed:
+            room = self.rooms.get(key)
+            if room is not None and self._is_large(room):
+                room.broadcast(format_line("MEMBERS", room.name, str(len(room.members))))
 
     # --- rooms -------------------------------------------------------------
 
@@ -124,13 +156,27 @@ class Relay:
             room.members[member] = None
             member.rooms[key] = room
             self.log.info("{nick} joined {room}", nick=member.nick, room=room.name)
-            room.broadcast(format_line("JOIN", room.name, member.nick))
-        self.send_names(member, name)
+            line = format_line("JOIN", room.name, member.nick)
+            if self._is_large(room):
+                self._changed[key] = None
+                member.send(line)
+            else:
+                room.broadcast(line)
+        if self._is_large(room):
+            member.send(format_line("MEMBERS", room.name, str(len(room.members))))
+            member.send(format_line("ENDNAMES", room.name))
+        else:
+            self.send_names(member, name)
 
     def part(self, member: Member, name: str, reason: str | None = None) -> None:
         room = self._my_room(member, name)
         args = (room.name, member.nick) + ((reason,) if reason else ())
-        room.broadcast(format_line("PART", *args))
+        line = format_line("PART", *args)
+        if self._is_large(room):
+            self._changed[name_key(room.name)] = None
+            member.send(line)
+        else:
+            room.broadcast(line)
         self._leave(member, room)
         self.log.info("{nick} left {room}", nick=member.nick, room=room.name)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from twisted.internet import defer, interfaces, protocol
+from twisted.internet import defer, interfaces, protocol, task
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
@@ -84,6 +84,14 @@ class ChatProtocol(LineOnlyReceiver):
             self.transport.loseConnection()
             return
         self.admitted = True
+        # Chat lines are small and latency matters; Twisted already batches
+        # writes per reactor turn, so Nagle's algorithm only adds delay.
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass
         self.member = Member(self.send_line, peer_text)
         self.closed: defer.Deferred[None] = defer.Deferred()
         self._pending: deque[bytes | None] = deque()  # None: overlong line
@@ -380,6 +388,18 @@ class ChatFactory(protocol.ServerFactory):
         self.clock = clock
         self.connections: set[ChatProtocol] = set()
         self.per_host: Counter[str] = Counter()
+        self._announcer: task.LoopingCall | None = None
+
+    def startFactory(self) -> None:
+        if self.relay.large_room:
+            self._announcer = task.LoopingCall(self.relay.announce_counts)
+            self._announcer.clock = self.clock
+            self._announcer.start(grammar.MEMBERS_INTERVAL, now=False)
+
+    def stopFactory(self) -> None:
+        if self._announcer is not None and self._announcer.running:
+            self._announcer.stop()
+        self._announcer = None
 
     def admit(self, proto: ChatProtocol) -> tuple[str, str] | None:
         """Count a new connection in, or say why it is refused."""

@@ -59,6 +59,8 @@ class Options(usage.Options):
     optParameters = [
         ["port", "p", DEFAULT_PORT, "Where to listen: a port number or an endpoint description."],
         ["max-line", None, str(grammar.DEFAULT_MAX_LINE), "Longest line accepted from a client, in bytes."],
+        ["large-room", None, str(grammar.DEFAULT_LARGE_ROOM),
+         "Members from which a room is large: no JOIN/PART/QUIT notices, a periodic count instead (0: never)."],
         ["max-sendq", None, str(Limits.max_sendq),
          "Bytes of unsent output a client may have queued before it is disconnected."],
         ["flood-burst", None, str(Limits.flood_burst),
@@ -77,7 +79,7 @@ class Options(usage.Options):
 
     # Limits where 0 means "off" (a limit that must stay on is validated
     # separately).
-    _zero_allowed = ("max-sendq", "flood-burst", "flood-rate", "max-clients", "max-per-ip",
+    _zero_allowed = ("large-room", "max-sendq", "flood-burst", "flood-rate", "max-clients", "max-per-ip",
                      "register-timeout", "idle-timeout", "ping-timeout")
     optFlags = [
         ["log-messages", None, "Log every relayed message (as the ciphertext received)."],
@@ -197,7 +199,9 @@ def _reason(failure) -> str:
 def makeService(config: Options, reactor=None) -> service.MultiService:
     if reactor is None:
         from twisted.internet import reactor
-    relay = Relay(max_line=config["max-line"], log_messages=config["log-messages"])
+    relay = Relay(
+        max_line=config["max-line"], log_messages=config["log-messages"], large_room=int(config["large-room"])
+    )
     top = service.MultiService()
     listener = ListeningService(
         endpoints.serverFromString(reactor, config["port"]),

@@ -208,3 +208,72 @@ def test_client_sessions_talk_through_the_relay():
     flush()
     assert alice.display_lines[-1] == "* bob quit"
     assert bob.done.called
+
+
+# --- large rooms ---------------------------------------------------------------
+
+
+def test_large_room_replaces_notices_by_counts():
+    factory = make_factory(large_room=3)
+    a = registered(factory, "a", "#big")
+    b = registered(factory, "b", "#big")
+    a.lines()
+    c = registered(factory, "c")
+    c.send("JOIN #big\n")
+    # the third member makes the room large: only c hears of its join
+    assert c.lines() == ["JOIN #big c", "MEMBERS #big 3", "ENDNAMES #big"]
+    assert a.lines() == [] and b.lines() == []
+    factory.relay.announce_counts()
+    for member in (a, b, c):
+        assert member.lines() == ["MEMBERS #big 3"]
+    factory.relay.announce_counts()  # nothing changed: nothing sent
+    assert a.lines() == []
+    # messages flow as usual; NAMES still lists everyone
+    a.send("MSG #big hi\nNAMES #big\n")
+    assert c.lines() == ["MSG a #big hi"]
+    assert a.lines() == ["OK MSG #big", "NAMES #big a b c", "ENDNAMES #big"]
+    # a leaving member is not announced one by one either
+    c.send("PART #big\n")
+    assert c.lines() == ["PART #big c"]
+    assert a.lines() == []
+    # back under the threshold, the room is an ordinary one again
+    b.drop()
+    assert a.lines() == ["QUIT b connection lost"]
+
+
+def test_large_room_nick_change_reaches_only_small_room_sharers():
+    factory = make_factory(large_room=3)
+    a = registered(factory, "a", "#big", "#small")
+    b = registered(factory, "b", "#big")
+    registered(factory, "b2", "#big")
+    c = registered(factory, "c", "#small")
+    b.lines()
+    a.lines()
+    a.send("NICK alpha\n")
+    assert a.lines() == ["OK NICK alpha", "NICK a alpha"]
+    assert c.lines() == ["NICK a alpha"]
+    assert b.lines() == []
+
+
+def test_mass_join_of_a_large_room_is_linear():
+    factory = make_factory(large_room=50)
+    clients = [registered(factory, f"u{i}", "#crowd") for i in range(400)]
+    total = sum(len(c.transport.value()) for c in clients)
+    # each client got its own join reply plus at most the notices of the
+    # first 50 joiners: not 400 * 400 / 2 lines
+    assert total < 400 * 60 * 20
+
+
+def test_members_are_announced_periodically_by_the_factory():
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    factory = make_factory(clock=clock, large_room=2)
+    factory.startFactory()
+    a = registered(factory, "a", "#big")
+    registered(factory, "b", "#big")
+    a.lines()
+    clock.advance(5)
+    assert a.lines() == ["MEMBERS #big 2"]
+    factory.stopFactory()
+    assert clock.getDelayedCalls() == [] or all(not c.active() for c in clock.getDelayedCalls() if "announce" in repr(c))

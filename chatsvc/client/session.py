@@ -102,6 +102,8 @@ class ChatSession:
         self._switch_to: set[str] = set()  # joins that make the room current
         self._nick_tries = 0
         self._told_offline = False
+        self._counts: dict[str, int] = {}  # large rooms' member counts
+        self._joining_large: set[str] = set()
         self.quitting = False
         self.exit_status = 0
         self.input_closed = False
@@ -215,6 +217,7 @@ class ChatSession:
             self.notice(f"now talking in {known}")
             return
         self._switch_to.add(name_key(room))
+        self._joining_large.add(name_key(room))
         self.protocol.join(room)
 
     def cmd_part(self, rest: str) -> None:
@@ -387,8 +390,18 @@ class ChatSession:
         else:
             self.display.show(f"[{clean(sender)} → you] {clean(text)}")
 
+    def member_count(self, room: str, count: int) -> None:
+        # Large rooms send counts instead of join notices; show the one that
+        # answers our own join, not the periodic updates.
+        if name_key(room) in self._awaiting or name_key(room) in self._joining_large:
+            self._joining_large.discard(name_key(room))
+            self.notice(f"{clean(room)} is a large room: {count} members (/names lists them)")
+        self._counts[name_key(room)] = count
+
     def name_list(self, room: str, nicks: list[str]) -> None:
-        self.notice(f"in {clean(room)}: {', '.join(clean(n) for n in nicks)}")
+        if nicks or name_key(room) not in self._counts:
+            self.notice(f"in {clean(room)}: {', '.join(clean(n) for n in nicks)}")
+        self._joining_large.discard(name_key(room))
         self._awaiting.discard(name_key(room))
         if not self.ready and self.nick is not None and not self._awaiting:
             self._become_ready()
