@@ -15,6 +15,8 @@ class TokenBucket:
     @param now: the current time, in seconds, when the bucket is made (full).
     """
 
+    __slots__ = ("burst", "rate", "tokens", "stamp")
+
     def __init__(self, burst: int, rate: float, now: float) -> None:
         if burst < 1 or rate <= 0:
             raise ValueError("burst must be >= 1 and rate > 0")

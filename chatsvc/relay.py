@@ -49,10 +49,11 @@ class Member:
 
 
 class Room:
-    __slots__ = ("name", "members")
+    __slots__ = ("name", "key", "members")
 
     def __init__(self, name: str) -> None:
         self.name = name  # as first written
+        self.key = name_key(name)  # shared by every member's index of its rooms
         # A dict rather than a set keeps join order for NAMES listings while
         # staying O(1) for add, remove and membership tests.
         self.members: dict[Member, None] = {}
@@ -154,7 +155,7 @@ class Relay:
             if room is None:
                 room = self.rooms[key] = Room(name)
             room.members[member] = None
-            member.rooms[key] = room
+            member.rooms[room.key] = room
             self.log.info("{nick} joined {room}", nick=member.nick, room=room.name)
             line = format_line("JOIN", room.name, member.nick)
             if self._is_large(room):

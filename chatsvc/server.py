@@ -37,6 +37,16 @@ _UNREGISTERED_OK = frozenset({"NICK", "PING", "PONG", "QUIT"})
 # FileDescriptor.bufferSize); counted as already queued when paused.
 TRANSPORT_BUFFER = 64 * 1024
 
+# Timeouts are checked this often (seconds), for all connections at once.
+SWEEP_INTERVAL = 1.0
+
+_HELLO = format_line(
+    "HELLO",
+    "chatsvc",
+    str(grammar.PROTOCOL_VERSION),
+    f"chatsvc/{chatsvc.__version__} relay; message bodies stay end-to-end encrypted",
+)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -61,11 +71,38 @@ class ChatProtocol(LineOnlyReceiver):
     log = Logger()
     delimiter = b"\n"
 
-    factory: ChatFactory
-    member: Member | None = None
-    admitted = False
-    quit_reason = "connection lost"
-    _buffer = b""
+    # Slots, not an instance __dict__: a relay holds one of these per
+    # connection, and the dict alone would cost more than everything else.
+    __slots__ = (
+        "factory", "transport", "connected", "limits", "clock", "host", "member",
+        "admitted", "quit_reason", "closed", "_buffer", "_pending", "_bucket",
+        "_output_paused", "_queued_while_paused", "_reading", "_resume_call",
+        "_throttled", "_warned_flood", "_connected_at", "_last_activity", "_ping_sent_at",
+    )
+
+    def __init__(self) -> None:
+        self.factory: ChatFactory | None = None
+        self.transport = None
+        self.connected = 0
+        self.limits: Limits | None = None
+        self.clock = None
+        self.host: str | None = None
+        self.member: Member | None = None
+        self.admitted = False
+        self.quit_reason = "connection lost"
+        self.closed: defer.Deferred | None = None  # made by close_all, fired on close
+        self._buffer = b""
+        self._pending: deque | None = None  # lines held back by the flood limit
+        self._bucket: TokenBucket | None = None
+        self._output_paused = False
+        self._queued_while_paused = 0
+        self._reading = True
+        self._resume_call = None
+        self._throttled = False
+        self._warned_flood = False
+        self._connected_at = 0.0
+        self._last_activity = 0.0
+        self._ping_sent_at: float | None = None
 
     # --- connection lifecycle ---------------------------------------------
 
@@ -93,49 +130,28 @@ class ChatProtocol(LineOnlyReceiver):
             except OSError:
                 pass
         self.member = Member(self.send_line, peer_text)
-        self.closed: defer.Deferred[None] = defer.Deferred()
-        self._pending: deque[bytes | None] = deque()  # None: overlong line
-        self._output_paused = False
-        self._queued_while_paused = 0
-        self._reading = True
-        self._resume_call = None
-        self._throttled = False
-        self._warned_flood = False
         now = self.clock.seconds()
-        self._bucket = (
-            TokenBucket(self.limits.flood_burst, self.limits.flood_rate, now)
-            if self.limits.flood_burst and self.limits.flood_rate
-            else None
-        )
+        if self.limits.flood_burst and self.limits.flood_rate:
+            self._bucket = TokenBucket(self.limits.flood_burst, self.limits.flood_rate, now)
         self._connected_at = now
         self._last_activity = now
-        self._ping_sent_at: float | None = None
-        self._timer = None
-        self._schedule_check(self.limits.register_timeout or self.limits.idle_timeout)
         self.transport.registerProducer(self, True)
         self.log.info("connection from {peer}", peer=peer_text)
-        self.transport.write(
-            format_line(
-                "HELLO",
-                "chatsvc",
-                str(grammar.PROTOCOL_VERSION),
-                f"chatsvc/{chatsvc.__version__} relay; message bodies stay end-to-end encrypted",
-            )
-        )
+        self.transport.write(_HELLO)
 
     def connectionLost(self, reason: object = None) -> None:
         if not self.admitted:
             return
-        for call in (self._timer, self._resume_call):
-            if call is not None and call.active():
-                call.cancel()
-        self._pending.clear()
+        if self._resume_call is not None and self._resume_call.active():
+            self._resume_call.cancel()
+        self._pending = None
         self.factory.release(self)
         member, self.member = self.member, None
         if member is not None:
             self.factory.relay.quit(member, self.quit_reason)
             self.log.info("connection from {peer} closed", peer=member.peer)
-        self.closed.callback(None)
+        if self.closed is not None:
+            self.closed.callback(None)
 
     def close(self, code: str, text: str, quit_reason: str, abort: bool = False) -> None:
         """Tell the client why (best effort), then hang up."""
@@ -206,54 +222,74 @@ class ChatProtocol(LineOnlyReceiver):
             return
         self._last_activity = self.clock.seconds()
         self._ping_sent_at = None
-        lines = (self._buffer + data).split(self.delimiter)
+        lines: list[bytes | None] = (self._buffer + data).split(self.delimiter)
         self._buffer = lines.pop()
-        self._pending.extend(lines)
         if len(self._buffer) > self.limits.max_line + 1:
             # Refused in order, after the complete lines before it.
             self._buffer = b""
-            self._pending.append(None)
-        self._drain()
+            lines.append(None)
+        if self._pending is None:
+            self._handle_lines(lines)
+        else:
+            self._pending.extend(lines)
+            self._drain()
+
+    def _handle_lines(self, lines: list[bytes | None]) -> None:
+        """Handle what the flood limit allows now; keep the rest for later."""
+        granted = len(lines) if self._bucket is None else self._bucket.take(len(lines), self.clock.seconds())
+        for i in range(granted):
+            if self.transport.disconnecting:
+                return
+            line = lines[i]
+            if line is None:
+                self.lineLengthExceeded(b"")
+                return
+            self.lineReceived(line)
+        if granted < len(lines) and not self.transport.disconnecting:
+            self._pending = deque(lines[granted:])
+            self._throttle()
 
     def _drain(self) -> None:
         pending = self._pending
-        if self._bucket is None:
-            allowed = len(pending)
-        else:
-            allowed = self._bucket.take(len(pending), self.clock.seconds())
-        while pending and allowed > 0:
+        granted = self._bucket.take(len(pending), self.clock.seconds())
+        for _ in range(granted):
             if self.transport.disconnecting:
-                pending.clear()
                 return
             line = pending.popleft()
-            allowed -= 1
             if line is None:
                 self.lineLengthExceeded(b"")
-                pending.clear()
                 return
             self.lineReceived(line)
-        if pending and not self.transport.disconnecting:
-            # Over the flood limit: keep the rest, stop reading, come back
-            # when the bucket has a token again.
-            if not self._warned_flood:
-                self._warned_flood = True
-                self.log.info(
-                    "{peer} sends faster than {rate:g} lines/s; slowing it down",
-                    peer=self.member.peer,
-                    rate=self.limits.flood_rate,
-                )
-            self._throttled = True
-            self._update_reading()
-            if self._resume_call is None or not self._resume_call.active():
-                delay = self._bucket.wait_time(self.clock.seconds())
-                self._resume_call = self.clock.callLater(delay, self._unthrottle)
-        elif self._throttled:
+        if pending:
+            if not self.transport.disconnecting:
+                self._throttle()
+            return
+        self._pending = None
+        if self._throttled:
             self._throttled = False
             self._update_reading()
 
+    def _throttle(self) -> None:
+        # Over the flood limit: stop reading, come back when the bucket has
+        # a token again.  Nothing is dropped.
+        if not self._warned_flood:
+            self._warned_flood = True
+            self.log.info(
+                "{peer} sends faster than {rate:g} lines/s; slowing it down",
+                peer=self.member.peer,
+                rate=self.limits.flood_rate,
+            )
+        if not self._throttled:
+            self._throttled = True
+            self._update_reading()
+        if self._resume_call is None or not self._resume_call.active():
+            delay = self._bucket.wait_time(self.clock.seconds())
+            self._resume_call = self.clock.callLater(delay, self._unthrottle)
+
     def _unthrottle(self) -> None:
         self._resume_call = None
-        self._drain()
+        if self._pending is not None:
+            self._drain()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.close(
@@ -283,16 +319,14 @@ class ChatProtocol(LineOnlyReceiver):
 
     # --- timeouts ------------------------------------------------------------
 
-    def _schedule_check(self, delay: float) -> None:
-        if delay:
-            self._timer = self.clock.callLater(max(delay, 0.0), self._check_timeouts)
-
-    def _check_timeouts(self) -> None:
-        # One timer per connection, re-armed here rather than on every line.
-        self._timer = None
+    def check_timeouts(self, now: float) -> None:
+        """
+        Called about once a second by the factory's sweep (one timer for all
+        connections is far cheaper than one per connection).
+        """
         if self.transport.disconnecting or self.member is None:
             return
-        limits, now = self.limits, self.clock.seconds()
+        limits = self.limits
         if self.member.nick is None:
             if limits.register_timeout and now - self._connected_at >= limits.register_timeout:
                 self.close(
@@ -300,28 +334,18 @@ class ChatProtocol(LineOnlyReceiver):
                     f"no NICK within {limits.register_timeout:g} seconds; closing",
                     "registration timeout",
                 )
-                return
-            self._schedule_check(self._connected_at + limits.register_timeout - now)
+        elif not limits.idle_timeout:
             return
-        if not limits.idle_timeout:
-            return
-        if self._ping_sent_at is not None:
+        elif self._ping_sent_at is not None:
             if now - self._ping_sent_at >= limits.ping_timeout:
                 self.close(
                     "ping-timeout",
                     f"no reply to PING within {limits.ping_timeout:g} seconds; closing",
                     "ping timeout",
                 )
-                return
-            self._schedule_check(self._ping_sent_at + limits.ping_timeout - now)
-            return
-        idle = now - self._last_activity
-        if idle >= limits.idle_timeout:
+        elif now - self._last_activity >= limits.idle_timeout:
             self._ping_sent_at = now
             self.transport.write(format_line("PING", f"idle-{int(now)}"))
-            self._schedule_check(limits.ping_timeout)
-        else:
-            self._schedule_check(limits.idle_timeout - idle)
 
     # --- commands ----------------------------------------------------------
 
@@ -334,14 +358,7 @@ class ChatProtocol(LineOnlyReceiver):
         getattr(self, "do_" + line.command)(*line.args)
 
     def do_NICK(self, nick: str) -> None:
-        was_registered = self.member.nick is not None
         self.factory.relay.set_nick(self.member, nick)
-        if not was_registered:
-            # From now on the idle timer applies, not the registration one.
-            if self._timer is not None and self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-            self._schedule_check(self.limits.idle_timeout)
 
     def do_JOIN(self, room: str) -> None:
         self.factory.relay.join(self.member, room)
@@ -389,6 +406,7 @@ class ChatFactory(protocol.ServerFactory):
         self.connections: set[ChatProtocol] = set()
         self.per_host: Counter[str] = Counter()
         self._announcer: task.LoopingCall | None = None
+        self._sweeper: task.LoopingCall | None = None
 
     def startFactory(self) -> None:
         if self.relay.large_room:
@@ -411,6 +429,10 @@ class ChatFactory(protocol.ServerFactory):
         self.connections.add(proto)
         if proto.host:
             self.per_host[proto.host] += 1
+        if self._sweeper is None and (limits.register_timeout or limits.idle_timeout):
+            self._sweeper = task.LoopingCall(self._sweep)
+            self._sweeper.clock = self.clock
+            self._sweeper.start(SWEEP_INTERVAL, now=False)
         return None
 
     def release(self, proto: ChatProtocol) -> None:
@@ -419,6 +441,14 @@ class ChatFactory(protocol.ServerFactory):
             self.per_host[proto.host] -= 1
             if self.per_host[proto.host] <= 0:
                 del self.per_host[proto.host]
+        if not self.connections and self._sweeper is not None:
+            self._sweeper.stop()  # nothing to watch: no timer at all
+            self._sweeper = None
+
+    def _sweep(self) -> None:
+        now = self.clock.seconds()
+        for proto in list(self.connections):
+            proto.check_timeouts(now)
 
     def close_all(self) -> defer.Deferred:
         """
@@ -431,6 +461,7 @@ class ChatFactory(protocol.ServerFactory):
         if live:
             self.log.info("closing {count} connections", count=len(live))
         for proto in live:
+            proto.closed = defer.Deferred()
             proto.close("server-shutdown", "the server is shutting down", "server shutdown")
         waiting = defer.DeferredList([proto.closed for proto in live])
 

@@ -20,10 +20,22 @@ from chatsvc.server import ChatFactory, Limits
 DEFAULT_PORT = "tcp:8000"
 
 
+DEFAULT_BACKLOG = 1024
+
+
 def normalize_port(description: str) -> str:
-    """A bare port number means TCP on every interface."""
+    """
+    A bare port number means TCP on every interface.  TCP listeners get a
+    deeper accept queue than Twisted's default of 50 unless one is given:
+    after a restart, every client reconnects at once.
+    """
     description = description.strip()
-    return f"tcp:{description}" if description.isdigit() else description
+    if description.isdigit():
+        description = f"tcp:{description}"
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "tcp6") and "backlog=" not in description:
+        description += f":backlog={DEFAULT_BACKLOG}"
+    return description
 
 
 class _ParseOnlyReactor:

@@ -132,7 +132,7 @@ def test_logs_where_it_listens_and_no_payloads_by_default(relay_process):
     a.expect("MSG bob #a U0VDUkVUX1BBWUxPQUQ", "QUIT bob")
     relay.stop()
     log = relay.log()
-    assert f"listening on tcp:0:interface=127.0.0.1 (127.0.0.1 port {relay.port})" in log
+    assert f"listening on tcp:0:interface=127.0.0.1:backlog=1024 (127.0.0.1 port {relay.port})" in log
     assert "alice joined #a" in log
     assert "U0VDUkVUX1BBWUxPQUQ" not in log
 
@@ -161,7 +161,7 @@ def test_wildcard_bind_logs_this_hosts_addresses(tmp_path):
             if "clients can connect to" in line or len(seen) > 30:
                 break
         text = "".join(seen)
-        assert f"listening on tcp:{port} (0.0.0.0 port {port})" in text
+        assert f"listening on tcp:{port}:backlog=1024 (0.0.0.0 port {port})" in text
         assert "clients can connect to" in text
     finally:
         proc.terminate()
@@ -179,7 +179,7 @@ def test_port_in_use_exits_nonzero_with_one_line(tmp_path):
         )
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert f"cannot listen on tcp:{port}:interface=127.0.0.1: address already in use" in output
+    assert f"cannot listen on tcp:{port}:interface=127.0.0.1:backlog=1024: address already in use" in output
     assert "Traceback" not in output
 
 

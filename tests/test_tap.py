@@ -25,7 +25,7 @@ def parse(*args: str) -> tap.Options:
 
 def test_defaults():
     options = parse()
-    assert options["port"] == "tcp:8000"
+    assert options["port"] == "tcp:8000:backlog=1024"
     assert options["max-line"] == 65536
     assert not options["log-messages"]
 
@@ -33,10 +33,11 @@ def test_defaults():
 @pytest.mark.parametrize(
     "given, expected",
     [
-        ("8000", "tcp:8000"),
-        (" 9001 ", "tcp:9001"),
-        ("tcp:8000:interface=127.0.0.1", "tcp:8000:interface=127.0.0.1"),
-        ("tcp6:8000", "tcp6:8000"),
+        ("8000", "tcp:8000:backlog=1024"),
+        (" 9001 ", "tcp:9001:backlog=1024"),
+        ("tcp:8000:interface=127.0.0.1", "tcp:8000:interface=127.0.0.1:backlog=1024"),
+        ("tcp:8000:backlog=5", "tcp:8000:backlog=5"),
+        ("tcp6:8000", "tcp6:8000:backlog=1024"),
         ("unix:/tmp/chat.sock", "unix:/tmp/chat.sock"),
     ],
 )
@@ -75,7 +76,7 @@ def test_make_service_listens_on_the_endpoint():
     svc.privilegedStartService()
     svc.startService()
     [(port, factory, backlog, interface)] = reactor.tcpServers
-    assert (port, interface) == (1234, "127.0.0.1")
+    assert (port, backlog, interface) == (1234, 1024, "127.0.0.1")
     assert factory.relay.max_line == 99
     assert factory.relay.log_messages
     svc.stopService()
