@@ -72,14 +72,14 @@ def rss_kib(pid: int) -> int:
 class Server:
     """A server under test in a subprocess; knows its port once started."""
 
-    def __init__(self, target: str, python: str, logdir: Path) -> None:
+    def __init__(self, target: str, python: str, logdir: Path, twistd_args: list[str] = ()) -> None:
         self.target = target
         self.log_path = logdir / f"{target}-server.log"
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
         if target == "chatsvc":
             cmd = [
                 python, "-c", "from twisted.scripts.twistd import run; run()",
-                "-n", "--pidfile=", "chat", "--port", "tcp:0:interface=127.0.0.1",
+                "-n", "--pidfile=", *twistd_args, "chat", "--port", "tcp:0:interface=127.0.0.1",
                 # the documented switches for benchmarks: no flood limit
                 # (senders go flat out) and no connection caps (all
                 # clients come from 127.0.0.1, 10,000 of them)
@@ -106,6 +106,15 @@ class Server:
     def rss_kib(self) -> int:
         return rss_kib(self.proc.pid)
 
+    def wait_for_threads(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("Threads:") and int(line.split()[1]) >= count:
+                    time.sleep(0.2)  # each thread registers itself first thing
+                    return
+            time.sleep(0.05)
+
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -121,8 +130,10 @@ class Server:
         self.log.close()
 
 
-def run_workload(target: str, w: Workload, workers: int, python: str, logdir: Path) -> dict:
-    server = Server(target, python, logdir)
+def run_workload(
+    target: str, w: Workload, workers: int, python: str, logdir: Path, twistd_args: list[str] = ()
+) -> dict:
+    server = Server(target, python, logdir, twistd_args)
     try:
         idle_rss = server.rss_kib()
         indices = list(range(w.clients))
@@ -161,6 +172,11 @@ def run_workload(target: str, w: Workload, workers: int, python: str, logdir: Pa
             for g in gens:
                 g.kill()
             return {"target": target, "workload": w.name, "error": errors[0]}
+        if target == "baseline":
+            # The original has no join reply: a client is "in" once the
+            # server's thread for it runs. Wait for all of them, or the
+            # first messages would miss late clients and count as lost.
+            server.wait_for_threads(w.clients + 1)
         loaded_rss = server.rss_kib()
         cpu_before = server.cpu_s()
         for g in gens:
@@ -207,8 +223,8 @@ def run_workload(target: str, w: Workload, workers: int, python: str, logdir: Pa
 
 def table(rows: list[dict]) -> str:
     head = (
-        "| workload | server | clients | connect+join | deliveries/s | p50 | p99 | max | lost | garbled "
-        "| RSS/conn | server CPU | generator CPU |\n"
+        "| workload | server | clients | connect+join | deliveries/s | p50 | p99 | max "
+        "| messages lost | garbled lines | RSS/conn | server CPU | busiest generator |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
@@ -220,7 +236,7 @@ def table(rows: list[dict]) -> str:
             f"| {r['workload']} | {r['target']} | {r['clients']:,} | {r['join_s']:.2f} s "
             f"| {r['deliveries_per_s']:,.0f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | {r['max_ms']:.1f} ms "
             f"| {r['lost']:,} of {r['expected']:,} | {r['garbled']:,} | {r['rss_per_conn_kib']:.1f} KiB "
-            f"| {r['server_cpu_s']:.1f} s | {r['generator_cpu_s']:.1f} s |"
+            f"| {r['server_cpu_s']:.1f} s | {100 * r['generator_max_cpu_share']:.0f}% CPU |"
         )
     return "\n".join(lines)
 
@@ -234,6 +250,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--smoke", action="store_true", help="tiny workloads, to check the harness itself")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--logdir", default=None, help="where server logs go (default: a temp dir)")
+    parser.add_argument(
+        "--twistd-arg", action="append", default=[],
+        help="extra twistd option for the chatsvc server, e.g. --twistd-arg=--profile=prof.out "
+        "--twistd-arg=--profiler=cprofile --twistd-arg=--savestats",
+    )
     args = parser.parse_args(argv)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -244,7 +265,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for name in args.workloads.split(","):
         for target in args.targets.split(","):
-            row = run_workload(target, catalogue[name], args.workers, args.server_python, logdir)
+            row = run_workload(target, catalogue[name], args.workers, args.server_python, logdir, args.twistd_arg)
             rows.append(row)
             print(f"# {name} / {target}: done", file=sys.stderr, flush=True)
     print(
