@@ -88,6 +88,8 @@ class Client(asyncio.Protocol):
         now = time.monotonic_ns()
         for line in lines:
             if chatsvc:
+                if line.startswith(b"@"):
+                    line = line.split(b" ", 1)[-1]  # the message id tag
                 if not line.startswith(b"MSG "):
                     continue  # acknowledgements and notices
                 body = line.split(b" ", 3)[-1]

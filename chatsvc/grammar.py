@@ -104,6 +104,7 @@ CLIENT_COMMANDS: dict[str, Shape] = {
     "ROOMS": Shape(0, 0, usage="ROOMS"),
     "PING": Shape(0, 1, usage="PING [token]"),
     "PONG": Shape(0, 1, usage="PONG [token]"),
+    "HISTORY": Shape(3, 3, usage="HISTORY <#room> after <id> | HISTORY <#room> last <count>"),
     "QUIT": Shape(0, 1, trailing=True, usage="QUIT [reason]"),
 }
 
@@ -121,6 +122,8 @@ SERVER_COMMANDS: dict[str, Shape] = {
     "NAMES": Shape(1, 1_000_000),
     "ENDNAMES": Shape(1, 1),
     "MEMBERS": Shape(2, 2),
+    "GAP": Shape(2, 2),
+    "ENDHISTORY": Shape(2, 2),
     "ROOM": Shape(2, 2),
     "ENDROOMS": Shape(0, 0),
     "PING": Shape(0, 1),
@@ -183,6 +186,14 @@ def parse_line(
     if shape is None:
         raise ProtocolError("unknown-command", f"{printable(word, 32)} is not a command")
     return Line(command, _split_args(rest, shape, command), tags)
+
+
+_CID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+def is_valid_cid(text: str) -> bool:
+    """A client's message id (the ``cid`` tag): 1-64 of [A-Za-z0-9-_.]."""
+    return 0 < len(text) <= 64 and all(ch in _CID_CHARS for ch in text)
 
 
 def printable(text: str, limit: int) -> str:

@@ -11,12 +11,14 @@ encoded once and the same bytes are handed to every one of them.
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Iterable
 
 from twisted.logger import Logger
 
 from chatsvc import grammar
 from chatsvc.grammar import format_line, name_key
+from chatsvc.history import History, Record, REPLY_MAX_BYTES, REPLY_MAX_MESSAGES
 
 
 class RelayError(Exception):
@@ -63,6 +65,11 @@ class Room:
             if member is not exclude:
                 member.send(line)
 
+    def broadcast_except(self, line: bytes, exclude: list[Member]) -> None:
+        for member in list(self.members):
+            if member not in exclude:
+                member.send(line)
+
 
 class Relay:
     """
@@ -76,6 +83,9 @@ class Relay:
         joiner gets the member count, not the whole list, and members get
         ``MEMBERS <room> <count>`` from L{announce_counts}, called
         periodically.  ``NAMES`` still lists everyone.  0: never large.
+    @param history: message ids and room history (by default: the last
+        1,000 messages of each room, in memory).
+    @param now: the clock, in seconds since the epoch.
     """
 
     log = Logger()
@@ -85,7 +95,11 @@ class Relay:
         max_line: int = grammar.DEFAULT_MAX_LINE,
         log_messages: bool = False,
         large_room: int = 0,
+        history: History | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
+        self.now = now
+        self.history = history if history is not None else History(1000, int(now() * 1000))
         self.max_line = max_line
         self.log_messages = log_messages
         self.large_room = large_room
@@ -207,26 +221,90 @@ class Relay:
 
     # --- messages ----------------------------------------------------------
 
-    def message(self, member: Member, target: str, payload: str) -> None:
+    def message(self, member: Member, target: str, payload: str, cid: str | None = None) -> None:
         if target.startswith("#"):
-            room = self._my_room(member, target)
-            line = format_line("MSG", member.nick, room.name, payload)
-            room.broadcast(line, exclude=member)
-            shown = room.name
-        else:
-            recipient = self.nicks.get(name_key(target))
-            if recipient is None:
-                raise RelayError("no-such-nick", f"nobody is called {grammar.printable(target, 40)}")
-            recipient.send(format_line("MSG", member.nick, recipient.nick, payload))
-            shown = recipient.nick
+            self._room_message(member, target, payload, cid)
+            return
+        recipient = self.nicks.get(name_key(target))
+        if recipient is None:
+            raise RelayError("no-such-nick", f"nobody is called {grammar.printable(target, 40)}")
+        recipient.send(format_line("MSG", member.nick, recipient.nick, payload))
+        self._log_message(member.nick, recipient.nick, payload)
+        member.send(format_line("OK", "MSG", recipient.nick))
+
+    def _log_message(self, sender: str, target: str, payload: str) -> None:
         if self.log_messages:
-            self.log.info(
-                "message {sender} -> {target}: {payload}",
-                sender=member.nick,
-                target=shown,
-                payload=payload,
+            self.log.info("message {sender} -> {target}: {payload}", sender=sender, target=target, payload=payload)
+
+    def _room_message(self, member: Member, target: str, payload: str, cid: str | None) -> None:
+        room = self._my_room(member, target)
+        key = room.key
+        if cid is not None:
+            known = self.history.room(key).by_cid.get(cid)
+            if known is not None:
+                # A resend (after a reconnect) of a message we already have:
+                # acknowledge it again, relay it once only.
+                if known.stored:
+                    member.send(format_line("OK", "MSG", room.name, str(known.id)))
+                else:
+                    known.waiters = (known.waiters or []) + [member]
+                return
+        record = self.history.new_record(key, member.nick, payload, int(self.now() * 1000), cid)
+        self._log_message(member.nick, room.name, payload)
+        store = self.history.store
+        if store is None:
+            self._deliver(key, record, member, None)
+        else:
+            # Relayed and acknowledged only once on disk, so an
+            # acknowledged message survives a crash; the store answers in
+            # order, so ids still reach everyone in increasing order.
+            store.append(key, record, lambda error: self._deliver(key, record, member, error))
+
+    def _deliver(self, key: str, record: Record, sender: Member, error: Exception | None) -> None:
+        record.stored = True
+        told = [sender] + (record.waiters or [])
+        record.waiters = None
+        room = self.rooms.get(key)
+        name = room.name if room is not None else key
+        if error is not None:
+            self.log.error("could not store message {id} in {room}: {error}", id=record.id, room=name, error=error)
+            for member in told:
+                member.send(grammar.error_line("store-failed", "the server could not save your message; send it again"))
+            return
+        if room is not None:
+            line = b"@id=%d " % record.id + format_line("MSG", record.sender, room.name, record.payload)
+            room.broadcast_except(line, told)
+        ok = format_line("OK", "MSG", name, str(record.id))
+        for member in told:
+            if member.nick is not None:
+                member.send(ok)
+
+    def send_history(self, member: Member, name: str, mode: str, value: str) -> None:
+        room = self._my_room(member, name)
+        if mode.lower() not in ("after", "last") or not value.isdigit():
+            raise RelayError("bad-syntax", "HISTORY usage: HISTORY <#room> after <id> | HISTORY <#room> last <count>")
+        history = self.history.room(room.key)
+        if mode.lower() == "after":
+            records, gap = history.after(int(value))
+        else:
+            records, gap = history.last(int(value)), False
+        if gap:
+            member.send(format_line("GAP", room.name, str(history.evicted_max)))
+        sent = size = 0
+        more = False
+        for record in records:
+            if not record.stored:
+                break  # not relayed yet: it will come live
+            if sent >= REPLY_MAX_MESSAGES or size >= REPLY_MAX_BYTES:
+                more = True
+                break
+            line = b"@id=%d;time=%d;history " % (record.id, record.time_ms) + format_line(
+                "MSG", record.sender, room.name, record.payload
             )
-        member.send(format_line("OK", "MSG", shown))
+            member.send(line)
+            sent += 1
+            size += len(line)
+        member.send(format_line("ENDHISTORY", room.name, "more" if more else "complete"))
 
     # --- leaving -----------------------------------------------------------
 

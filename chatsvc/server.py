@@ -355,6 +355,12 @@ class ChatProtocol(LineOnlyReceiver):
             return
         if self.member.nick is None and line.command not in _UNREGISTERED_OK:
             raise ProtocolError("not-registered", f"{line.command} needs a nick first: send NICK <nick>")
+        if line.command == "MSG":
+            cid = line.tags.get("cid")
+            if cid is not None and not grammar.is_valid_cid(cid):
+                raise ProtocolError("bad-syntax", "MSG cid tag: 1-64 characters of A-Z a-z 0-9 - _ .")
+            self.factory.relay.message(self.member, *line.args, cid=cid)
+            return
         getattr(self, "do_" + line.command)(*line.args)
 
     def do_NICK(self, nick: str) -> None:
@@ -366,8 +372,8 @@ class ChatProtocol(LineOnlyReceiver):
     def do_PART(self, room: str, reason: str | None = None) -> None:
         self.factory.relay.part(self.member, room, reason)
 
-    def do_MSG(self, target: str, payload: str) -> None:
-        self.factory.relay.message(self.member, target, payload)
+    def do_HISTORY(self, room: str, mode: str, value: str) -> None:
+        self.factory.relay.send_history(self.member, room, mode, value)
 
     def do_NAMES(self, room: str) -> None:
         self.factory.relay.send_names(self.member, room)

@@ -18,6 +18,18 @@ from chatsvc.server import ChatFactory
 
 REPO = Path(__file__).resolve().parent.parent
 
+_ID_TAG = re.compile(r"^@id=\d+ ")
+_OK_MSG_ID = re.compile(r"^(OK MSG \S+) \d+$")
+
+
+def without_ids(line: str) -> str:
+    """
+    A server line without its message id (the ``@id=`` tag of a relayed
+    message, the id ending ``OK MSG``), for tests about other things; ids
+    themselves are tested in test_history.py.
+    """
+    return _OK_MSG_ID.sub(r"\1", _ID_TAG.sub("", line))
+
 # Run twistd from this interpreter, with the checkout first on the path, so
 # the subprocess sees this tree's plugin and package even if an older copy
 # is installed.
@@ -50,7 +62,10 @@ class FakeClient:
         self.protocol.dataReceived(data)
 
     def lines(self) -> list[str]:
-        """Everything received since the last call, as decoded lines."""
+        """Everything received since the last call, as lines without ids."""
+        return [without_ids(line) for line in self.raw_lines()]
+
+    def raw_lines(self) -> list[str]:
         raw = self.transport.value()
         self.transport.clear()
         return raw.decode("utf-8").splitlines()
@@ -69,6 +84,7 @@ def make_factory(clock=None, limits=None, **relay_kw) -> ChatFactory:
     """A factory on a fake clock: nothing in these tests waits for real time."""
     from twisted.internet.task import Clock
 
+    relay_kw.setdefault("now", lambda: 0.0)  # ids then count 1, 2, 3...
     relay = Relay(**relay_kw)
     if limits is not None and limits.max_line != relay.max_line:
         relay.max_line = limits.max_line
@@ -177,14 +193,16 @@ class LineSocket:
         return line.decode("utf-8")
 
     def expect(self, *lines: str) -> None:
+        """The next lines are these (ids aside)."""
         for wanted in lines:
-            got = self.readline()
+            got = without_ids(self.readline())
             assert got == wanted, f"expected {wanted!r}, got {got!r}"
 
     def read_until(self, prefix: str) -> list[str]:
+        """Lines (ids aside) up to and including one starting with prefix."""
         seen = []
         while True:
-            line = self.readline()
+            line = without_ids(self.readline())
             seen.append(line)
             if line.startswith(prefix):
                 return seen

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.support import LineSocket
+from tests.support import LineSocket, without_ids
 
 NO_FLOOD_LIMIT = ("--flood-burst", "0", "--flood-rate", "0")
 
@@ -42,7 +42,7 @@ def test_client_that_never_reads_is_cut_off_others_get_everything(relay_process)
 
     def read_all():
         while len(received) < count:
-            line = reader.readline(timeout=30)
+            line = without_ids(reader.readline(timeout=30))
             (received if line.startswith("MSG ") else notices).append(line)
 
     thread = threading.Thread(target=read_all)
@@ -133,7 +133,7 @@ def test_sigterm_closes_everyone_quickly_even_non_readers(relay_process):
     alice.sock.settimeout(30)
     seen = 0
     while seen < 2000:
-        if alice.readline().startswith("MSG bob"):
+        if without_ids(alice.readline()).startswith("MSG bob"):
             seen += 1
     started = time.monotonic()
     relay.proc.send_signal(signal.SIGTERM)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 
-from tests.support import TWISTD, LineSocket, subprocess_env
+from tests.support import TWISTD, LineSocket, subprocess_env, without_ids
 
 
 def test_relay_and_notices(relay_process):
@@ -97,7 +97,7 @@ def test_many_clients_sending_at_once(relay_process):
         t.start()
     got: dict[str, list[int]] = {}
     for _ in range(800):
-        line = listener.readline()
+        line = without_ids(listener.readline())
         _, sender, room, payload = line.split(" ", 3)
         i, n, rest = payload.split(":")
         assert sender == f"s{i}" and room == "#busy" and rest == body

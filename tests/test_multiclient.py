@@ -155,8 +155,8 @@ def test_over_loopback_pump():
     clients[1].sendLine(b"MSG #a over the wire")
     for pump in pumps + pumps:  # bob -> server, then server -> alice
         pump.flush()
-    assert clients[0].received[-1] == "MSG bob #a over the wire"
-    assert clients[1].received[-1] == "OK MSG #a"
+    assert clients[0].received[-1] == "@id=1 MSG bob #a over the wire"
+    assert clients[1].received[-1] == "OK MSG #a 1"
 
 
 def _session_pair():
