@@ -7,13 +7,16 @@ in ``twisted/plugins/chatsvc_plugin.py``.
 
 from __future__ import annotations
 
+import sqlite3
+
 from twisted.application import service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer, endpoints, threads
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 
 from chatsvc import grammar, netinfo
+from chatsvc.history import History, SQLiteStore
 from chatsvc.relay import Relay
 from chatsvc.server import ChatFactory, Limits
 
@@ -71,6 +74,8 @@ class Options(usage.Options):
     optParameters = [
         ["port", "p", DEFAULT_PORT, "Where to listen: a port number or an endpoint description."],
         ["max-line", None, str(grammar.DEFAULT_MAX_LINE), "Longest line accepted from a client, in bytes."],
+        ["history", None, "1000", "Messages kept per room for clients that missed them (0: none)."],
+        ["store", None, None, "SQLite file keeping room history (and message ids) across restarts."],
         ["large-room", None, str(grammar.DEFAULT_LARGE_ROOM),
          "Members from which a room is large: no JOIN/PART/QUIT notices, a periodic count instead (0: never)."],
         ["max-sendq", None, str(Limits.max_sendq),
@@ -109,6 +114,7 @@ class Options(usage.Options):
                 )
             raise usage.UsageError(f"bad --port {self['port']!r}: {e}")
         self["max-line"] = _positive_int("max-line", self["max-line"])
+        self["history"] = int(_limit("history", self["history"]))
         for name in self._zero_allowed:
             self[name] = _limit(name, self[name])
         if self["idle-timeout"] and not self["ping-timeout"]:
@@ -201,6 +207,21 @@ class ListeningService(service.Service):
         return stopped.addCallback(lambda _: self.factory.close_all())
 
 
+class StoreService(service.Service):
+    """Runs the history store's writer thread; on stop, lets it finish."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def startService(self) -> None:
+        super().startService()
+        self.store.start()
+
+    def stopService(self):
+        super().stopService()
+        return threads.deferToThread(self.store.stop)
+
+
 def _reason(failure) -> str:
     socket_error = getattr(failure.value, "socketError", None)
     if isinstance(socket_error, OSError) and socket_error.strerror:
@@ -211,10 +232,21 @@ def _reason(failure) -> str:
 def makeService(config: Options, reactor=None) -> service.MultiService:
     if reactor is None:
         from twisted.internet import reactor
-    relay = Relay(
-        max_line=config["max-line"], log_messages=config["log-messages"], large_room=int(config["large-room"])
-    )
     top = service.MultiService()
+    store = None
+    if config["store"]:
+        try:
+            store = SQLiteStore(config["store"], config["history"], reactor.callFromThread)
+        except sqlite3.Error as e:
+            raise SystemExit(f"chatsvc: cannot open store {config['store']}: {e}")
+        StoreService(store).setServiceParent(top)  # stops after the listener
+    relay = Relay(
+        max_line=config["max-line"],
+        log_messages=config["log-messages"],
+        large_room=int(config["large-room"]),
+        history=History(config["history"], int(reactor.seconds() * 1000), store),
+        now=reactor.seconds,
+    )
     listener = ListeningService(
         endpoints.serverFromString(reactor, config["port"]),
         ChatFactory(relay, config.limits(), clock=reactor),

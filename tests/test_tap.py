@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from twisted.application.service import IServiceMaker
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactorClock as MemoryReactor
 from twisted.plugin import getPlugins
 from twisted.python import usage
 
