@@ -245,7 +245,7 @@ class Relay:
                 # A resend (after a reconnect) of a message we already have:
                 # acknowledge it again, relay it once only.
                 if known.stored:
-                    member.send(format_line("OK", "MSG", room.name, str(known.id)))
+                    member.send(b"@cid=%s " % cid.encode() + format_line("OK", "MSG", room.name, str(known.id)))
                 else:
                     known.waiters = (known.waiters or []) + [member]
                 return
@@ -266,15 +266,17 @@ class Relay:
         record.waiters = None
         room = self.rooms.get(key)
         name = room.name if room is not None else key
+        tag = b"@cid=%s " % record.cid.encode() if record.cid else b""
         if error is not None:
             self.log.error("could not store message {id} in {room}: {error}", id=record.id, room=name, error=error)
+            failed = tag + grammar.error_line("store-failed", "the server could not save your message; send it again")
             for member in told:
-                member.send(grammar.error_line("store-failed", "the server could not save your message; send it again"))
+                member.send(failed)
             return
         if room is not None:
             line = b"@id=%d " % record.id + format_line("MSG", record.sender, room.name, record.payload)
             room.broadcast_except(line, told)
-        ok = format_line("OK", "MSG", name, str(record.id))
+        ok = tag + format_line("OK", "MSG", name, str(record.id))
         for member in told:
             if member.nick is not None:
                 member.send(ok)

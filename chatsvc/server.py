@@ -359,7 +359,12 @@ class ChatProtocol(LineOnlyReceiver):
             cid = line.tags.get("cid")
             if cid is not None and not grammar.is_valid_cid(cid):
                 raise ProtocolError("bad-syntax", "MSG cid tag: 1-64 characters of A-Z a-z 0-9 - _ .")
-            self.factory.relay.message(self.member, *line.args, cid=cid)
+            try:
+                self.factory.relay.message(self.member, *line.args, cid=cid)
+            except RelayError as e:
+                # Tagged, so a client can tell which of its messages failed.
+                prefix = b"@cid=%s " % cid.encode() if cid else b""
+                self.transport.write(prefix + error_line(e.code, e.text))
             return
         getattr(self, "do_" + line.command)(*line.args)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from twisted.internet.testing import StringTransport
 
@@ -43,10 +45,18 @@ class Harness:
     def server(self, *lines: str) -> None:
         self.protocol.dataReceived("".join(line + "\n" for line in lines).encode())
 
-    def sent(self) -> list[str]:
+    def sent(self, raw: bool = False) -> list[str]:
+        """
+        What the client sent since the last call.  Unless raw: without the
+        client ids of messages and the history requests that follow each
+        JOIN (those have tests of their own below).
+        """
         value = self.transport.value().decode()
         self.transport.clear()
-        return value.splitlines()
+        lines = value.splitlines()
+        if raw:
+            return lines
+        return [re.sub(r"^@cid=\S+ ", "", line) for line in lines if not line.startswith("HISTORY ")]
 
     def ready(self) -> "Harness":
         self.server("HELLO chatsvc 1 test", "OK NICK alice", "JOIN #lobby alice", "NAMES #lobby alice", "ENDNAMES #lobby")
@@ -239,9 +249,12 @@ def test_eof_quits_after_server_has_handled_everything():
     h.session.user_line("last words")
     h.session.user_eof()
     h.server("HELLO chatsvc 1 x", "OK NICK alice", "JOIN #lobby alice", "NAMES #lobby alice", "ENDNAMES #lobby")
-    sent = h.sent()
-    assert sent[-2:] == ["MSG #lobby caesar:vkcd gybnc", "PING eof-1"]
-    h.server("OK MSG #lobby", "PONG eof-1")
+    sent = h.sent(raw=True)
+    cid = re.match(r"@cid=(\S+) MSG #lobby caesar:vkcd gybnc$", sent[-2]).group(1)
+    assert sent[-1] == "PING eof-1"
+    h.server("PONG eof-1")
+    assert h.sent() == []  # the message is not acknowledged yet
+    h.server(f"@cid={cid} OK MSG #lobby 7")
     assert h.sent() == ["QUIT"]
     assert h.transport.disconnecting
     h.close()
@@ -346,6 +359,7 @@ def test_reconnect_restores_nick_rooms_and_current_room():
     assert h.display.take() == [
         "* reconnecting to example:8000 in 2 s",
         "* not connected: what you type is sent once the connection is back",
+        "[#lobby] alice: while away (pending)",
     ]
     # the connection comes back: a new protocol, the same session
     h.protocol = ChatClientProtocol(h.session)

@@ -112,6 +112,7 @@ def test_no_history_kept_still_gives_ids_and_reports_the_gap():
         ("HISTORY #a after x", "bad-syntax"),
         ("HISTORY #a after", "bad-syntax"),
         ("@cid=bad/cid MSG #a hi", "bad-syntax"),
+        ("@cid=ok1 MSG #nothere hi", "not-in-room"),
         ("@cid=" + "x" * 65 + " MSG #a hi", "bad-syntax"),
     ],
 )
@@ -120,7 +121,7 @@ def test_history_and_cid_errors(line, code):
     alice = registered(factory, "alice", "#a")
     alice.send(line + "\n")
     [reply] = alice.raw_lines()
-    assert reply.startswith(f"ERROR {code} ")
+    assert reply.removeprefix("@cid=ok1 ").startswith(f"ERROR {code} ")
 
 
 def test_resend_with_the_same_cid_is_relayed_once():
@@ -133,7 +134,7 @@ def test_resend_with_the_same_cid_is_relayed_once():
     again = registered(factory, "alice", "#a")
     bob.raw_lines()
     again.send("@cid=c-1 MSG #a hello\n@cid=c-2 MSG #a next\n")
-    assert again.raw_lines() == ["OK MSG #a 1", "OK MSG #a 2"]
+    assert again.raw_lines() == ["@cid=c-1 OK MSG #a 1", "@cid=c-2 OK MSG #a 2"]
     assert bob.raw_lines() == ["@id=2 MSG alice #a next"]
 
 
@@ -178,7 +179,7 @@ def test_store_relays_only_once_written_and_survives_a_restart(tmp_path):
     alice.send("@cid=k1 MSG #a first\nMSG #a second\n")
     assert alice.raw_lines() == [] and bob.raw_lines() == []  # not on disk yet
     assert pending.run(store, 2) == 2
-    assert alice.raw_lines() == ["OK MSG #a 1", "OK MSG #a 2"]
+    assert alice.raw_lines() == ["@cid=k1 OK MSG #a 1", "OK MSG #a 2"]
     assert bob.raw_lines() == ["@id=1 MSG alice #a first", "@id=2 MSG alice #a second"]
     store.stop()
 
@@ -194,7 +195,7 @@ def test_store_relays_only_once_written_and_survives_a_restart(tmp_path):
     # the resent message is recognised across the restart
     carol.send("@cid=k1 MSG #a first\nMSG #a third\n")
     pending.run(store, 1)
-    assert carol.raw_lines() == ["OK MSG #a 1", "OK MSG #a 3"]
+    assert carol.raw_lines() == ["@cid=k1 OK MSG #a 1", "OK MSG #a 3"]
     store.stop()
 
 

@@ -53,6 +53,10 @@ TAG_SIZE = 16
 DEFAULT_MAX_AGE = 10 * 60.0
 #: How many sender sessions the replay guard remembers (oldest forgotten).
 REPLAY_MEMORY = 10_000
+#: Counters this far below a sender's highest are refused outright; those
+#: within it are checked one by one (a message fetched from history may
+#: arrive after newer ones).
+REPLAY_WINDOW = 1024
 
 
 def derive_master_key(passphrase: str) -> bytes:
@@ -132,8 +136,9 @@ class AesGcmCipher:
         self.sender_id = random(8)
         self._counter = 0
         self._keys: dict[bytes, AESGCM] = {}
-        # (sender, sender id) -> highest counter seen, oldest first
-        self._seen: OrderedDict[tuple[str, bytes], int] = OrderedDict()
+        # (sender, sender id) -> [highest counter seen, bitmask of the
+        # REPLAY_WINDOW counters below it that were seen], oldest first
+        self._seen: OrderedDict[tuple[str, bytes], list[int]] = OrderedDict()
 
     @classmethod
     def from_passphrase(cls, passphrase: str, **kw) -> "AesGcmCipher":
@@ -178,20 +183,32 @@ class AesGcmCipher:
                 "it does not authenticate: a different passphrase, or the message "
                 "was altered, moved to another conversation or misattributed"
             )
-        # Authentic from here on: the checks below are about *when*.
+        # Authentic from here on: the checks below are about *when*.  Live
+        # messages must be fresh; history is old by nature.
         age = self._now() - stamp_ms / 1000
-        if abs(age) > self.max_age:
+        if not context.history and abs(age) > self.max_age:
             direction = "old" if age > 0 else "in the future"
             raise DecryptError(f"stale message ({abs(age) / 60:.0f} minutes {direction}); possibly replayed")
-        key = (context.sender.casefold(), sender_id)
-        last = self._seen.get(key, 0)
-        if counter <= last:
-            raise DecryptError("replayed message (already received)")
-        self._seen[key] = counter
-        self._seen.move_to_end(key)
+        self._check_replay((context.sender.casefold(), sender_id), counter)
         while len(self._seen) > REPLAY_MEMORY:
             self._seen.popitem(last=False)
         try:
             return plain.decode("utf-8")
         except UnicodeDecodeError:
             raise DecryptError("message is not UTF-8 text")
+
+    def _check_replay(self, key: tuple[str, bytes], counter: int) -> None:
+        state = self._seen.get(key)
+        if state is None:
+            state = self._seen[key] = [counter, 1]
+        else:
+            highest, mask = state
+            if counter > highest:
+                state[0] = counter
+                state[1] = ((mask << (counter - highest)) | 1) & ((1 << REPLAY_WINDOW) - 1)
+            else:
+                offset = highest - counter
+                if offset >= REPLAY_WINDOW or mask >> offset & 1:
+                    raise DecryptError("replayed message (already received)")
+                state[1] = mask | 1 << offset
+        self._seen.move_to_end(key)

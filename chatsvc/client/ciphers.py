@@ -31,6 +31,9 @@ class Context:
 
     target: str
     sender: str
+    #: Delivered from the server's history (possibly long after it was
+    #: sent), not live: freshness checks do not apply.
+    history: bool = False
 
     @property
     def is_private(self) -> bool:

@@ -31,13 +31,15 @@ class ClientEvents(TypingProtocol):
     def connected(self, protocol: "ChatClientProtocol") -> None: ...
     def hello(self, version: str, text: str) -> None: ...
     def nick_accepted(self, nick: str) -> None: ...
-    def message_accepted(self, target: str) -> None: ...
-    def error(self, code: str, text: str) -> None: ...
+    def message_accepted(self, target: str, msg_id: int | None, cid: str | None) -> None: ...
+    def error(self, code: str, text: str, cid: str | None = None) -> None: ...
     def joined(self, room: str, nick: str) -> None: ...
     def parted(self, room: str, nick: str, reason: str | None) -> None: ...
     def quit(self, nick: str, reason: str | None) -> None: ...
     def nick_changed(self, old: str, new: str) -> None: ...
-    def message(self, sender: str, target: str, payload: str) -> None: ...
+    def message(self, sender: str, target: str, payload: str, tags: dict[str, str]) -> None: ...
+    def history_gap(self, room: str, oldest: int) -> None: ...
+    def history_end(self, room: str, more: bool) -> None: ...
     def name_list(self, room: str, nicks: list[str]) -> None: ...
     def member_count(self, room: str, count: int) -> None: ...
     def room_list(self, rooms: list[tuple[str, int]]) -> None: ...
@@ -53,6 +55,7 @@ class ChatClientProtocol(LineOnlyReceiver):
 
     def __init__(self, handler: ClientEvents) -> None:
         self.handler = handler
+        self._tags: dict[str, str] = {}
         self._names: dict[str, list[str]] = {}
         self._rooms: list[tuple[str, int]] = []
 
@@ -94,6 +97,12 @@ class ChatClientProtocol(LineOnlyReceiver):
     def ping(self, token: str) -> None:
         self._send("PING", token)
 
+    def request_history(self, room: str, mode: str, value: int) -> None:
+        self._send("HISTORY", room, mode, str(value))
+
+    def send_message_with_cid(self, target: str, payload: str, cid: str) -> None:
+        self.transport.write(b"@cid=%s " % cid.encode() + format_line("MSG", target, payload))
+
     def quit(self, reason: str | None = None) -> None:
         self._send("QUIT", *([reason] if reason else []))
 
@@ -112,6 +121,7 @@ class ChatClientProtocol(LineOnlyReceiver):
             return
         if line is None:
             return
+        self._tags = line.tags
         try:
             getattr(self, "got_" + line.command)(*line.args)
         except (TypeError, ValueError) as e:
@@ -124,10 +134,11 @@ class ChatClientProtocol(LineOnlyReceiver):
         if what == "NICK":
             self.handler.nick_accepted(arg)
         elif what == "MSG":
-            self.handler.message_accepted(arg)
+            msg_id = int(rest[0]) if rest and rest[0].isdigit() else None
+            self.handler.message_accepted(arg, msg_id, self._tags.get("cid"))
 
     def got_ERROR(self, code: str, text: str = "") -> None:
-        self.handler.error(code, text)
+        self.handler.error(code, text, self._tags.get("cid"))
 
     def got_NICK(self, old: str, new: str) -> None:
         self.handler.nick_changed(old, new)
@@ -142,7 +153,13 @@ class ChatClientProtocol(LineOnlyReceiver):
         self.handler.quit(nick, reason)
 
     def got_MSG(self, sender: str, target: str, payload: str) -> None:
-        self.handler.message(sender, target, payload)
+        self.handler.message(sender, target, payload, self._tags)
+
+    def got_GAP(self, room: str, oldest: str) -> None:
+        self.handler.history_gap(room, int(oldest))
+
+    def got_ENDHISTORY(self, room: str, status: str) -> None:
+        self.handler.history_end(room, status == "more")
 
     def got_NAMES(self, room: str, *nicks: str) -> None:
         self._names.setdefault(grammar.name_key(room), []).extend(nicks)

@@ -10,7 +10,10 @@ interface only.
 
 from __future__ import annotations
 
+import base64
 import itertools
+import os
+import time
 from typing import Callable, Protocol
 
 from twisted.internet import defer
@@ -32,6 +35,9 @@ commands:
   /help             this list
   /quit [reason]    leave (FIN works too); the reason is not encrypted
   //text            send text starting with a slash"""
+
+#: Messages shown from a room's history when joining it.
+JOIN_HISTORY = 20
 
 
 class Display(Protocol):
@@ -108,7 +114,17 @@ class ChatSession:
         self.exit_status = 0
         self.input_closed = False
         self._drain_token: str | None = None
+        self._drained = False
         self._tokens = itertools.count(1)
+        # Nothing lost: the last message id seen in each room (to fetch what
+        # was missed after a drop), and room messages the server has not
+        # acknowledged yet, by client id (resent after a drop; the server
+        # relays a resend only if it never got the original).
+        self.last_id: dict[str, int] = {}
+        self.unacked: dict[str, tuple[str, str]] = {}  # cid -> (room, payload)
+        self._cid_base = base64.urlsafe_b64encode(os.urandom(9)).decode()
+        self._cids = itertools.count(1)
+        self._history_mode: dict[str, str] = {}  # room key -> "earlier" | "missed"
 
     # --- output helpers ----------------------------------------------------
 
@@ -136,9 +152,13 @@ class ChatSession:
             return
         if not self.ready and not self._allowed_early(text):
             self.pending.append(text)
-            if self.greeted and not self.online and not self._told_offline:
-                self._told_offline = True
-                self.notice("not connected: what you type is sent once the connection is back")
+            if self.greeted and not self.online:
+                if not self._told_offline:
+                    self._told_offline = True
+                    self.notice("not connected: what you type is sent once the connection is back")
+                if not text.startswith("/") or text.startswith("//"):
+                    said = text[1:] if text.startswith("//") else text
+                    self.display.show(f"[{self.current}] {self.wanted_nick}: {clean(said)} (pending)")
             return
         self._handle_input(text)
 
@@ -168,6 +188,12 @@ class ChatSession:
         self._drain_token = f"eof-{next(self._tokens)}"
         self.protocol.ping(self._drain_token)
 
+    def _maybe_finish_drain(self) -> None:
+        # Quit once the server has answered the PING and acknowledged every
+        # room message (with a store, acknowledgements wait for the disk).
+        if self._drained and not self.unacked:
+            self._quit()
+
     def _handle_input(self, text: str) -> None:
         if text.strip().upper() == "FIN":
             self._quit()
@@ -190,12 +216,26 @@ class ChatSession:
         if self.current is None:
             self.problem("you are not in a room; /join #room first")
             return
-        self._send_encrypted(self.current, text)
+        payload = self.cipher.encrypt(text, Context(target=self.current, sender=self.nick))
+        cid = f"{self._cid_base}-{next(self._cids)}"
+        self.unacked[cid] = (self.current, payload)
+        self.protocol.send_message_with_cid(self.current, payload, cid)
         self.display.show(f"[{self.current}] {self.nick}: {clean(text)}")
 
     def _send_encrypted(self, target: str, text: str) -> None:
         payload = self.cipher.encrypt(text, Context(target=target, sender=self.nick))
         self.protocol.send_message(target, payload)
+
+    def _join(self, room: str) -> None:
+        """JOIN, and in the same breath ask for the room's history."""
+        self.protocol.join(room)
+        key = name_key(room)
+        if key in self.last_id:
+            self._history_mode[key] = "missed"
+            self.protocol.request_history(room, "after", self.last_id[key])
+        else:
+            self._history_mode[key] = "earlier"
+            self.protocol.request_history(room, "last", JOIN_HISTORY)
 
     # --- slash commands ----------------------------------------------------
 
@@ -218,7 +258,7 @@ class ChatSession:
             return
         self._switch_to.add(name_key(room))
         self._joining_large.add(name_key(room))
-        self.protocol.join(room)
+        self._join(room)
 
     def cmd_part(self, rest: str) -> None:
         room = normalize_room(rest) if rest else self.current
@@ -319,16 +359,27 @@ class ChatSession:
             self._awaiting = set(self.rooms)
             self.rooms = {}
             for room in rejoin:
-                self.protocol.join(room)
+                self._join(room)
         else:
             self._awaiting = {name_key(self.first_room)}
             self._switch_to.add(name_key(self.first_room))
-            self.protocol.join(self.first_room)
+            self._join(self.first_room)
 
-    def message_accepted(self, target: str) -> None:
-        pass  # shown when sent
+    def message_accepted(self, target: str, msg_id: int | None = None, cid: str | None = None) -> None:
+        # Shown when sent; here it only stops being "unacknowledged".
+        if cid is not None:
+            self.unacked.pop(cid, None)
+        if msg_id is not None and target.startswith("#"):
+            key = name_key(target)
+            self.last_id[key] = max(self.last_id.get(key, 0), msg_id)
+        self._maybe_finish_drain()
 
-    def error(self, code: str, text: str) -> None:
+    def error(self, code: str, text: str, cid: str | None = None) -> None:
+        if cid is not None and cid in self.unacked:
+            room, _ = self.unacked.pop(cid)
+            self.problem(f"a message to {clean(room)} was not delivered: {clean(text or code)}")
+            self._maybe_finish_drain()
+            return
         if code == "nick-taken" and self.nick is None and self.greeted and self.rooms and self._nick_tries < 9:
             # Reconnecting: our old connection may still hold the nick until
             # the server notices it is gone.  Take a variant meanwhile.
@@ -377,8 +428,22 @@ class ChatSession:
         else:
             self.notice(f"{clean(old)} is now known as {clean(new)}")
 
-    def message(self, sender: str, target: str, payload: str) -> None:
-        context = Context(target=target, sender=sender)
+    def message(self, sender: str, target: str, payload: str, tags: dict[str, str] | None = None) -> None:
+        tags = tags or {}
+        from_history = "history" in tags
+        suffix = ""
+        if target.startswith("#"):
+            key = name_key(target)
+            msg_id = tags.get("id", "")
+            if msg_id.isdigit():
+                if int(msg_id) <= self.last_id.get(key, 0):
+                    return  # already shown (history overlapping what came live)
+                self.last_id[key] = int(msg_id)
+            if from_history:
+                stamp = tags.get("time", "")
+                when = time.strftime("%H:%M", time.localtime(int(stamp) / 1000)) if stamp.isdigit() else "?"
+                suffix = f" ({self._history_mode.get(key, 'earlier')}, {when})"
+        context = Context(target=target, sender=sender, history=from_history)
         try:
             text = self.cipher.decrypt(payload, context)
         except DecryptError as e:
@@ -386,9 +451,17 @@ class ChatSession:
             self.problem(f"cannot read a message from {clean(sender)} {where}: {clean(str(e))}")
             return
         if target.startswith("#"):
-            self.display.show(f"[{clean(target)}] {clean(sender)}: {clean(text)}")
+            self.display.show(f"[{clean(target)}] {clean(sender)}: {clean(text)}{suffix}")
         else:
             self.display.show(f"[{clean(sender)} → you] {clean(text)}")
+
+    def history_gap(self, room: str, oldest: int) -> None:
+        self.notice(f"some messages in {clean(room)} were missed: the server no longer has them")
+
+    def history_end(self, room: str, more: bool) -> None:
+        key = name_key(room)
+        if more and key in self.rooms:
+            self.protocol.request_history(room, "after", self.last_id.get(key, 0))
 
     def member_count(self, room: str, count: int) -> None:
         # Large rooms send counts instead of join notices; show the one that
@@ -414,7 +487,8 @@ class ChatSession:
 
     def pong(self, token: str | None) -> None:
         if token is not None and token == self._drain_token:
-            self._quit()
+            self._drained = True
+            self._maybe_finish_drain()
 
     def unexpected(self, line: str, reason: str) -> None:
         self.problem(f"ignored a malformed line from the server: {clean(reason)}")
@@ -423,6 +497,7 @@ class ChatSession:
         self.online = False
         self.ready = False
         self._drain_token = None
+        self._drained = False
         if self.quitting:
             self._finish(self.exit_status)
             return
@@ -444,6 +519,13 @@ class ChatSession:
     def _become_ready(self) -> None:
         self.ready = True
         self._told_offline = False
+        # First what was sent but never acknowledged (same client ids: the
+        # server drops any it already has), then what was typed meanwhile.
+        for cid, (room, payload) in list(self.unacked.items()):
+            if name_key(room) in self.rooms:
+                self.protocol.send_message_with_cid(self.rooms[name_key(room)], payload, cid)
+            else:
+                del self.unacked[cid]
         queued, self.pending = self.pending, []
         for text in queued:
             if self.quitting:
