@@ -63,6 +63,34 @@ class PipedClient:
                 return self.seen
         raise AssertionError(f"never saw {wanted!r}; saw {self.seen!r}")
 
+    def wait_for_prefix(self, prefix: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                self._lines.put(None)
+                break
+            self.seen.append(line)
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"never saw a line starting {prefix!r}; saw {self.seen!r}")
+
+    def drain(self, timeout: float) -> None:
+        """Collect whatever arrives within timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if line is None:
+                self._lines.put(None)
+                return
+            self.seen.append(line)
+
     def rest(self, timeout: float = 20.0) -> list[str]:
         """Everything printed until the process closes its output."""
         deadline = time.monotonic() + timeout

@@ -440,6 +440,11 @@ class ChatSession:
                     return  # already shown (history overlapping what came live)
                 self.last_id[key] = int(msg_id)
             if from_history:
+                if self._history_mode.get(key) == "missed" and name_key(sender) in (
+                    name_key(self.nick or ""),
+                    name_key(self.wanted_nick),
+                ):
+                    return  # our own, already shown when we sent it
                 stamp = tags.get("time", "")
                 when = time.strftime("%H:%M", time.localtime(int(stamp) / 1000)) if stamp.isdigit() else "?"
                 suffix = f" ({self._history_mode.get(key, 'earlier')}, {when})"
