@@ -260,3 +260,40 @@ def test_replay_memory_is_bounded(monkeypatch):
         sender = AesGcmCipher(MASTER, now=clock)
         bob.decrypt(sender.encrypt("x", Context("#a", f"user{i}")), Context("#a", f"user{i}"))
     assert len(bob._seen) == 5
+
+
+def test_history_may_arrive_after_newer_messages():
+    clock = Clock()
+    alice, bob = pair(clock)
+    ctx = Context("#lobby", "alice")
+    older = [alice.encrypt(f"m{n}", ctx) for n in range(5)]
+    newest = alice.encrypt("live", ctx)
+    assert bob.decrypt(newest, ctx) == "live"
+    history = Context("#lobby", "alice", history=True)
+    assert [bob.decrypt(p, history) for p in older] == [f"m{n}" for n in range(5)]
+    with pytest.raises(DecryptError, match="replayed"):
+        bob.decrypt(older[2], history)
+
+
+def test_counters_far_below_the_window_are_refused(monkeypatch):
+    monkeypatch.setattr(aesgcm, "REPLAY_WINDOW", 8)
+    clock = Clock()
+    alice, bob = pair(clock)
+    ctx = Context("#lobby", "alice")
+    first = alice.encrypt("first", ctx)
+    for n in range(10):
+        bob.decrypt(alice.encrypt(str(n), ctx), ctx)
+    with pytest.raises(DecryptError, match="replayed"):
+        bob.decrypt(first, ctx)
+
+
+def test_history_skips_the_freshness_check_only():
+    clock = Clock()
+    alice, bob = pair(clock)
+    payload = alice.encrypt("from yesterday", Context("#lobby", "alice"))
+    clock.t += 86400
+    with pytest.raises(DecryptError, match="stale"):
+        bob.decrypt(payload, Context("#lobby", "alice"))
+    assert bob.decrypt(payload, Context("#lobby", "alice", history=True)) == "from yesterday"
+    with pytest.raises(DecryptError, match="does not authenticate"):
+        bob.decrypt(payload, Context("#other", "alice", history=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from twisted.internet.testing import StringTransport
@@ -395,3 +396,78 @@ def test_drop_before_hello_is_a_connection_failure():
     h.close("TLS: the server's certificate is not trusted")
     assert h.display.take() == ["! cannot talk to example:8000: closed by the server"]
     assert h.result == [1]
+
+
+# --- nothing lost: ids, history, resends ------------------------------------------
+
+
+def payload_from(sender, room, text):
+    return CAESAR.encrypt(text, Context(room, sender))
+
+
+def test_join_asks_for_recent_history_and_marks_it():
+    h = Harness()
+    h.server("HELLO chatsvc 1 x", "OK NICK alice")
+    assert h.sent(raw=True) == ["NICK alice", "JOIN #lobby", "HISTORY #lobby last 20"]
+    h.server(
+        "JOIN #lobby alice", "NAMES #lobby alice", "ENDNAMES #lobby",
+        "@id=7;time=0;history MSG bob #lobby " + payload_from("bob", "#lobby", "before you came"),
+        "ENDHISTORY #lobby complete",
+        "@id=7 MSG bob #lobby " + payload_from("bob", "#lobby", "before you came"),  # a duplicate
+        "@id=8 MSG bob #lobby " + payload_from("bob", "#lobby", "live"),
+    )
+    shown = h.display.take()
+    assert [line for line in shown if line.startswith("[")] == [
+        f"[#lobby] bob: before you came (earlier, {time.strftime('%H:%M', time.localtime(0))})",
+        "[#lobby] bob: live",
+    ]
+    assert h.session.last_id == {"#lobby": 8}
+
+
+def test_messages_carry_client_ids_until_acknowledged():
+    h = Harness().ready()
+    h.session.user_line("one")
+    h.session.user_line("two")
+    sent = h.sent(raw=True)
+    cids = [re.match(r"@cid=(\S+) MSG #lobby ", line).group(1) for line in sent]
+    assert len(set(cids)) == 2
+    assert list(h.session.unacked) == cids
+    h.server(f"@cid={cids[0]} OK MSG #lobby 41")
+    assert list(h.session.unacked) == cids[1:]
+    h.server(f"@cid={cids[1]} ERROR store-failed could not save")
+    assert h.session.unacked == {}
+    assert h.display.take()[-1] == "! a message to #lobby was not delivered: could not save"
+    assert h.session.last_id["#lobby"] == 41
+
+
+def test_after_a_drop_missed_history_then_resends_then_typed_lines():
+    h = Harness()
+    h.session.reconnect = True
+    h.ready()
+    h.server("@id=5 MSG bob #lobby " + payload_from("bob", "#lobby", "seen"))
+    h.session.user_line("maybe lost")
+    [line] = h.sent(raw=True)
+    cid = re.match(r"@cid=(\S+) ", line).group(1)
+    h.close()
+    h.session.user_line("typed offline")
+    h.protocol = ChatClientProtocol(h.session)
+    h.transport = StringTransport()
+    h.protocol.makeConnection(h.transport)
+    h.server("HELLO chatsvc 1 x", "OK NICK alice")
+    assert h.sent(raw=True) == ["NICK alice", "JOIN #lobby", "HISTORY #lobby after 5"]
+    h.display.take()
+    h.server(
+        "JOIN #lobby alice", "NAMES #lobby alice bob", "ENDNAMES #lobby",
+        "GAP #lobby 9",
+        "@id=10;time=0;history MSG bob #lobby " + payload_from("bob", "#lobby", "while you were away"),
+        "@id=11;time=0;history MSG alice #lobby " + payload_from("alice", "#lobby", "my own"),
+        "ENDHISTORY #lobby more",
+    )
+    sent = h.sent(raw=True)
+    assert sent[0] == f"@cid={cid} MSG #lobby caesar:wkilo vycd"  # resent as it was
+    assert re.match(r"@cid=\S+ MSG #lobby caesar:dizon yppvsxo$", sent[1])
+    assert sent[2] == "HISTORY #lobby after 11"
+    shown = h.display.take()
+    assert "* some messages in #lobby were missed: the server no longer has them" in shown
+    assert any(s.startswith("[#lobby] bob: while you were away (missed, ") for s in shown)
+    assert not any("my own" in s for s in shown)
