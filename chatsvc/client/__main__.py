@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from twisted.internet import defer, stdio, task, threads
 
@@ -53,6 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--ca-file", metavar="PATH", help="connect with TLS, trusting only the CA (or self-signed certificate) in PATH"
+    )
+    parser.add_argument(
+        "--downloads",
+        metavar="DIR",
+        default=str(Path.home() / "Downloads" / "chatsvc"),
+        help="where received files are saved (default ~/Downloads/chatsvc)",
+    )
+    parser.add_argument(
+        "--auto-accept-mb",
+        type=float,
+        default=10,
+        metavar="MB",
+        help="files up to this size are saved without asking; bigger ones wait for /accept (default 10)",
     )
     parser.add_argument(
         "--no-reconnect",
@@ -100,6 +114,8 @@ def settle_options(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         args.room = "#" + args.room
     if not grammar.is_valid_room(args.room):
         parser.exit(1, f"{args.room!r} is not a valid room name\n")
+    if args.auto_accept_mb < 0:
+        parser.exit(1, "--auto-accept-mb must be 0 or more\n")
     if not 0 < args.port < 65536:
         parser.exit(1, f"--port must be between 1 and 65535, not {args.port}\n")
 
@@ -161,7 +177,12 @@ async def run(reactor, args: argparse.Namespace) -> None:
         sys.stderr.write(f"{e}\n")
         raise SystemExit(1)
     cipher = await make_cipher(reactor, args)
-    session = ChatSession(front_end, cipher, args.nick, args.room, server, interactive, args.reconnect)
+    session = ChatSession(
+        front_end, cipher, args.nick, args.room, server, interactive, args.reconnect,
+        downloads=Path(args.downloads).expanduser(),
+        auto_accept_bytes=int(args.auto_accept_mb * 1024 * 1024),
+        clock=reactor,
+    )
     front_end.session = session
 
     service = connection.make_service(reactor, endpoint, session, on_retry=session.retrying)

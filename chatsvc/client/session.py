@@ -14,12 +14,15 @@ import base64
 import itertools
 import os
 import time
+from pathlib import Path
 from typing import Callable, Protocol
 
 from twisted.internet import defer
 
 from chatsvc import grammar
+from chatsvc.client import files
 from chatsvc.client.ciphers import Cipher, Context, DecryptError
+from chatsvc.client.transfers import Transfers
 from chatsvc.client.protocol import ChatClientProtocol
 from chatsvc.grammar import name_key
 
@@ -32,6 +35,8 @@ commands:
   /names            who is in the current room
   /rooms            rooms on the server
   /nick newnick     change your nick
+  /send PATH        offer a file to the current room (/send nick PATH: to one person)
+  /accept [id]      accept a file offer (/reject [id] to decline)
   /help             this list
   /quit [reason]    leave (FIN works too); the reason is not encrypted
   //text            send text starting with a slash"""
@@ -85,6 +90,9 @@ class ChatSession:
         server: str,
         interactive: bool = False,
         reconnect: bool = False,
+        downloads: Path | None = None,
+        auto_accept_bytes: int = 10 * 1024 * 1024,
+        clock=None,
     ) -> None:
         self.display = display
         self.cipher = cipher
@@ -125,6 +133,9 @@ class ChatSession:
         self._cid_base = base64.urlsafe_b64encode(os.urandom(9)).decode()
         self._cids = itertools.count(1)
         self._history_mode: dict[str, str] = {}  # room key -> "earlier" | "missed"
+        self.transfers = Transfers(
+            self, downloads or Path.home() / "Downloads" / "chatsvc", auto_accept_bytes, clock
+        )
 
     # --- output helpers ----------------------------------------------------
 
@@ -190,9 +201,13 @@ class ChatSession:
 
     def _maybe_finish_drain(self) -> None:
         # Quit once the server has answered the PING and acknowledged every
-        # room message (with a store, acknowledgements wait for the disk).
-        if self._drained and not self.unacked:
+        # room message (with a store, acknowledgements wait for the disk),
+        # and no file is on its way in or out.
+        if self._drained and not self.unacked and not self.transfers.busy():
             self._quit()
+
+    def transfers_changed(self) -> None:
+        self._maybe_finish_drain()
 
     def _handle_input(self, text: str) -> None:
         if text.strip().upper() == "FIN":
@@ -216,6 +231,9 @@ class ChatSession:
         if self.current is None:
             self.problem("you are not in a room; /join #room first")
             return
+        # Control characters never start typed text: a leading one marks
+        # file-transfer messages.
+        text = text.lstrip(files.MARKER[0]) or "?"
         payload = self.cipher.encrypt(text, Context(target=self.current, sender=self.nick))
         cid = f"{self._cid_base}-{next(self._cids)}"
         self.unacked[cid] = (self.current, payload)
@@ -225,6 +243,18 @@ class ChatSession:
     def _send_encrypted(self, target: str, text: str) -> None:
         payload = self.cipher.encrypt(text, Context(target=target, sender=self.nick))
         self.protocol.send_message(target, payload)
+
+    def send_control(self, target: str, text: str) -> None:
+        """Send a file-transfer message (encrypted like chat, not shown)."""
+        if not self.online or self.nick is None:
+            return
+        if target.startswith("#"):
+            payload = self.cipher.encrypt(text, Context(target=target, sender=self.nick))
+            cid = f"{self._cid_base}-{next(self._cids)}"
+            self.unacked[cid] = (target, payload)
+            self.protocol.send_message_with_cid(target, payload, cid)
+        else:
+            self._send_encrypted(target, text)
 
     def _join(self, room: str) -> None:
         """JOIN, and in the same breath ask for the room's history."""
@@ -278,6 +308,24 @@ class ChatSession:
         self._send_encrypted(nick, text)
         self.display.show(f"[you → {clean(nick)}] {clean(text)}")
 
+    def cmd_send(self, rest: str) -> None:
+        if not rest:
+            self.problem("usage: /send PATH (to the current room) or /send nick PATH")
+            return
+        nick, _, path = rest.partition(" ")
+        if path and grammar.is_valid_nick(nick) and not Path(rest).expanduser().exists():
+            self.transfers.send(nick, path.strip())
+        elif self.current is None:
+            self.problem("you are not in a room; /join #room first, or /send nick PATH")
+        else:
+            self.transfers.send(self.current, rest)
+
+    def cmd_accept(self, rest: str) -> None:
+        self.transfers.accept(rest)
+
+    def cmd_reject(self, rest: str) -> None:
+        self.transfers.reject(rest)
+
     def cmd_names(self, rest: str) -> None:
         room = normalize_room(rest) if rest else self.current
         if room is None:
@@ -307,6 +355,7 @@ class ChatSession:
         self.quitting = True
         self.exit_status = status
         self.stop_connecting()
+        self.transfers.stop()
         if not self.online:
             self._finish(status)
             return
@@ -455,6 +504,15 @@ class ChatSession:
             where = f"in {clean(target)}" if target.startswith("#") else "(private)"
             self.problem(f"cannot read a message from {clean(sender)} {where}: {clean(str(e))}")
             return
+        try:
+            transfer = files.decode(text)
+        except files.TransferError as e:
+            self.problem(f"bad file message from {clean(sender)}: {e}")
+            return
+        if transfer is not None:
+            if not from_history and not (self.nick and name_key(sender) == name_key(self.nick)):
+                self.transfers.handle(sender, target, transfer)
+            return
         if target.startswith("#"):
             self.display.show(f"[{clean(target)}] {clean(sender)}: {clean(text)}{suffix}")
         else:
@@ -503,6 +561,7 @@ class ChatSession:
         self.ready = False
         self._drain_token = None
         self._drained = False
+        self.transfers.disconnected()
         if self.quitting:
             self._finish(self.exit_status)
             return

@@ -1,0 +1,311 @@
+"""
+The file-transfer conversation of one client session: offering files,
+accepting or rejecting offers, and streaming chunks at a pace that stays
+within the relay's limits.
+
+Exchange (every message encrypted by the session's cipher, like chat):
+
+    sender -> room or nick : offer   (name, size, sha256, chunk count)
+    receiver -> sender     : accept  (or reject)   -- private
+    sender -> receiver     : chunk 0, 1, 2 ...      -- private
+    receiver -> sender     : ack i   (every few chunks and at the end)
+
+Chunks go privately to each receiver that accepted: the relay keeps no
+history of private messages, so files never push chat out of a room's
+history, and each receiver's stream is paced by its own acknowledgements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from twisted.internet import task
+
+from chatsvc.client import files
+from chatsvc.client.files import Incoming, Outgoing, TransferError
+from chatsvc.grammar import name_key
+
+if TYPE_CHECKING:
+    from chatsvc.client.session import ChatSession
+
+#: Chunks a sender may have unacknowledged per receiver: 8 x 32 KiB keeps
+#: well under the relay's 1 MiB send queue, so a slow receiver is slowed
+#: down, never cut off as a slow consumer.
+WINDOW = 8
+#: Receivers acknowledge every ACK_EVERY chunks (and the last one).
+ACK_EVERY = 4
+#: Chunks sent per second at most, over all transfers: 10 lines/s of the
+#: relay's default 20/s flood limit, the rest left for chat.
+CHUNKS_PER_SECOND = 10
+#: An accepted stream that hears nothing for this long is abandoned.
+STALL_TIMEOUT = 60.0
+#: How long an offer can be accepted.
+OFFER_LIFETIME = 600.0
+#: After input ends, a client waits this long for answers to a fresh offer.
+ANSWER_GRACE = 10.0
+
+
+@dataclass
+class Stream:
+    outgoing: Outgoing
+    receiver: str
+    next_index: int = 0
+    acked: int = -1
+    last_heard: float = 0.0
+    shown: int = 0  # last progress step shown (quarters)
+
+
+class Transfers:
+    def __init__(self, session: "ChatSession", downloads: Path, auto_accept_bytes: int, clock=None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.session = session
+        self.downloads = downloads
+        self.auto_accept_bytes = auto_accept_bytes
+        self.clock = clock
+        self.offered: dict[str, tuple[Outgoing, float]] = {}  # id -> (file, when)
+        self.streams: list[Stream] = []
+        self.offers: dict[str, tuple[dict, str, str]] = {}  # id -> (offer, sender, target) awaiting /accept
+        self.incoming: dict[str, Incoming] = {}
+        self.shown: dict[str, int] = {}
+        self.answered: set[str] = set()  # offers someone accepted or declined
+        self._ticker: task.LoopingCall | None = None
+        self._turn = 0
+
+    # --- user commands -------------------------------------------------------
+
+    def send(self, target: str, path: str) -> None:
+        try:
+            outgoing = Outgoing.open(path, target)
+        except TransferError as e:
+            self.session.problem(str(e))
+            return
+        self.offered[outgoing.id] = (outgoing, self.clock.seconds())
+        self.session.send_control(target, outgoing.offer())
+        self._ensure_ticking()  # also watches for answers
+        self.session.notice(
+            f"offered {outgoing.name} ({files.describe(outgoing.size, outgoing.image)}) to {target}; "
+            "it is sent to each who accepts"
+        )
+
+    def accept(self, prefix: str) -> None:
+        offer_id = self._find(prefix)
+        if offer_id is None:
+            return
+        offer, sender, _ = self.offers.pop(offer_id)
+        self._start_receiving(offer, sender)
+
+    def reject(self, prefix: str) -> None:
+        offer_id = self._find(prefix)
+        if offer_id is None:
+            return
+        offer, sender, _ = self.offers.pop(offer_id)
+        self.session.send_control(sender, files.encode("reject", id=offer_id))
+        self.session.notice(f"declined {files.safe_name(offer.get('name', 'file'))} from {sender}")
+
+    def _find(self, prefix: str) -> str | None:
+        matches = [i for i in self.offers if i.startswith(prefix)] if prefix else list(self.offers)
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            self.session.problem("no such file offer" if prefix else "no file offers waiting")
+        else:
+            self.session.problem("several offers: name one by its id, e.g. /accept " + matches[0][:6])
+        return None
+
+    # --- messages from peers -----------------------------------------------------
+
+    def handle(self, sender: str, target: str, fields: dict) -> None:
+        kind, offer_id = fields["t"], fields["id"]
+        handler = getattr(self, "_on_" + kind, None)
+        if handler is None:
+            return  # a newer client's message kind
+        try:
+            handler(sender, target, offer_id, fields)
+        except TransferError as e:
+            self.session.problem(f"file transfer with {sender} stopped: {e}")
+
+    def _on_offer(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
+        try:
+            size = int(fields["size"])
+        except (KeyError, TypeError, ValueError):
+            raise TransferError("damaged file offer")
+        name = files.safe_name(fields.get("name", "file"))
+        kind = fields.get("type", "file")
+        what = f"{name} ({kind if kind != 'file' else 'file'}, {files.human_size(size)})"
+        where = f" in {target}" if target.startswith("#") else ""
+        if size <= self.auto_accept_bytes:
+            self.session.notice(f"{sender} sends {what}{where}: receiving it")
+            self._start_receiving(fields, sender)
+        else:
+            self.offers[offer_id] = (fields, sender, target)
+            self.session.notice(
+                f"{sender} offers {what}{where}: /accept {offer_id[:6]} or /reject {offer_id[:6]}"
+            )
+
+    def _start_receiving(self, offer: dict, sender: str) -> None:
+        try:
+            incoming = Incoming(offer, sender, self.downloads)
+            incoming.start()
+        except TransferError as e:
+            self.session.problem(f"cannot receive {files.safe_name(offer.get('name', 'file'))} from {sender}: {e}")
+            self.session.send_control(sender, files.encode("reject", id=str(offer.get("id"))))
+            return
+        self.incoming[incoming.id] = incoming
+        self.session.send_control(sender, files.encode("accept", id=incoming.id))
+
+    def _on_chunk(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
+        incoming = self.incoming.get(offer_id)
+        if incoming is None or name_key(incoming.sender) != name_key(sender):
+            return  # not ours (rejected, or already failed)
+        try:
+            complete = incoming.add(fields)
+        except TransferError:
+            del self.incoming[offer_id]
+            self.session.send_control(sender, files.encode("cancel", id=offer_id))
+            raise
+        if complete or incoming.next_index % ACK_EVERY == 0:
+            self.session.send_control(sender, files.encode("ack", id=offer_id, i=incoming.next_index - 1))
+        self._progress(f"receiving {incoming.name} from {sender}", offer_id, incoming.received, incoming.size)
+        if complete:
+            del self.incoming[offer_id]
+            final = incoming.finish()
+            self.session.notice(
+                f"saved {incoming.name} from {sender} as {final} ({files.describe(incoming.size, incoming.image)})"
+            )
+            self.session.transfers_changed()
+
+    def _on_accept(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
+        entry = self.offered.get(offer_id)
+        if entry is None:
+            self.session.send_control(sender, files.encode("cancel", id=offer_id))
+            return
+        outgoing, _ = entry
+        if outgoing.target.startswith("#") is False and name_key(outgoing.target) != name_key(sender):
+            return  # offered to someone else
+        if any(s.outgoing.id == offer_id and name_key(s.receiver) == name_key(sender) for s in self.streams):
+            return
+        self.answered.add(offer_id)
+        self.streams.append(Stream(outgoing, sender, last_heard=self.clock.seconds()))
+        self.session.notice(f"{sender} accepted {outgoing.name}; sending")
+        self._ensure_ticking()
+
+    def _on_reject(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
+        entry = self.offered.get(offer_id)
+        if entry is not None:
+            self.answered.add(offer_id)
+            self.session.notice(f"{sender} declined {entry[0].name}")
+        self._drop_streams(offer_id, sender)
+        self.session.transfers_changed()
+
+    def _on_cancel(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
+        incoming = self.incoming.pop(offer_id, None)
+        if incoming is not None and name_key(incoming.sender) == name_key(sender):
+            incoming.fail()
+            self.session.problem(f"{sender} stopped sending {incoming.name}")
+        if self._drop_streams(offer_id, sender):
+            self.session.problem(f"{sender} stopped receiving a file")
+
+    def _on_ack(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
+        for stream in self.streams:
+            if stream.outgoing.id == offer_id and name_key(stream.receiver) == name_key(sender):
+                stream.acked = max(stream.acked, int(fields.get("i", -1)))
+                stream.last_heard = self.clock.seconds()
+                if stream.acked >= stream.outgoing.chunks - 1:
+                    self.streams.remove(stream)
+                    self.session.notice(f"{sender} has {stream.outgoing.name}")
+                    self.session.transfers_changed()
+                return
+
+    def _drop_streams(self, offer_id: str, receiver: str) -> bool:
+        before = len(self.streams)
+        self.streams = [
+            s for s in self.streams if not (s.outgoing.id == offer_id and name_key(s.receiver) == name_key(receiver))
+        ]
+        return len(self.streams) != before
+
+    # --- pacing -------------------------------------------------------------------
+
+    def _ensure_ticking(self) -> None:
+        if self._ticker is None:
+            self._ticker = task.LoopingCall(self._tick)
+            self._ticker.clock = self.clock
+            self._ticker.start(1 / CHUNKS_PER_SECOND, now=True)
+
+    def _tick(self) -> None:
+        """Send at most one chunk, to the next stream with room in its window."""
+        now = self.clock.seconds()
+        for stream in list(self.streams):
+            if now - stream.last_heard > STALL_TIMEOUT:
+                self.streams.remove(stream)
+                self.session.problem(f"{stream.receiver} stopped answering; gave up sending {stream.outgoing.name}")
+        for offer_id, (outgoing, when) in list(self.offered.items()):
+            if now - when > OFFER_LIFETIME and not any(s.outgoing.id == offer_id for s in self.streams):
+                del self.offered[offer_id]
+        self.session.transfers_changed()
+        if not self.streams and not self._fresh_offers(now):
+            if self._ticker is not None and self._ticker.running:
+                self._ticker.stop()
+            self._ticker = None
+            return
+        if not self.streams:
+            return
+        if not self.session.ready:
+            return  # reconnecting: wait
+        for step in range(len(self.streams)):
+            stream = self.streams[(self._turn + step) % len(self.streams)]
+            if stream.next_index < stream.outgoing.chunks and stream.next_index - stream.acked <= WINDOW:
+                self._turn = (self._turn + step + 1) % len(self.streams)
+                try:
+                    text = stream.outgoing.chunk(stream.next_index)
+                except OSError as e:
+                    self.streams.remove(stream)
+                    self.session.problem(f"cannot read {stream.outgoing.path}: {e.strerror}")
+                    self.session.send_control(stream.receiver, files.encode("cancel", id=stream.outgoing.id))
+                    return
+                self.session.send_control(stream.receiver, text)
+                stream.next_index += 1
+                sent = min(stream.next_index * files.CHUNK_SIZE, stream.outgoing.size)
+                self._progress(
+                    f"sending {stream.outgoing.name} to {stream.receiver}",
+                    stream.outgoing.id + stream.receiver, sent, stream.outgoing.size,
+                )
+                return
+
+    def _fresh_offers(self, now: float) -> bool:
+        return any(now - when < ANSWER_GRACE and i not in self.answered for i, (_, when) in self.offered.items())
+
+    def busy(self) -> bool:
+        """Something in flight that ending the session now would cut short."""
+        return bool(self.streams or self.incoming or self._fresh_offers(self.clock.seconds()))
+
+    def _progress(self, what: str, key: str, done: int, total: int) -> None:
+        """Progress in quarters: a bar in a terminal, percentages when piped."""
+        quarter = 4 if total == 0 else done * 4 // total
+        if quarter <= self.shown.get(key, 0):
+            return
+        self.shown[key] = quarter
+        percent = quarter * 25
+        if self.session.interactive:
+            bar = "#" * (quarter * 5) + "-" * (20 - quarter * 5)
+            self.session.notice(f"{what} [{bar}] {percent}%")
+        else:
+            self.session.notice(f"{what}: {percent}%")
+
+    def disconnected(self) -> None:
+        """The connection dropped: transfers in flight cannot resume."""
+        for incoming in self.incoming.values():
+            incoming.fail()
+            self.session.problem(f"receiving {incoming.name} from {incoming.sender} was interrupted")
+        self.incoming.clear()
+        for stream in self.streams:
+            self.session.problem(f"sending {stream.outgoing.name} to {stream.receiver} was interrupted")
+        self.streams.clear()
+
+    def stop(self) -> None:
+        self.disconnected()
+        if self._ticker is not None and self._ticker.running:
+            self._ticker.stop()
+        self._ticker = None

@@ -1,0 +1,82 @@
+"""Level 4: files through the real relay, end-to-end encrypted."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+from tests.test_e2e_client import clients  # noqa: F401 (fixture)
+
+
+def make_file(path, size, head=b""):
+    data = head + os.urandom(size - len(head))
+    path.write_bytes(data)
+    return data
+
+
+def test_binary_file_arrives_identical_and_the_relay_sees_no_plaintext(relay_process, clients, tmp_path):
+    relay = relay_process("--log-messages")
+    inbox = tmp_path / "bob-downloads"
+    bob = clients(relay.port, "bob", "--downloads", str(inbox))
+    bob.wait_for("* in #lobby: bob")
+    alice = clients(relay.port, "alice")
+    alice.wait_for("* in #lobby: bob, alice")
+    source = tmp_path / "holiday-secret-plans.bin"
+    data = make_file(source, 2 * 1024 * 1024 + 123)
+    alice.type(f"/send {source}")
+    alice.wait_for_prefix("* offered holiday-secret-plans.bin (file, 2.0 MiB) to #lobby")
+    bob.wait_for("* alice sends holiday-secret-plans.bin (file, 2.0 MiB) in #lobby: receiving it")
+    saved = bob.wait_for_prefix("* saved holiday-secret-plans.bin from alice as ", timeout=60)
+    path = re.match(r"\* saved \S+ from alice as (.+) \(file, 2\.0 MiB\)$", saved).group(1)
+    assert open(path, "rb").read() == data
+    assert any(line.startswith("* receiving holiday-secret-plans.bin from alice: 50%") for line in bob.seen)
+    alice.wait_for("* bob has holiday-secret-plans.bin")
+    assert any(line.startswith("* sending holiday-secret-plans.bin to bob: 100%") for line in alice.seen)
+    assert alice.finish()[0] == 0
+    relay.stop()
+    log = relay.log()
+    assert "holiday" not in log and hashlib.sha256(data).hexdigest() not in log
+    assert "alice -> bob: aes1:" in log  # chunks went privately, encrypted
+
+
+def test_big_file_waits_for_accept_and_an_image_is_recognised(relay_process, clients, tmp_path):
+    relay = relay_process()
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "pixel.png").write_bytes(b"already here")  # never overwritten
+    bob = clients(relay.port, "bob", "--downloads", str(inbox), "--auto-accept-mb", "0.01")
+    bob.wait_for("* in #lobby: bob")
+    alice = clients(relay.port, "alice")
+    alice.wait_for("* in #lobby: bob, alice")
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x80\x00\x00\x01\xe0\x08\x02\x00\x00\x00"
+    source = tmp_path / "photo.jpg"  # the name lies; the content decides
+    data = make_file(source, 70_000, head=png)
+    alice.type(f"/send bob {source}")
+    offer = bob.wait_for_prefix("* alice offers photo.jpg (PNG, 68.4 KiB): /accept ")
+    bob.type("/accept " + offer.rsplit(" ", 1)[-1])
+    saved = bob.wait_for_prefix("* saved photo.jpg from alice as ", timeout=30)
+    assert saved.endswith("(PNG image, 640×480, 68.4 KiB)")
+    assert (inbox / "photo.jpg").read_bytes() == data
+    assert (inbox / "pixel.png").read_bytes() == b"already here"
+    alice.type(f"/send {source}")
+    bob.wait_for_prefix("* alice offers photo.jpg")
+    bob.type("/reject")
+    bob.wait_for("* declined photo.jpg from alice")
+    alice.wait_for("* bob declined photo.jpg")
+
+
+def test_unwritable_downloads_folder_is_a_clear_error(relay_process, clients, tmp_path):
+    relay = relay_process()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    bob = clients(relay.port, "bob", "--downloads", str(blocker / "sub"))
+    bob.wait_for("* in #lobby: bob")
+    alice = clients(relay.port, "alice")
+    alice.wait_for("* in #lobby: bob, alice")
+    source = tmp_path / "note.txt"
+    make_file(source, 1000)
+    alice.type(f"/send {source}")
+    line = bob.wait_for_prefix("! cannot receive note.txt from alice: cannot use the downloads folder")
+    assert str(blocker / "sub") in line
+    alice.wait_for("* bob declined note.txt")
