@@ -9,7 +9,6 @@ keep the two in step.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 PROTOCOL_VERSION = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import RelayProcess
+from tests.support import PipedClient, RelayProcess
 
 
 @pytest.fixture
@@ -21,3 +21,17 @@ def relay_process(tmp_path):
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def clients():
+    made: list[PipedClient] = []
+
+    def make(*args, **kw) -> PipedClient:
+        client = PipedClient(*args, **kw)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.kill()

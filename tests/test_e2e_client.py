@@ -2,135 +2,14 @@
 
 from __future__ import annotations
 
-import queue
 import shutil
 import subprocess
-import sys
-import threading
 import time
 import uuid
 
 import pytest
 
-from tests.support import subprocess_env
-
-CLIENT = [sys.executable, "-m", "chatsvc.client"]
-PASSPHRASE = "test passphrase: purple elephants dance at dawn"
-
-
-def client_env(passphrase: str = PASSPHRASE) -> dict[str, str]:
-    env = subprocess_env()
-    env["CHATSVC_PASSPHRASE"] = passphrase
-    return env
-
-
-class PipedClient:
-    """``python -m chatsvc.client`` with pipes for stdin and stdout."""
-
-    def __init__(self, port: int, nick: str, *extra: str, passphrase: str = PASSPHRASE) -> None:
-        env = client_env(passphrase)
-        self.proc = subprocess.Popen(
-            CLIENT + ["127.0.0.1", "--port", str(port), "--nick", nick, *extra],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env,
-        )
-        self.seen: list[str] = []
-        # A thread reads stdout so that no wait here can block forever.
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for raw in self.proc.stdout:
-            self._lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
-        self._lines.put(None)
-
-    def type(self, text: str) -> None:
-        self.proc.stdin.write((text + "\n").encode())
-        self.proc.stdin.flush()
-
-    def wait_for(self, wanted: str, timeout: float = 20.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if line is None:
-                self._lines.put(None)
-                break
-            self.seen.append(line)
-            if line == wanted:
-                return self.seen
-        raise AssertionError(f"never saw {wanted!r}; saw {self.seen!r}")
-
-    def wait_for_prefix(self, prefix: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if line is None:
-                self._lines.put(None)
-                break
-            self.seen.append(line)
-            if line.startswith(prefix):
-                return line
-        raise AssertionError(f"never saw a line starting {prefix!r}; saw {self.seen!r}")
-
-    def drain(self, timeout: float) -> None:
-        """Collect whatever arrives within timeout seconds."""
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                return
-            if line is None:
-                self._lines.put(None)
-                return
-            self.seen.append(line)
-
-    def rest(self, timeout: float = 20.0) -> list[str]:
-        """Everything printed until the process closes its output."""
-        deadline = time.monotonic() + timeout
-        got = []
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if line is None:
-                self._lines.put(None)
-                self.seen += got
-                return got
-            got.append(line)
-        raise AssertionError(f"output did not end; got {got!r}")
-
-    def finish(self, timeout: float = 20.0) -> tuple[int, str]:
-        self.proc.stdin.close()
-        self.rest(timeout)
-        return self.proc.wait(timeout), self.proc.stderr.read().decode()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def clients():
-    made: list[PipedClient] = []
-
-    def make(*args, **kw) -> PipedClient:
-        client = PipedClient(*args, **kw)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.kill()
-
+from tests.support import CLIENT, PASSPHRASE, client_env, subprocess_env
 
 def test_caesar_clients_chat_and_server_sees_only_ciphertext(relay_process, clients):
     relay = relay_process("--log-messages")

@@ -6,7 +6,6 @@ import hashlib
 import os
 import re
 
-from tests.test_e2e_client import clients  # noqa: F401 (fixture)
 
 
 def make_file(path, size, head=b""):

@@ -7,10 +7,8 @@ import signal
 import threading
 import time
 
-import pytest
 
 from tests.support import CuttableProxy
-from tests.test_e2e_client import clients  # noqa: F401 (fixture)
 
 NICKS = ("alice", "bob", "carol")
 PER_SENDER = 25
@@ -58,7 +56,7 @@ def start_three(relay, clients):
     started = {}
     for nick in NICKS:
         started[nick] = clients(relay.port, nick)
-        started[nick].wait_for(f"* you joined #lobby")
+        started[nick].wait_for("* you joined #lobby")
     for nick, client in started.items():
         client.wait_for_prefix("* in #lobby:")
     return started

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from tests.certs import make_ca, make_server_cert
-from tests.test_e2e_client import CLIENT, client_env, clients  # noqa: F401 (fixture)
+from tests.support import CLIENT, client_env
 
 
 @pytest.fixture

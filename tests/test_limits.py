@@ -146,7 +146,8 @@ def test_overlong_line_after_throttled_lines_still_refused_in_order():
 
 def test_server_full():
     factory = make_factory(limits=Limits(max_clients=2))
-    a, b = FakeClient(factory, host="10.0.0.1"), FakeClient(factory, host="10.0.0.2")
+    a = FakeClient(factory, host="10.0.0.1")
+    FakeClient(factory, host="10.0.0.2")
     c = FakeClient(factory, host="10.0.0.3")
     assert c.lines()[0].startswith("ERROR server-full ")
     assert c.closed
