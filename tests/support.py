@@ -335,6 +335,7 @@ class PipedClient:
             env=env,
         )
         self.seen: list[str] = []
+        self.ended = False
         # A thread reads stdout so that no wait here can block forever.
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -348,64 +349,47 @@ class PipedClient:
         self.proc.stdin.write((text + "\n").encode())
         self.proc.stdin.flush()
 
-    def wait_for(self, wanted: str, timeout: float = 20.0) -> list[str]:
+    def _next_lines(self, timeout: float):
+        """Output lines as they come, until timeout or end of output."""
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 line = self._lines.get(timeout=remaining)
             except queue.Empty:
-                break
+                return
             if line is None:
-                self._lines.put(None)
-                break
+                self._lines.put(None)  # for the next caller
+                self.ended = True
+                return
             self.seen.append(line)
+            yield line
+
+    def wait_for(self, wanted: str, timeout: float = 20.0) -> list[str]:
+        for line in self._next_lines(timeout):
             if line == wanted:
                 return self.seen
         raise AssertionError(f"never saw {wanted!r}; saw {self.seen!r}")
 
     def wait_for_prefix(self, prefix: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if line is None:
-                self._lines.put(None)
-                break
-            self.seen.append(line)
+        for line in self._next_lines(timeout):
             if line.startswith(prefix):
                 return line
         raise AssertionError(f"never saw a line starting {prefix!r}; saw {self.seen!r}")
 
     def drain(self, timeout: float) -> None:
         """Collect whatever arrives within timeout seconds."""
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                return
-            if line is None:
-                self._lines.put(None)
-                return
-            self.seen.append(line)
+        for _ in self._next_lines(timeout):
+            pass
 
     def rest(self, timeout: float = 20.0) -> list[str]:
         """Everything printed until the process closes its output."""
-        deadline = time.monotonic() + timeout
-        got = []
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if line is None:
-                self._lines.put(None)
-                self.seen += got
-                return got
-            got.append(line)
-        raise AssertionError(f"output did not end; got {got!r}")
+        before = len(self.seen)
+        self.ended = False
+        for _ in self._next_lines(timeout):
+            pass
+        if not self.ended:
+            raise AssertionError(f"output did not end; got {self.seen[before:]!r}")
+        return self.seen[before:]
 
     def finish(self, timeout: float = 20.0) -> tuple[int, str]:
         self.proc.stdin.close()

@@ -52,6 +52,16 @@ def wait_for_all(clients_by_nick, timeout=60):
     return {n: received_from_others(c, n) for n, c in clients_by_nick.items()}
 
 
+def assert_everyone_got_everything(people):
+    """Each message of each sender, exactly once and in order, at every other."""
+    got = wait_for_all(people)
+    expected = list(range(1, PER_SENDER + 1))
+    for nick in NICKS:
+        for other in NICKS:
+            if other != nick:
+                assert got[nick].get(other) == expected, (nick, other, got[nick].get(other))
+
+
 def start_three(relay, clients):
     started = {}
     for nick in NICKS:
@@ -74,12 +84,7 @@ def test_kill_9_mid_conversation_loses_and_duplicates_nothing(relay_process, cli
     relay.start(port=port)
     for t in threads:
         t.join(30)
-    got = wait_for_all(people)
-    expected = list(range(1, PER_SENDER + 1))
-    for nick in NICKS:
-        for other in NICKS:
-            if other != nick:
-                assert got[nick].get(other) == expected, (nick, other, got[nick].get(other))
+    assert_everyone_got_everything(people)
     for client in people.values():
         assert any(line.startswith("* reconnected to ") for line in client.seen)
         assert client.finish()[0] == 0
@@ -108,12 +113,7 @@ def test_one_client_cut_off_for_seconds_misses_nothing(relay_process, clients):
         people["carol"].wait_for_prefix(f"* reconnected to 127.0.0.1:{proxy.port}", timeout=30)
         for t in threads:
             t.join(30)
-        got = wait_for_all(people)
-        expected = list(range(1, PER_SENDER + 1))
-        for nick in NICKS:
-            for other in NICKS:
-                if other != nick:
-                    assert got[nick].get(other) == expected, (nick, other, got[nick].get(other))
+        assert_everyone_got_everything(people)
         assert any("(missed, " in line for line in people["carol"].seen)
         assert any("(pending)" in line for line in people["carol"].seen)
     finally:
