@@ -471,3 +471,16 @@ def test_after_a_drop_missed_history_then_resends_then_typed_lines():
     assert "* some messages in #lobby were missed: the server no longer has them" in shown
     assert any(s.startswith("[#lobby] bob: while you were away (missed, ") for s in shown)
     assert not any("my own" in s for s in shown)
+
+
+def test_works_with_a_server_without_ids_or_history():
+    h = Harness().ready()
+    h.server("ERROR unknown-command HISTORY is not a command")
+    assert h.display.take() == []
+    h.session.user_line("one")
+    h.session.user_line("two")
+    h.server("OK MSG #lobby", "OK MSG #lobby")  # no ids, no client ids
+    assert h.session.unacked == {}
+    h.session.user_eof()
+    h.server("PONG eof-1")
+    assert h.sent()[-1] == "QUIT"

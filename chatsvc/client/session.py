@@ -418,12 +418,21 @@ class ChatSession:
         # Shown when sent; here it only stops being "unacknowledged".
         if cid is not None:
             self.unacked.pop(cid, None)
+        elif target.startswith("#"):
+            # A server that ignores client ids answers in order: this is
+            # the oldest unacknowledged message to that room.
+            for pending_cid, (room, _) in self.unacked.items():
+                if name_key(room) == name_key(target):
+                    del self.unacked[pending_cid]
+                    break
         if msg_id is not None and target.startswith("#"):
             key = name_key(target)
             self.last_id[key] = max(self.last_id.get(key, 0), msg_id)
         self._maybe_finish_drain()
 
     def error(self, code: str, text: str, cid: str | None = None) -> None:
+        if code == "unknown-command" and text.startswith("HISTORY"):
+            return  # an older server without history: nothing to show
         if cid is not None and cid in self.unacked:
             room, _ = self.unacked.pop(cid)
             self.problem(f"a message to {clean(room)} was not delivered: {clean(text or code)}")
