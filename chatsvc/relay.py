@@ -21,6 +21,10 @@ from chatsvc.grammar import format_line, name_key
 from chatsvc.history import History, Record, REPLY_MAX_BYTES, REPLY_MAX_MESSAGES
 
 
+#: Rooms one connection may be in at once (each costs the server memory).
+MAX_ROOMS_PER_MEMBER = 100
+
+
 class RelayError(Exception):
     """A request the relay refuses; becomes ``ERROR <code> <text>``."""
 
@@ -165,6 +169,8 @@ class Relay:
         key = name_key(name)
         room = member.rooms.get(key)
         if room is None:
+            if len(member.rooms) >= MAX_ROOMS_PER_MEMBER:
+                raise RelayError("too-many-rooms", f"you are in {MAX_ROOMS_PER_MEMBER} rooms already; PART one first")
             room = self.rooms.get(key)
             if room is None:
                 room = self.rooms[key] = Room(name)

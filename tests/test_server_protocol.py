@@ -289,3 +289,17 @@ def test_logs_joins_and_messages_only_when_asked():
         alice.send("MSG #a Q2lwaGVy\n")
     text = " ".join(e["log_format"].format(**e) for e in events)
     assert "alice -> #a: Q2lwaGVy" in text
+
+
+def test_rooms_per_connection_are_limited(factory):
+    from chatsvc.relay import MAX_ROOMS_PER_MEMBER
+
+    alice = registered(factory, "alice")
+    for n in range(MAX_ROOMS_PER_MEMBER):
+        factory.relay.join(alice.protocol.member, f"#r{n}")
+    alice.lines()
+    alice.send("JOIN #one-too-many\n")
+    [line] = alice.lines()
+    assert line.startswith("ERROR too-many-rooms ")
+    alice.send("PART #r0\nJOIN #one-too-many\n")
+    assert alice.lines()[1] == "JOIN #one-too-many alice"
