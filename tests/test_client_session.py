@@ -484,3 +484,13 @@ def test_works_with_a_server_without_ids_or_history():
     h.session.user_eof()
     h.server("PONG eof-1")
     assert h.sent()[-1] == "QUIT"
+
+
+def test_too_long_message_is_refused_locally():
+    h = Harness().ready()
+    h.session.user_line("x" * 70_000)
+    assert h.sent() == []
+    [shown] = h.display.take()
+    assert shown.startswith("! message too long to send (")
+    h.session.user_line("x" * 60_000)  # under the limit even encrypted with Caesar
+    assert len(h.sent()) == 1

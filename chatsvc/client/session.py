@@ -234,26 +234,34 @@ class ChatSession:
         # Control characters never start typed text: a leading one marks
         # file-transfer messages.
         text = text.lstrip(files.MARKER[0]) or "?"
-        payload = self.cipher.encrypt(text, Context(target=self.current, sender=self.nick))
-        cid = f"{self._cid_base}-{next(self._cids)}"
-        self.unacked[cid] = (self.current, payload)
-        self.protocol.send_message_with_cid(self.current, payload, cid)
-        self.display.show(f"[{self.current}] {self.nick}: {clean(text)}")
+        if self._send_encrypted(self.current, text):
+            self.display.show(f"[{self.current}] {self.nick}: {clean(text)}")
 
-    def _send_encrypted(self, target: str, text: str) -> None:
+    def _send_encrypted(self, target: str, text: str) -> bool:
+        """
+        Encrypt and send; room messages get a client id and are tracked
+        until acknowledged.  False (with a notice) if it is too long for
+        the relay, which would otherwise hang up on us.
+        """
         payload = self.cipher.encrypt(text, Context(target=target, sender=self.nick))
-        self.protocol.send_message(target, payload)
-
-    def send_control(self, target: str, text: str) -> None:
-        """Send a file-transfer message (encrypted like chat, not shown)."""
-        if not self.online or self.nick is None:
-            return
+        size = len(f"@cid={self._cid_base}-000000 MSG {target} {payload}".encode())
+        if size > grammar.DEFAULT_MAX_LINE:
+            self.problem(
+                f"message too long to send ({size:,} bytes once encrypted; the limit is "
+                f"{grammar.DEFAULT_MAX_LINE:,}): split it, or /send it as a file"
+            )
+            return False
         if target.startswith("#"):
-            payload = self.cipher.encrypt(text, Context(target=target, sender=self.nick))
             cid = f"{self._cid_base}-{next(self._cids)}"
             self.unacked[cid] = (target, payload)
             self.protocol.send_message_with_cid(target, payload, cid)
         else:
+            self.protocol.send_message(target, payload)
+        return True
+
+    def send_control(self, target: str, text: str) -> None:
+        """Send a file-transfer message (encrypted like chat, not shown)."""
+        if self.online and self.nick is not None:
             self._send_encrypted(target, text)
 
     def _join(self, room: str) -> None:
@@ -305,8 +313,8 @@ class ChatSession:
         if nick.startswith("#"):
             self.problem("/msg is for people; to talk in a room, /join it and type")
             return
-        self._send_encrypted(nick, text)
-        self.display.show(f"[you → {clean(nick)}] {clean(text)}")
+        if self._send_encrypted(nick, text):
+            self.display.show(f"[you → {clean(nick)}] {clean(text)}")
 
     def cmd_send(self, rest: str) -> None:
         if not rest:
