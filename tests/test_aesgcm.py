@@ -120,8 +120,9 @@ def test_round_trip(text, target):
     assert bob.decrypt(alice.encrypt(text, Context(target, "alice")), Context(target, "alice")) == text
 
 
-@given(st.text(min_size=1))
+@given(st.text(min_size=8))
 def test_ciphertext_reveals_no_plaintext(text):
+    # (short texts could turn up in random base64 by chance)
     payload = AesGcmCipher(MASTER).encrypt(text * 3, Context("#a", "x"))
     assert text * 3 not in payload
 
