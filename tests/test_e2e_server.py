@@ -225,3 +225,14 @@ def test_systemd_socket_activation(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_unusable_store_is_a_one_line_failure(tmp_path):
+    result = subprocess.run(
+        TWISTD + ["-n", "--pidfile=", "chat", "--port", "tcp:0:interface=127.0.0.1",
+                  "--store", str(tmp_path / "no-such-dir" / "history.sqlite")],
+        cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=30,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "chatsvc: cannot open store" in output and "Traceback" not in output
