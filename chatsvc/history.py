@@ -21,8 +21,12 @@ from collections import OrderedDict, deque
 from typing import Callable
 
 #: At most this many rooms' histories stay in memory (least recently used
-#: first out; with a store they are read back when needed).
+#: first out; with a store they are read back when needed) ...
 MAX_ROOMS_IN_MEMORY = 10_000
+#: ... and at most this many payload bytes in all, and per room: without
+#: them, big messages in many rooms could fill the server's memory.
+MAX_BYTES_IN_MEMORY = 256 * 1024 * 1024
+MAX_BYTES_PER_ROOM = 4 * 1024 * 1024
 #: A HISTORY reply stops after this many messages or bytes, ending in "more".
 REPLY_MAX_MESSAGES = 200
 REPLY_MAX_BYTES = 256 * 1024
@@ -44,28 +48,37 @@ class Record:
 class RoomHistory:
     """One room's window of recent messages."""
 
-    __slots__ = ("records", "by_cid", "last_id", "evicted_max")
+    __slots__ = ("records", "limit", "by_cid", "last_id", "evicted_max", "bytes")
 
     def __init__(self, limit: int, last_id: int = 0, evicted_max: int = 0) -> None:
-        self.records: deque[Record] = deque(maxlen=limit)
+        self.records: deque[Record] = deque()
+        self.limit = limit
         self.by_cid: dict[str, Record] = {}
         self.last_id = last_id
         self.evicted_max = evicted_max  # highest id no longer kept
+        self.bytes = 0  # payload bytes kept
 
-    def add(self, record: Record) -> None:
-        records = self.records
-        if records.maxlen and len(records) == records.maxlen:
-            old = records[0]
-            self.evicted_max = max(self.evicted_max, old.id)
-            if old.cid is not None and self.by_cid.get(old.cid) is old:
-                del self.by_cid[old.cid]
-        if records.maxlen:
-            records.append(record)
-            if record.cid is not None:
-                self.by_cid[record.cid] = record
-        else:
-            self.evicted_max = record.id
+    def add(self, record: Record) -> int:
+        """Keep a record; returns the change in bytes kept."""
+        before = self.bytes
         self.last_id = record.id
+        if not self.limit:
+            self.evicted_max = record.id
+            return 0
+        self.records.append(record)
+        self.bytes += len(record.payload)
+        if record.cid is not None:
+            self.by_cid[record.cid] = record
+        while len(self.records) > self.limit or (self.bytes > MAX_BYTES_PER_ROOM and len(self.records) > 1):
+            self._evict_oldest()
+        return self.bytes - before
+
+    def _evict_oldest(self) -> None:
+        old = self.records.popleft()
+        self.bytes -= len(old.payload)
+        self.evicted_max = max(self.evicted_max, old.id)
+        if old.cid is not None and self.by_cid.get(old.cid) is old:
+            del self.by_cid[old.cid]
 
     def after(self, after_id: int) -> tuple[list[Record], bool]:
         """Kept records newer than ``after_id``, and whether some were lost."""
@@ -93,6 +106,7 @@ class History:
         self.store = store
         self.rooms: OrderedDict[str, RoomHistory] = OrderedDict()
         self.issued_max = self.floor  # highest id given out this run, any room
+        self.bytes = 0  # payload bytes kept in memory, all rooms
 
     def room(self, key: str) -> RoomHistory:
         history = self.rooms.get(key)
@@ -106,17 +120,24 @@ class History:
                 history = RoomHistory(self.limit, evicted_max=self.issued_max)
             history.last_id = max(history.last_id, self.issued_max)
             self.rooms[key] = history
-            while len(self.rooms) > MAX_ROOMS_IN_MEMORY:
-                self.rooms.popitem(last=False)
+            self.bytes += history.bytes
+            self._trim()
         else:
             self.rooms.move_to_end(key)
         return history
 
+    def _trim(self) -> None:
+        """Forget least recently used rooms while over the memory bounds."""
+        while len(self.rooms) > 1 and (len(self.rooms) > MAX_ROOMS_IN_MEMORY or self.bytes > MAX_BYTES_IN_MEMORY):
+            _, dropped = self.rooms.popitem(last=False)
+            self.bytes -= dropped.bytes
+
     def new_record(self, key: str, sender: str, payload: str, time_ms: int, cid: str | None) -> Record:
         history = self.room(key)
         record = Record(history.last_id + 1, sender, payload, time_ms, cid)
-        history.add(record)
+        self.bytes += history.add(record)
         self.issued_max = max(self.issued_max, record.id)
+        self._trim()
         return record
 
 
@@ -170,9 +191,8 @@ class SQLiteStore:
         for row in reversed(rows if limit else []):
             record = Record(*row)
             record.stored = True
-            history.records.append(record)
-            if record.cid is not None:
-                history.by_cid[record.cid] = record
+            history.add(record)
+        history.last_id = max(last, meta[0] if meta else 0)
         return history
 
     # --- writing -----------------------------------------------------------

@@ -222,3 +222,23 @@ def test_unopenable_store_is_a_clear_startup_error(tmp_path):
 
     with pytest.raises(sqlite3.Error):
         SQLiteStore(str(tmp_path / "missing-dir" / "x.db"), 10, Pending())
+
+
+def test_history_is_bounded_in_bytes_per_room_and_in_all(monkeypatch):
+    monkeypatch.setattr(history_module, "MAX_BYTES_PER_ROOM", 1000)
+    monkeypatch.setattr(history_module, "MAX_BYTES_IN_MEMORY", 2500)
+    history = History(1000, 0)
+    for n in range(10):
+        history.new_record("#a", "x", "p" * 300, 0, None)
+    room = history.room("#a")
+    assert room.bytes <= 1000 and len(room.records) == 3
+    assert room.evicted_max == room.records[0].id - 1
+    for key in ("#b", "#c", "#d"):
+        for n in range(3):
+            history.new_record(key, "x", "q" * 300, 0, None)
+    assert history.bytes <= 2500
+    assert "#a" not in history.rooms  # least recently used, forgotten
+    assert history.bytes == sum(r.bytes for r in history.rooms.values())
+    # a forgotten room's history reports everything before as missed
+    records, gap = history.room("#a").after(0)
+    assert records == [] and gap
