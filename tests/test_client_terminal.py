@@ -113,3 +113,20 @@ def test_piped_invalid_utf8_does_not_crash():
     front, transport = piped()
     front.dataReceived(b"\xff\xfe\n")
     assert front.session.typed == ["\ufffd\ufffd"]
+
+
+def test_status_line_stays_above_the_input_and_output_goes_above_both():
+    front, terminal, transport = interactive()
+    front.set_prompt("> ")
+    terminal.dataReceived(b"typing")
+    front.set_status("sending a.bin [#####---------------] 25%")
+    transport.clear()
+    front.show("[#lobby] bob: hi")
+    out = transport.value()
+    # input erased, cursor up, status erased, message, then status + input again
+    assert out.startswith(b"\r\x1b[2K\x1b[1A\x1b[2K[#lobby] bob: hi\r\n")
+    assert out.endswith(b"sending a.bin [#####---------------] 25%\r\n> typing")
+    transport.clear()
+    front.set_status(None)
+    assert transport.value() == b"\r\x1b[2K\x1b[1A\x1b[2K> typing"
+    assert b"".join(front.lineBuffer) == b"typing"

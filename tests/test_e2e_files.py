@@ -22,12 +22,12 @@ def test_binary_file_arrives_identical_and_the_relay_sees_no_plaintext(relay_pro
     alice = clients(relay.port, "alice")
     alice.wait_for("* in #lobby: bob, alice")
     source = tmp_path / "holiday-secret-plans.bin"
-    data = make_file(source, 2 * 1024 * 1024 + 123)
+    data = make_file(source, 3 * 1024 * 1024 + 123)
     alice.type(f"/send {source}")
-    alice.wait_for_prefix("* offered holiday-secret-plans.bin (file, 2.0 MiB) to #lobby")
-    bob.wait_for("* alice sends holiday-secret-plans.bin (file, 2.0 MiB) in #lobby: receiving it")
+    alice.wait_for_prefix("* offered holiday-secret-plans.bin (file, 3.0 MiB) to #lobby")
+    bob.wait_for("* alice sends holiday-secret-plans.bin (file, 3.0 MiB) in #lobby: receiving it")
     saved = bob.wait_for_prefix("* saved holiday-secret-plans.bin from alice as ", timeout=60)
-    path = re.match(r"\* saved \S+ from alice as (.+) \(file, 2\.0 MiB\)$", saved).group(1)
+    path = re.match(r"\* saved \S+ from alice as (.+) \(file, 3\.0 MiB\)$", saved).group(1)
     assert open(path, "rb").read() == data
     assert any(line.startswith("* receiving holiday-secret-plans.bin from alice: 50%") for line in bob.seen)
     alice.wait_for("* bob has holiday-secret-plans.bin")

@@ -54,6 +54,9 @@ class Display(Protocol):
     def set_prompt(self, text: str) -> None:
         """The input prompt changed (interactive front ends show it)."""
 
+    # Interactive front ends may also offer set_status(text | None): a line
+    # kept above the input line, for progress.
+
 
 def clean(text: str) -> str:
     """

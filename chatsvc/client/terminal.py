@@ -124,7 +124,7 @@ class InteractiveFrontEnd(HistoricRecvLine):
         self.lineBuffer = []
         self.lineBufferIndex = 0
         # Replace the typed line by whatever the session echoes for it.
-        self._erase_input_line()
+        self._erase()
         self.session.user_line(line.decode("utf-8", errors="replace"))
         if not self.session.quitting:
             self._redraw()
@@ -139,6 +139,7 @@ class InteractiveFrontEnd(HistoricRecvLine):
     def handle_REDRAW(self) -> None:
         self.terminal.eraseDisplay()
         self.terminal.cursorHome()
+        self._status_drawn = False
         self._draw()
 
     def handle_KILL_LINE(self) -> None:
@@ -148,15 +149,27 @@ class InteractiveFrontEnd(HistoricRecvLine):
 
     # --- output ------------------------------------------------------------
 
-    def _erase_input_line(self) -> None:
+    # The bottom of the screen is [status line,] input line; output goes
+    # above both, which are then drawn again.
+    status: str | None = None
+    _status_drawn = False
+
+    def _erase(self) -> None:
         self.terminal.write(b"\r")
         self.terminal.eraseLine()
+        if self._status_drawn:
+            self.terminal.cursorUp(1)
+            self.terminal.eraseLine()
+            self._status_drawn = False
 
     def _redraw(self) -> None:
-        self._erase_input_line()
+        self._erase()
         self._draw()
 
     def _draw(self) -> None:
+        if self.status is not None and not self._status_drawn:
+            self.terminal.write(self.status.encode("utf-8", errors="replace") + b"\n")
+            self._status_drawn = True
         self.drawInputLine()
         back = len(self.lineBuffer) - self.lineBufferIndex
         if back:
@@ -164,7 +177,7 @@ class InteractiveFrontEnd(HistoricRecvLine):
 
     # Display
     def show(self, text: str) -> None:
-        self._erase_input_line()
+        self._erase()
         # insults turns "\n" into "\r\n" for the raw terminal.
         self.terminal.write(text.encode("utf-8", errors="replace") + b"\n")
         self._draw()
@@ -173,6 +186,12 @@ class InteractiveFrontEnd(HistoricRecvLine):
         prompt = text.encode("utf-8", errors="replace")
         self.ps = (prompt, prompt)
         self._redraw()
+
+    def set_status(self, text: str | None) -> None:
+        """A line kept just above the input line (e.g. a progress bar)."""
+        self._erase()
+        self.status = text
+        self._draw()
 
 
 def make_interactive_transport_protocol(front_end: InteractiveFrontEnd) -> insults.ServerProtocol:

@@ -282,17 +282,20 @@ class Transfers:
         return bool(self.streams or self.incoming or self._fresh_offers(self.clock.seconds()))
 
     def _progress(self, what: str, key: str, done: int, total: int) -> None:
-        """Progress in quarters: a bar in a terminal, percentages when piped."""
+        """A live bar in a terminal; a line per quarter when piped."""
+        status = getattr(self.session.display, "set_status", None)
+        if self.session.interactive and status is not None:
+            percent = 100 if total == 0 else done * 100 // total
+            if percent != self.shown.get(key):
+                self.shown[key] = percent
+                filled = percent // 5
+                status(None if percent >= 100 else f"{what} [{'#' * filled}{'-' * (20 - filled)}] {percent}%")
+            return
         quarter = 4 if total == 0 else done * 4 // total
         if quarter <= self.shown.get(key, 0):
             return
         self.shown[key] = quarter
-        percent = quarter * 25
-        if self.session.interactive:
-            bar = "#" * (quarter * 5) + "-" * (20 - quarter * 5)
-            self.session.notice(f"{what} [{bar}] {percent}%")
-        else:
-            self.session.notice(f"{what}: {percent}%")
+        self.session.notice(f"{what}: {quarter * 25}%")
 
     def disconnected(self) -> None:
         """The connection dropped: transfers in flight cannot resume."""
