@@ -283,3 +283,16 @@ def test_reconnect_takes_a_variant_nick_while_the_old_one_lingers(relay_process,
     squatter.register("alice")  # someone takes the nick during the outage
     alice.wait_for("* you are alice_ (alice was taken meanwhile)")
     alice.wait_for("* in #lobby: alice_")
+
+
+def test_short_passphrase_is_warned_about():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = subprocess.run(
+        CLIENT + ["127.0.0.1", "--port", str(port), "--nick", "x"],
+        env=client_env("hunter2"), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )
+    assert "warning: a passphrase of 7 characters can be guessed offline" in result.stderr

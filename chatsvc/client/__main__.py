@@ -21,6 +21,7 @@ from chatsvc.client.session import ChatSession
 
 DEFAULT_PORT = 8000
 PASSPHRASE_ENV = "CHATSVC_PASSPHRASE"
+MIN_GOOD_PASSPHRASE = 16
 CIPHER_NAMES = ("aes", "caesar")
 DEFAULT_ROOM = "#lobby"
 
@@ -140,6 +141,11 @@ def get_passphrase(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
             )
     if not passphrase:
         parser.exit(1, "the passphrase is empty\n")
+    if len(passphrase) < MIN_GOOD_PASSPHRASE:
+        sys.stderr.write(
+            f"warning: a passphrase of {len(passphrase)} characters can be guessed offline by whoever "
+            "sees the traffic; several random words are far safer\n"
+        )
     return passphrase
 
 
@@ -232,8 +238,12 @@ async def _flush(reactor, io: stdio.StandardIO, front_end) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    settle_options(args, parser)
-    args.passphrase = get_passphrase(args, parser) if args.cipher == "aes" else None
+    try:
+        settle_options(args, parser)
+        args.passphrase = get_passphrase(args, parser) if args.cipher == "aes" else None
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        raise SystemExit(130)
     task.react(lambda reactor: defer.ensureDeferred(run(reactor, args)))
 
 
