@@ -191,3 +191,9 @@ def test_a_chunk_line_fits_the_relay_limit(outgoing):
 def test_offer_carries_the_checksum(outgoing):
     out, data = outgoing
     assert fields_of(out.offer())["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("bad_id", ["", "xyz", "0123456789abcdeg", "\x1b[2J0123456789ab", 12345])
+def test_transfer_ids_are_checked(bad_id):
+    with pytest.raises(TransferError):
+        files.decode(files.MARKER + '{"t":"offer","id":%s}' % __import__("json").dumps(bad_id))

@@ -47,7 +47,11 @@ def decode(text: str) -> dict | None:
         fields = json.loads(text[len(MARKER) :])
     except ValueError:
         raise TransferError("damaged file message")
-    if not isinstance(fields, dict) or not isinstance(fields.get("t"), str) or not isinstance(fields.get("id"), str):
+    if (
+        not isinstance(fields, dict)
+        or not isinstance(fields.get("t"), str)
+        or not re.fullmatch(r"[0-9a-f]{16}", str(fields.get("id", "")))
+    ):
         raise TransferError("damaged file message")
     return fields
 

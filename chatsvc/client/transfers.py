@@ -133,8 +133,9 @@ class Transfers:
         except (KeyError, TypeError, ValueError):
             raise TransferError("damaged file offer")
         name = files.safe_name(fields.get("name", "file"))
-        kind = fields.get("type", "file")
-        what = f"{name} ({kind if kind != 'file' else 'file'}, {files.human_size(size)})"
+        kind = fields.get("type")
+        kind = kind if kind in ("PNG", "JPEG", "GIF", "WebP") else "file"  # shown: never raw peer text
+        what = f"{name} ({kind}, {files.human_size(size)})"
         where = f" in {target}" if target.startswith("#") else ""
         if size <= self.auto_accept_bytes:
             self.session.notice(f"{sender} sends {what}{where}: receiving it")
