@@ -37,15 +37,16 @@ class Client(asyncio.Protocol):
     def __init__(self, gen: "Generator", index: int) -> None:
         self.gen = gen
         self.index = index
+        spec = gen.spec
+        sends = index in spec["senders"]
+        self.expected = (spec["total_senders"] - (1 if sends else 0)) * spec["messages"]
+        self.sample = index in spec["samplers"]
         self.nick = f"b{index}"
         self.buffer = b""
         self.registered = asyncio.get_running_loop().create_future()
         self.closed = asyncio.get_running_loop().create_future()
-        self.measuring = False
         self.valid = 0
         self.invalid = 0
-        self.expected = 0
-        self.sample = False
         self.last_seq: dict[int, int] = {}
         self.out_of_order = 0
         self.last_time = 0
@@ -72,14 +73,16 @@ class Client(asyncio.Protocol):
             return
         self.buffer = data[end + 1 :]
         lines = data[:end].split(b"\n")
-        if not self.measuring:
+        if not self.registered.done():
             for line in lines:
                 if line.startswith(b"ENDNAMES"):
-                    if not self.registered.done():
-                        self.registered.set_result(None)
-                elif line.startswith(b"ERROR") and not self.registered.done():
+                    self.registered.set_result(None)
+                    break
+                if line.startswith(b"ERROR"):
                     self.registered.set_exception(ConnectionError(line.decode(errors="replace")))
-            return
+                    return
+        # Count from the start: senders in another generator process may
+        # begin a moment before this one has read its "go".
         self._count(lines)
 
     def _count(self, lines: list[bytes]) -> None:
@@ -111,8 +114,9 @@ class Client(asyncio.Protocol):
                 if seq <= self.last_seq.get(sender, -1):
                     self.out_of_order += 1
                 self.last_seq[sender] = seq
-        self.last_time = now
-        if self.valid >= self.expected:
+        if self.valid or self.invalid:
+            self.last_time = now
+        if self.valid >= self.expected and self.gen.all_done is not None:
             self.gen.finished_one(self)
 
 
@@ -153,16 +157,9 @@ class Generator:
         loop = asyncio.get_running_loop()
         self.all_done = loop.create_future()
         senders = set(spec["senders"])
-        samplers = set(spec["samplers"])
-        total_senders = spec["total_senders"]
-        messages = spec["messages"]
         for client in self.clients:
-            client.measuring = True
-            client.sample = client.index in samplers
-            others = total_senders - (1 if client.index in senders else 0)
-            client.expected = others * messages if spec.get("deliver_all", True) else 0
-            if client.expected == 0:
-                self.complete.add(client.index)
+            if client.valid >= client.expected:
+                self.complete.add(client.index)  # (everything arrived early)
         if len(self.complete) == len(self.clients):
             self.all_done.set_result(None)
         go = time.monotonic_ns()
