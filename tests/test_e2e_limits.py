@@ -20,14 +20,20 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def test_client_that_never_reads_is_cut_off_others_get_everything(relay_process):
-    relay = relay_process("--max-sendq", "262144", *NO_FLOOD_LIMIT)
-    # The non-reader: a small receive buffer so the server's side fills fast.
+def non_reader(relay, nick: str) -> LineSocket:
+    """A client in #a that will read nothing more: a tiny receive buffer, so
+    the server's side of the connection fills fast."""
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     raw.connect(("127.0.0.1", relay.port))
-    sleeper = LineSocket(raw)
-    sleeper.register("sleeper", "#a")
+    client = LineSocket(raw)
+    client.register(nick, "#a")
+    return client
+
+
+def test_client_that_never_reads_is_cut_off_others_get_everything(relay_process):
+    relay = relay_process("--max-sendq", "262144", *NO_FLOOD_LIMIT)
+    sleeper = non_reader(relay, "sleeper")
     reader, sender = relay.connect(), relay.connect()
     reader.register("reader", "#a")
     sender.register("sender", "#a")
@@ -58,7 +64,7 @@ def test_client_that_never_reads_is_cut_off_others_get_everything(relay_process)
     assert "QUIT sleeper send queue exceeded" in notices
     assert rss_kib(relay.proc.pid) - before < 40 * 1024
     assert "is not reading; dropping it" in relay.log()
-    raw.close()
+    sleeper.close()
 
 
 def test_flooding_client_is_slowed_not_dropped(relay_process):
@@ -127,11 +133,7 @@ def test_connection_limits(relay_process):
 
 def test_sigterm_closes_everyone_quickly_even_non_readers(relay_process):
     relay = relay_process("--max-sendq", "0", *NO_FLOOD_LIMIT)
-    raw = socket.socket()
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.connect(("127.0.0.1", relay.port))
-    stuck = LineSocket(raw)
-    stuck.register("stuck", "#a")
+    stuck = non_reader(relay, "stuck")
     alice, bob = relay.connect(), relay.connect()
     alice.register("alice", "#a")
     bob.register("bob", "#a")
@@ -149,4 +151,4 @@ def test_sigterm_closes_everyone_quickly_even_non_readers(relay_process):
     assert time.monotonic() - started < 5
     assert alice.read_until("ERROR")[-1] == "ERROR server-shutdown the server is shutting down"
     assert alice.at_eof()
-    raw.close()
+    stuck.close()

@@ -242,3 +242,25 @@ def test_history_is_bounded_in_bytes_per_room_and_in_all(monkeypatch):
     # a forgotten room's history reports everything before as missed
     records, gap = history.room("#a").after(0)
     assert records == [] and gap
+
+
+def test_a_failed_write_is_reported_and_nothing_is_relayed():
+    import sqlite3
+
+    class FailingStore:
+        def append(self, room, record, done):
+            done(sqlite3.OperationalError("disk I/O error"))
+
+        def load(self, room, limit):
+            from chatsvc.history import RoomHistory
+
+            return RoomHistory(limit)
+
+    factory = make_factory(history=History(10, 0, FailingStore()))
+    alice = registered(factory, "alice", "#a")
+    bob = registered(factory, "bob", "#a")
+    alice.raw_lines(), bob.raw_lines()
+    alice.send("@cid=w1 MSG #a lost?\n")
+    [line] = alice.raw_lines()
+    assert line.startswith("@cid=w1 ERROR store-failed ")
+    assert bob.raw_lines() == []

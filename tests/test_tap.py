@@ -58,6 +58,29 @@ def test_systemd_port_outside_systemd_is_explained():
     assert "passed by systemd" in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--max-sendq", "-1"],
+        ["--history", "lots"],
+        ["--idle-timeout", "nan"],
+        ["--flood-burst", "5", "--flood-rate", "0"],
+        ["--idle-timeout", "10", "--ping-timeout", "0"],
+    ],
+)
+def test_bad_limits_are_usage_errors(args):
+    with pytest.raises(usage.UsageError):
+        parse(*args)
+
+
+def test_zero_turns_limits_off():
+    limits = parse(
+        "--max-sendq", "0", "--flood-burst", "0", "--flood-rate", "0", "--max-clients", "0",
+        "--max-per-ip", "0", "--register-timeout", "0", "--idle-timeout", "0", "--large-room", "0",
+    ).limits()
+    assert (limits.max_sendq, limits.flood_burst, limits.max_clients, limits.idle_timeout) == (0, 0, 0, 0)
+
+
 @pytest.mark.parametrize("bad", ["0", "-5", "big"])
 def test_bad_max_line(bad):
     with pytest.raises(usage.UsageError):

@@ -85,8 +85,9 @@ class ChatClientProtocol(LineOnlyReceiver):
     def part(self, room: str, reason: str | None = None) -> None:
         self._send("PART", room, *([reason] if reason else []))
 
-    def send_message(self, target: str, payload: str) -> None:
-        self._send("MSG", target, payload)
+    def send_message(self, target: str, payload: str, cid: str | None = None) -> None:
+        tag = b"@cid=%s " % cid.encode() if cid else b""
+        self.transport.write(tag + format_line("MSG", target, payload))
 
     def request_names(self, room: str) -> None:
         self._send("NAMES", room)
@@ -99,9 +100,6 @@ class ChatClientProtocol(LineOnlyReceiver):
 
     def request_history(self, room: str, mode: str, value: int) -> None:
         self._send("HISTORY", room, mode, str(value))
-
-    def send_message_with_cid(self, target: str, payload: str, cid: str) -> None:
-        self.transport.write(b"@cid=%s " % cid.encode() + format_line("MSG", target, payload))
 
     def quit(self, reason: str | None = None) -> None:
         self._send("QUIT", *([reason] if reason else []))

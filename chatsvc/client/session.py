@@ -257,7 +257,7 @@ class ChatSession:
         if target.startswith("#"):
             cid = f"{self._cid_base}-{next(self._cids)}"
             self.unacked[cid] = (target, payload)
-            self.protocol.send_message_with_cid(target, payload, cid)
+            self.protocol.send_message(target, payload, cid)
         else:
             self.protocol.send_message(target, payload)
         return True
@@ -301,12 +301,16 @@ class ChatSession:
         self._joining_large.add(name_key(room))
         self._join(room)
 
-    def cmd_part(self, rest: str) -> None:
+    def _room_or_current(self, rest: str) -> str | None:
         room = normalize_room(rest) if rest else self.current
         if room is None:
             self.problem("you are not in a room")
-            return
-        self.protocol.part(room)
+        return room
+
+    def cmd_part(self, rest: str) -> None:
+        room = self._room_or_current(rest)
+        if room is not None:
+            self.protocol.part(room)
 
     def cmd_msg(self, rest: str) -> None:
         nick, _, text = rest.partition(" ")
@@ -338,11 +342,9 @@ class ChatSession:
         self.transfers.reject(rest)
 
     def cmd_names(self, rest: str) -> None:
-        room = normalize_room(rest) if rest else self.current
-        if room is None:
-            self.problem("you are not in a room")
-            return
-        self.protocol.request_names(room)
+        room = self._room_or_current(rest)
+        if room is not None:
+            self.protocol.request_names(room)
 
     def cmd_rooms(self, rest: str) -> None:
         self.protocol.request_rooms()
@@ -607,7 +609,7 @@ class ChatSession:
         # server drops any it already has), then what was typed meanwhile.
         for cid, (room, payload) in list(self.unacked.items()):
             if name_key(room) in self.rooms:
-                self.protocol.send_message_with_cid(self.rooms[name_key(room)], payload, cid)
+                self.protocol.send_message(self.rooms[name_key(room)], payload, cid)
             else:
                 del self.unacked[cid]
         queued, self.pending = self.pending, []
