@@ -28,6 +28,17 @@ RELAY_OVERHEAD = 256
 MAX_NICK_CHARS = 32
 MAX_ROOM_CHARS = 64  # not counting the leading '#'
 
+#: Longest PING/PONG token the server echoes (a longer one is refused: an
+#: echo is output the sender did not pay for).
+MAX_TOKEN_CHARS = 64
+
+#: A join proof (``JOIN <room> <proof>``): base64url, 16 to 64 characters.
+MIN_PROOF_CHARS = 16
+MAX_PROOF_CHARS = 64
+
+#: What ``CAPS`` announces (docs/protocol.md, *Capabilities*).
+CAP_JOIN_PROOF = "join-proof"
+
 
 class ProtocolError(Exception):
     """
@@ -43,11 +54,29 @@ class ProtocolError(Exception):
 
 # --- names -----------------------------------------------------------------
 
+#: Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt):
+#: characters that render as nothing.  Some are letters to Python (the
+#: Hangul fillers U+115F, U+1160, U+3164, U+FFA0), so ``alice`` followed by
+#: one would pass as a different nick that looks exactly like ``alice``.
+_DEFAULT_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
+    (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
+    (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+
+
+def is_default_ignorable(ch: str) -> bool:
+    code = ord(ch)
+    return any(low <= code <= high for low, high in _DEFAULT_IGNORABLE)
+
 
 def _name_char_ok(ch: str) -> bool:
     # str.isalnum() is true for every Unicode letter and digit category
-    # (L*, Nd, Nl, No) -- the "Unicode letter or digit" of the spec.
-    return ch.isalnum() or ch in "_-."
+    # (L*, Nd, Nl, No) -- the "Unicode letter or digit" of the spec --
+    # minus the ones that are invisible.
+    return (ch.isalnum() and not is_default_ignorable(ch)) or ch in "_-."
 
 
 def _is_name(text: str, max_chars: int) -> bool:
@@ -69,6 +98,22 @@ def is_valid_room(text: str) -> bool:
 def name_key(name: str) -> str:
     """The form under which nicks and rooms are compared."""
     return name.casefold()
+
+
+def is_decimal(text: str, max_digits: int = 20) -> bool:
+    """
+    ASCII digits only.  ``str.isdigit`` also accepts ``²`` or ``٣``, which
+    ``int()`` then refuses (or reads in ways the sender did not mean).
+    """
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
+
+
+_B64URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def is_valid_proof(text: str) -> bool:
+    """A join proof: 16-64 base64url characters (the relay never decodes it)."""
+    return MIN_PROOF_CHARS <= len(text) <= MAX_PROOF_CHARS and all(ch in _B64URL_CHARS for ch in text)
 
 
 # --- parsing ---------------------------------------------------------------
@@ -96,7 +141,7 @@ class Shape:
 #: Commands a client may send to the server, with their argument shapes.
 CLIENT_COMMANDS: dict[str, Shape] = {
     "NICK": Shape(1, 1, usage="NICK <nick>"),
-    "JOIN": Shape(1, 1, usage="JOIN <#room>"),
+    "JOIN": Shape(1, 2, usage="JOIN <#room> [proof]"),
     "PART": Shape(1, 2, trailing=True, usage="PART <#room> [reason]"),
     "MSG": Shape(2, 2, trailing=True, usage="MSG <#room|nick> <payload>"),
     "NAMES": Shape(1, 1, usage="NAMES <#room>"),
@@ -105,6 +150,7 @@ CLIENT_COMMANDS: dict[str, Shape] = {
     "PONG": Shape(0, 1, usage="PONG [token]"),
     "HISTORY": Shape(3, 3, usage="HISTORY <#room> after <id> | HISTORY <#room> last <count>"),
     "QUIT": Shape(0, 1, trailing=True, usage="QUIT [reason]"),
+    "CAPS": Shape(0, 0, usage="CAPS"),
 }
 
 #: Lines the server sends, for clients.  NAMES carries a variable list, so
@@ -127,6 +173,7 @@ SERVER_COMMANDS: dict[str, Shape] = {
     "ENDROOMS": Shape(0, 0),
     "PING": Shape(0, 1),
     "PONG": Shape(0, 1),
+    "CAPS": Shape(0, 64),
 }
 
 
@@ -212,8 +259,21 @@ def format_line(command: str, *args: str) -> bytes:
     return (" ".join((command, *args)) + "\n").encode("utf-8")
 
 
-def error_line(code: str, text: str) -> bytes:
-    return format_line("ERROR", code, text)
+def error_line(code: str, text: str, cid: str | None = None) -> bytes:
+    line = format_line("ERROR", code, text)
+    return tagged(line, cid=cid) if cid else line
+
+
+def tagged(line: bytes, **tags: object) -> bytes:
+    """
+    ``line`` with a tag block in front: ``@key=value;key2=value2 LINE``.
+    Values are ids, cids and flags the relay made or checked, never free
+    text (``True`` makes a bare flag: ``history``).  None is left out.
+    """
+    items = [key if value is True else f"{key}={value}" for key, value in tags.items() if value is not None]
+    if not items:
+        return line
+    return b"@" + ";".join(items).encode("ascii") + b" " + line
 
 
 def names_lines(room: str, nicks: list[str], max_line: int) -> list[bytes]:

@@ -20,6 +20,8 @@ import threading
 from collections import OrderedDict, deque
 from typing import Callable
 
+from chatsvc.grammar import name_key
+
 #: At most this many rooms' histories stay in memory (least recently used
 #: first out; with a store they are read back when needed) ...
 MAX_ROOMS_IN_MEMORY = 10_000
@@ -30,17 +32,27 @@ MAX_BYTES_PER_ROOM = 4 * 1024 * 1024
 #: A HISTORY reply stops after this many messages or bytes, ending in "more".
 REPLY_MAX_MESSAGES = 200
 REPLY_MAX_BYTES = 256 * 1024
+#: Once a room's history is full, one origin (an address, an IPv6 /64) may
+#: keep at most this share of it: a flood from one place then pushes out
+#: its own old messages, not everyone else's.
+ORIGIN_SHARE = 4  # i.e. a quarter
+#: What the store keeps on disk in all, by default (payload bytes); the
+#: oldest messages, of any room, go first.
+DEFAULT_STORE_BYTES = 1024 * 1024 * 1024
 
 
 class Record:
-    __slots__ = ("id", "sender", "payload", "time_ms", "cid", "stored", "waiters")
+    __slots__ = ("id", "sender", "payload", "time_ms", "cid", "origin", "stored", "waiters")
 
-    def __init__(self, id: int, sender: str, payload: str, time_ms: int, cid: str | None) -> None:
+    def __init__(
+        self, id: int, sender: str, payload: str, time_ms: int, cid: str | None, origin: str | None = None
+    ) -> None:
         self.id = id
         self.sender = sender
         self.payload = payload
         self.time_ms = time_ms
         self.cid = cid
+        self.origin = origin  # in memory only: where the sender connected from
         self.stored = False
         self.waiters: list | None = None  # duplicates sent before it was stored
 
@@ -48,15 +60,19 @@ class Record:
 class RoomHistory:
     """One room's window of recent messages."""
 
-    __slots__ = ("records", "limit", "by_cid", "last_id", "evicted_max", "bytes")
+    __slots__ = ("records", "limit", "by_cid", "last_id", "evicted_max", "bytes", "origins", "forgotten")
 
     def __init__(self, limit: int, last_id: int = 0, evicted_max: int = 0) -> None:
         self.records: deque[Record] = deque()
         self.limit = limit
-        self.by_cid: dict[str, Record] = {}
+        # (sender's name key, cid) -> record: two senders' cids never collide
+        self.by_cid: dict[tuple[str, str], Record] = {}
         self.last_id = last_id
         self.evicted_max = evicted_max  # highest id no longer kept
         self.bytes = 0  # payload bytes kept
+        self.origins: dict[str, list[int]] = {}  # origin -> [records, bytes]
+        #: ids pushed out of the middle by the origin share (for the store)
+        self.forgotten: list[int] = []
 
     def add(self, record: Record) -> int:
         """Keep a record; returns the change in bytes kept."""
@@ -66,19 +82,49 @@ class RoomHistory:
             self.evicted_max = record.id
             return 0
         self.records.append(record)
-        self.bytes += len(record.payload)
+        self._count(record, 1)
         if record.cid is not None:
-            self.by_cid[record.cid] = record
+            self.by_cid[(name_key(record.sender), record.cid)] = record
         while len(self.records) > self.limit or (self.bytes > MAX_BYTES_PER_ROOM and len(self.records) > 1):
-            self._evict_oldest()
+            self._evict(self._victim(record.origin))
         return self.bytes - before
 
-    def _evict_oldest(self) -> None:
-        old = self.records.popleft()
-        self.bytes -= len(old.payload)
+    def _count(self, record: Record, sign: int) -> None:
+        self.bytes += sign * len(record.payload)
+        if record.origin is not None:
+            entry = self.origins.setdefault(record.origin, [0, 0])
+            entry[0] += sign
+            entry[1] += sign * len(record.payload)
+            if entry[0] <= 0:
+                del self.origins[record.origin]
+
+    def _victim(self, origin: str | None) -> int:
+        """
+        Which record goes when the room is full: the oldest -- unless the
+        newcomer's origin already holds more than its share, then the
+        oldest of that origin's own.
+        """
+        entry = self.origins.get(origin) if origin is not None else None
+        if entry is not None and (
+            entry[0] > self.limit // ORIGIN_SHARE or entry[1] > MAX_BYTES_PER_ROOM // ORIGIN_SHARE
+        ):
+            for index, record in enumerate(self.records):
+                if record.origin == origin:
+                    return index
+        return 0
+
+    def _evict(self, index: int = 0) -> None:
+        if index == 0:
+            old = self.records.popleft()
+        else:
+            old = self.records[index]
+            del self.records[index]
+            self.forgotten.append(old.id)
+        self._count(old, -1)
         self.evicted_max = max(self.evicted_max, old.id)
-        if old.cid is not None and self.by_cid.get(old.cid) is old:
-            del self.by_cid[old.cid]
+        key = (name_key(old.sender), old.cid)
+        if old.cid is not None and self.by_cid.get(key) is old:
+            del self.by_cid[key]
 
     def after(self, after_id: int) -> tuple[list[Record], bool]:
         """Kept records newer than ``after_id``, and whether some were lost."""
@@ -132,10 +178,16 @@ class History:
             _, dropped = self.rooms.popitem(last=False)
             self.bytes -= dropped.bytes
 
-    def new_record(self, key: str, sender: str, payload: str, time_ms: int, cid: str | None) -> Record:
+    def new_record(
+        self, key: str, sender: str, payload: str, time_ms: int, cid: str | None, origin: str | None = None
+    ) -> Record:
         history = self.room(key)
-        record = Record(history.last_id + 1, sender, payload, time_ms, cid)
+        record = Record(history.last_id + 1, sender, payload, time_ms, cid, origin)
         self.bytes += history.add(record)
+        if history.forgotten:
+            if self.store is not None:
+                self.store.forget(key, history.forgotten)
+            history.forgotten = []
         self.issued_max = max(self.issued_max, record.id)
         self._trim()
         return record
@@ -158,17 +210,29 @@ class SQLiteStore:
         CREATE TABLE IF NOT EXISTS rooms (
             room TEXT PRIMARY KEY, evicted_max INTEGER NOT NULL
         );
+        CREATE TABLE IF NOT EXISTS meta (
+            key TEXT PRIMARY KEY, value TEXT NOT NULL
+        );
     """
 
-    def __init__(self, path: str, limit: int, call_back: Callable[[Callable, object], object]) -> None:
+    def __init__(
+        self,
+        path: str,
+        limit: int,
+        call_back: Callable[[Callable, object], object],
+        max_bytes: int = DEFAULT_STORE_BYTES,
+    ) -> None:
         self.path = path
         self.limit = limit
         self.call_back = call_back
+        self.max_bytes = max_bytes
         # Opened here so that a bad path fails at start-up, not later.
         db = self._connect()
         db.executescript(self.SCHEMA)
         db.commit()
         self._reader = db
+        #: payload bytes on disk (the writer thread keeps it up to date)
+        self.bytes = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0]
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -195,6 +259,12 @@ class SQLiteStore:
         history.last_id = max(last, meta[0] if meta else 0)
         return history
 
+    def salt(self, make: Callable[[], str]) -> str:
+        """The deployment's salt, made (by ``make``) and kept on first use."""
+        db = self._reader
+        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('salt', ?)", (make(),))
+        return db.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()[0]
+
     # --- writing -----------------------------------------------------------
 
     def start(self) -> None:
@@ -203,6 +273,10 @@ class SQLiteStore:
 
     def append(self, room: str, record: Record, done: Callable[[Exception | None], object]) -> None:
         self._queue.put((room, record, done))
+
+    def forget(self, room: str, ids: list[int]) -> None:
+        """Delete these messages of a room (pushed out by the origin share)."""
+        self._queue.put((room, list(ids), None))
 
     def stop(self) -> None:
         """Finish what is queued, then stop the thread (blocking)."""
@@ -223,24 +297,37 @@ class SQLiteStore:
                     break
                 batch.append(item)
             stopping = batch[-1] is None
-            work = [b for b in batch if b is not None]
-            if work:
-                error = self._write(db, work)
+            work = [b for b in batch if b is not None and b[2] is not None]
+            forgotten = [b for b in batch if b is not None and b[2] is None]
+            if work or forgotten:
+                error = self._write(db, work, forgotten)
                 for _, record, done in work:
                     self.call_back(done, error)
             if stopping:
                 db.close()
                 return
 
-    def _write(self, db: sqlite3.Connection, work: list) -> Exception | None:
+    def _write(self, db: sqlite3.Connection, work: list, forgotten: list = ()) -> Exception | None:
         try:
             db.execute("BEGIN")
+            before = db.total_changes
             db.executemany(
                 "INSERT OR IGNORE INTO messages (room, id, sender, payload, time_ms, cid) VALUES (?, ?, ?, ?, ?, ?)",
                 [(room, r.id, r.sender, r.payload, r.time_ms, r.cid) for room, r, _ in work],
             )
+            if db.total_changes - before == len(work):
+                added = sum(len(r.payload) for _, r, _ in work)
+            else:  # some were there already (a resend): count afresh
+                added = None
+            for room, ids, _ in forgotten:
+                db.executemany("DELETE FROM messages WHERE room = ? AND id = ?", [(room, i) for i in ids])
+                added = None
             for room in {room for room, _, _ in work}:
-                self._prune(db, room)
+                if self._prune(db, room):
+                    added = None
+            self.bytes = self._total(db) if added is None else self.bytes + added
+            if self.max_bytes and self.bytes > self.max_bytes:
+                self._shrink(db)
             db.execute("COMMIT")
             return None
         except sqlite3.Error as e:
@@ -250,15 +337,41 @@ class SQLiteStore:
                 pass
             return e
 
-    def _prune(self, db: sqlite3.Connection, room: str) -> None:
-        cutoff = db.execute(
-            "SELECT id FROM messages WHERE room = ? ORDER BY id DESC LIMIT 1 OFFSET ?", (room, self.limit)
-        ).fetchone()
-        if cutoff is not None:
-            db.execute("DELETE FROM messages WHERE room = ? AND id <= ?", (room, cutoff[0]))
+    @staticmethod
+    def _total(db: sqlite3.Connection) -> int:
+        return db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0]
+
+    def _shrink(self, db: sqlite3.Connection) -> None:
+        """Over the store's bound: drop the oldest messages, of any room, to 90 %."""
+        target = self.max_bytes * 9 // 10
+        rows = db.execute("SELECT room, id, LENGTH(payload) FROM messages ORDER BY time_ms, id").fetchall()
+        excess = self.bytes - target
+        doomed: dict[str, int] = {}
+        for room, msg_id, size in rows:
+            if excess <= 0:
+                break
+            doomed[room] = max(doomed.get(room, 0), msg_id)
+            excess -= size
+        for room, cutoff in doomed.items():
+            db.execute("DELETE FROM messages WHERE room = ? AND id <= ?", (room, cutoff))
             db.execute(
                 "INSERT INTO rooms (room, evicted_max) VALUES (?, ?) "
                 "ON CONFLICT(room) DO UPDATE SET evicted_max = MAX(evicted_max, excluded.evicted_max)",
-                (room, cutoff[0]),
+                (room, cutoff),
             )
+        self.bytes = self._total(db)
+
+    def _prune(self, db: sqlite3.Connection, room: str) -> bool:
+        cutoff = db.execute(
+            "SELECT id FROM messages WHERE room = ? ORDER BY id DESC LIMIT 1 OFFSET ?", (room, self.limit)
+        ).fetchone()
+        if cutoff is None:
+            return False
+        db.execute("DELETE FROM messages WHERE room = ? AND id <= ?", (room, cutoff[0]))
+        db.execute(
+            "INSERT INTO rooms (room, evicted_max) VALUES (?, ?) "
+            "ON CONFLICT(room) DO UPDATE SET evicted_max = MAX(evicted_max, excluded.evicted_max)",
+            (room, cutoff[0]),
+        )
+        return True
 

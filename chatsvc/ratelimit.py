@@ -33,9 +33,18 @@ class TokenBucket:
     def take(self, wanted: int, now: float) -> int:
         """Take up to ``wanted`` tokens; returns how many were granted."""
         self._refill(now)
-        granted = min(wanted, int(self.tokens))
+        granted = max(0, min(wanted, int(self.tokens)))
         self.tokens -= granted
         return granted
+
+    def charge(self, tokens: float, now: float) -> None:
+        """
+        Take tokens for work beyond one line (a command whose answer is
+        big).  The bucket may go below zero -- the sender then waits until
+        it has refilled -- but not below a minute's worth of refill.
+        """
+        self._refill(now)
+        self.tokens = max(self.tokens - tokens, -60 * self.rate)
 
     def wait_time(self, now: float) -> float:
         """Seconds until the next whole token is available (0 if one is)."""

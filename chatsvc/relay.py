@@ -17,12 +17,33 @@ from typing import Callable, Iterable
 from twisted.logger import Logger
 
 from chatsvc import grammar
-from chatsvc.grammar import format_line, name_key
+from chatsvc.grammar import format_line, name_key, tagged
 from chatsvc.history import History, Record, REPLY_MAX_BYTES, REPLY_MAX_MESSAGES
+from chatsvc.skeleton import skeleton
 
 
 #: Rooms one connection may be in at once (each costs the server memory).
 MAX_ROOMS_PER_MEMBER = 100
+#: A ROOMS reply lists at most this many rooms, the largest first: the
+#: whole list of a busy server would be a big answer to a 6-byte question.
+MAX_ROOMS_LISTED = 100
+
+
+def room_key(name: str, proof: str | None) -> str:
+    """
+    The relay's key for a room: its case-folded name, and, for a room
+    joined with a proof, a verifier of that proof.  Members who join the
+    same name with different proofs (another passphrase, or an outsider
+    with none) are in different rooms that never see each other -- so no
+    one can squat a name, and no one without the proof gets a protected
+    room's messages or history.  The proof is itself a one-way function of
+    the room key (docs/encryption.md), so the relay keeps it as it is: no
+    cryptography in the server.
+    """
+    key = name_key(name)
+    if proof is None:
+        return key
+    return key + " " + proof
 
 
 class RelayError(Exception):
@@ -42,11 +63,14 @@ class Member:
     ``\\n``); the protocol passes its transport's write method.
     """
 
-    __slots__ = ("send", "peer", "nick", "rooms")
+    __slots__ = ("send", "peer", "origin", "nick", "rooms")
 
-    def __init__(self, send: Callable[[bytes], object], peer: str = "?") -> None:
+    def __init__(self, send: Callable[[bytes], object], peer: str = "?", origin: str | None = None) -> None:
         self.send = send
         self.peer = peer
+        #: The network the connection comes from (an IPv4 address, an IPv6
+        #: /64), for limits that must hold per sender, not per nick.
+        self.origin = origin if origin is not None else peer
         self.nick: str | None = None
         self.rooms: dict[str, Room] = {}  # name_key(room) -> Room
 
@@ -57,17 +81,16 @@ class Member:
 class Room:
     __slots__ = ("name", "key", "members")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, key: str | None = None) -> None:
         self.name = name  # as first written
-        self.key = name_key(name)  # shared by every member's index of its rooms
+        self.key = key if key is not None else name_key(name)  # see room_key
         # A dict rather than a set keeps join order for NAMES listings while
         # staying O(1) for add, remove and membership tests.
         self.members: dict[Member, None] = {}
 
-    def broadcast(self, line: bytes, exclude: Member | None = None) -> None:
+    def broadcast(self, line: bytes) -> None:
         for member in list(self.members):
-            if member is not exclude:
-                member.send(line)
+            member.send(line)
 
     def broadcast_except(self, line: bytes, exclude: list[Member]) -> None:
         for member in list(self.members):
@@ -101,41 +124,62 @@ class Relay:
         large_room: int = 0,
         history: History | None = None,
         now: Callable[[], float] = time.time,
+        require_proof: bool = False,
+        salt: str = "",
     ) -> None:
+        #: This deployment's key-derivation salt, announced by CAPS so that
+        #: no two deployments share one (docs/encryption.md, aes2).
+        self.salt = salt
         self.now = now
+        self.require_proof = require_proof
         self.history = history if history is not None else History(1000, int(now() * 1000))
         self.max_line = max_line
         self.log_messages = log_messages
         self.large_room = large_room
         self._changed: dict[str, None] = {}  # large rooms whose count changed
         self.nicks: dict[str, Member] = {}  # name_key(nick) -> Member
-        self.rooms: dict[str, Room] = {}  # name_key(room) -> Room
+        self.skeletons: dict[str, Member] = {}  # skeleton(nick) -> Member
+        self.rooms: dict[str, Room] = {}  # room_key -> Room
         #: Set while the server shuts down: everyone is leaving at once, so
         #: QUIT notices would only be quadratic noise.
         self.closing = False
 
     # --- nicks -------------------------------------------------------------
 
-    def set_nick(self, member: Member, nick: str) -> None:
+    def set_nick(self, member: Member, nick: str) -> int:
+        """
+        Register or change a nick; returns how many lines that sent, so the
+        caller can charge a change seen by thousands to the flood budget.
+        """
         if not grammar.is_valid_nick(nick):
             raise RelayError("nick-invalid", f"{grammar.printable(nick, 40)} is not a valid nick")
         key = name_key(nick)
         holder = self.nicks.get(key)
         if holder is not None and holder is not member:
             raise RelayError("nick-taken", f"{nick} is already in use")
+        shape = skeleton(nick)
+        lookalike = self.skeletons.get(shape)
+        if lookalike is not None and lookalike is not member:
+            raise RelayError("nick-taken", f"{nick} looks too much like {lookalike.nick}, who is here")
         old = member.nick
         if old is not None:
             del self.nicks[name_key(old)]
+            self.skeletons.pop(skeleton(old), None)
         self.nicks[key] = member
+        self.skeletons[shape] = member
         member.nick = nick
         member.send(format_line("OK", "NICK", nick))
         if old is None:
             self.log.info("{peer} registered as {nick}", peer=member.peer, nick=nick)
-        elif old != nick:
-            self.log.info("{old} is now known as {nick}", old=old, nick=nick)
-            line = format_line("NICK", old, nick)
-            for peer in self._audience(member):
-                peer.send(line)
+            return 1
+        if old == nick:
+            return 1
+        self.log.info("{old} is now known as {nick}", old=old, nick=nick)
+        line = format_line("NICK", old, nick)
+        audience = self._audience(member)
+        for peer in audience:
+            peer.send(line)
+        return 1 + len(audience)
 
     def _audience(self, member: Member) -> Iterable[Member]:
         """
@@ -143,9 +187,9 @@ class Relay:
         except in large rooms, whose members only see the count change.
         """
         seen: dict[Member, None] = {member: None}
-        for key, room in member.rooms.items():
+        for room in member.rooms.values():
             if self._is_large(room):
-                self._changed[key] = None
+                self._changed[room.key] = None
             else:
                 seen.update(room.members)
         return list(seen)
@@ -163,19 +207,25 @@ class Relay:
 
     # --- rooms -------------------------------------------------------------
 
-    def join(self, member: Member, name: str) -> None:
+    def join(self, member: Member, name: str, proof: str | None = None) -> None:
         if not grammar.is_valid_room(name):
             raise RelayError("room-invalid", f"{grammar.printable(name, 80)} is not a valid room name")
-        key = name_key(name)
-        room = member.rooms.get(key)
+        if proof is not None and not grammar.is_valid_proof(proof):
+            raise RelayError("bad-syntax", "JOIN proof: 16-64 base64url characters")
+        if proof is None and self.require_proof:
+            raise RelayError(
+                "proof-required", "this server only has rooms joined with a proof (a client for encryption scheme aes2)"
+            )
+        key = room_key(name, proof)
+        room = member.rooms.get(name_key(name))
         if room is None:
             if len(member.rooms) >= MAX_ROOMS_PER_MEMBER:
                 raise RelayError("too-many-rooms", f"you are in {MAX_ROOMS_PER_MEMBER} rooms already; PART one first")
             room = self.rooms.get(key)
             if room is None:
-                room = self.rooms[key] = Room(name)
+                room = self.rooms[key] = Room(name, key)
             room.members[member] = None
-            member.rooms[room.key] = room
+            member.rooms[name_key(name)] = room
             self.log.info("{nick} joined {room}", nick=member.nick, room=room.name)
             line = format_line("JOIN", room.name, member.nick)
             if self._is_large(room):
@@ -183,6 +233,8 @@ class Relay:
                 member.send(line)
             else:
                 room.broadcast(line)
+        elif room.key != key:
+            raise RelayError("room-invalid", f"you are in {room.name} already (joined with another proof); PART it first")
         if self._is_large(room):
             member.send(format_line("MEMBERS", room.name, str(len(room.members))))
             member.send(format_line("ENDNAMES", room.name))
@@ -194,7 +246,7 @@ class Relay:
         args = (room.name, member.nick) + ((reason,) if reason else ())
         line = format_line("PART", *args)
         if self._is_large(room):
-            self._changed[name_key(room.name)] = None
+            self._changed[room.key] = None
             member.send(line)
         else:
             room.broadcast(line)
@@ -207,10 +259,26 @@ class Relay:
         for line in grammar.names_lines(room.name, nicks, self.max_line):
             member.send(line)
 
-    def list_rooms(self, member: Member) -> None:
-        for room in list(self.rooms.values()):
-            member.send(format_line("ROOM", room.name, str(len(room.members))))
+    def list_rooms(self, member: Member) -> int:
+        """
+        The rooms, oldest first -- only the largest MAX_ROOMS_LISTED of
+        them on a busy server -- one line each, by
+        name: rooms of one name joined with different proofs are counted
+        together (the proof is not the lister's business).  Returns the
+        number of lines, the command's cost.
+        """
+        counts: dict[str, list] = {}
+        for room in self.rooms.values():
+            entry = counts.setdefault(name_key(room.name), [room.name, 0])
+            entry[1] += len(room.members)
+        listed = list(counts.values())
+        if len(listed) > MAX_ROOMS_LISTED:
+            keep = set(map(id, sorted(listed, key=lambda e: -e[1])[:MAX_ROOMS_LISTED]))
+            listed = [entry for entry in listed if id(entry) in keep]  # still oldest first
+        for name, count in listed:
+            member.send(format_line("ROOM", name, str(count)))
         member.send(format_line("ENDROOMS"))
+        return len(listed) + 1
 
     def _my_room(self, member: Member, name: str) -> Room:
         room = member.rooms.get(name_key(name))
@@ -219,11 +287,10 @@ class Relay:
         return room
 
     def _leave(self, member: Member, room: Room) -> None:
-        key = name_key(room.name)
-        del member.rooms[key]
+        del member.rooms[name_key(room.name)]
         del room.members[member]
         if not room.members:
-            del self.rooms[key]
+            del self.rooms[room.key]
 
     # --- messages ----------------------------------------------------------
 
@@ -246,16 +313,17 @@ class Relay:
         room = self._my_room(member, target)
         key = room.key
         if cid is not None:
-            known = self.history.room(key).by_cid.get(cid)
+            known = self.history.room(key).by_cid.get((name_key(member.nick), cid))
             if known is not None:
                 # A resend (after a reconnect) of a message we already have:
-                # acknowledge it again, relay it once only.
+                # acknowledge it again, relay it once only.  Keyed by the
+                # sender too: another member's cid is not ours to answer.
                 if known.stored:
-                    member.send(b"@cid=%s " % cid.encode() + format_line("OK", "MSG", room.name, str(known.id)))
+                    member.send(tagged(format_line("OK", "MSG", room.name, str(known.id)), cid=cid))
                 else:
                     known.waiters = (known.waiters or []) + [member]
                 return
-        record = self.history.new_record(key, member.nick, payload, int(self.now() * 1000), cid)
+        record = self.history.new_record(key, member.nick, payload, int(self.now() * 1000), cid, member.origin)
         self._log_message(member.nick, room.name, payload)
         store = self.history.store
         if store is None:
@@ -271,25 +339,26 @@ class Relay:
         told = [sender] + (record.waiters or [])
         record.waiters = None
         room = self.rooms.get(key)
-        name = room.name if room is not None else key
-        tag = b"@cid=%s " % record.cid.encode() if record.cid else b""
+        name = room.name if room is not None else key.split(" ")[0]
         if error is not None:
             self.log.error("could not store message {id} in {room}: {error}", id=record.id, room=name, error=error)
-            failed = tag + grammar.error_line("store-failed", "the server could not save your message; send it again")
+            failed = grammar.error_line(
+                "store-failed", "the server could not save your message; send it again", cid=record.cid
+            )
             for member in told:
                 member.send(failed)
             return
         if room is not None:
-            line = b"@id=%d " % record.id + format_line("MSG", record.sender, room.name, record.payload)
+            line = tagged(format_line("MSG", record.sender, room.name, record.payload), id=record.id)
             room.broadcast_except(line, told)
-        ok = tag + format_line("OK", "MSG", name, str(record.id))
+        ok = tagged(format_line("OK", "MSG", name, str(record.id)), cid=record.cid)
         for member in told:
             if member.nick is not None:
                 member.send(ok)
 
     def send_history(self, member: Member, name: str, mode: str, value: str) -> None:
         room = self._my_room(member, name)
-        if mode.lower() not in ("after", "last") or not value.isdigit():
+        if mode.lower() not in ("after", "last") or not grammar.is_decimal(value):
             raise RelayError("bad-syntax", "HISTORY usage: HISTORY <#room> after <id> | HISTORY <#room> last <count>")
         history = self.history.room(room.key)
         if mode.lower() == "after":
@@ -306,8 +375,9 @@ class Relay:
             if sent >= REPLY_MAX_MESSAGES or size >= REPLY_MAX_BYTES:
                 more = True
                 break
-            line = b"@id=%d;time=%d;history " % (record.id, record.time_ms) + format_line(
-                "MSG", record.sender, room.name, record.payload
+            line = tagged(
+                format_line("MSG", record.sender, room.name, record.payload),
+                id=record.id, time=record.time_ms, history=True,
             )
             member.send(line)
             sent += 1
@@ -330,6 +400,8 @@ class Relay:
             self._leave(member, room)
         if self.nicks.get(name_key(member.nick)) is member:
             del self.nicks[name_key(member.nick)]
+        if self.skeletons.get(skeleton(member.nick)) is member:
+            del self.skeletons[skeleton(member.nick)]
         self.log.info("{nick} quit ({reason})", nick=member.nick, reason=reason)
         member.nick = None
         for peer in audience:

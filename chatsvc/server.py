@@ -16,6 +16,7 @@ enforces every per-connection limit, and cuts off only the offender:
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter, deque
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ from chatsvc.ratelimit import TokenBucket
 from chatsvc.relay import Member, Relay, RelayError
 
 # Commands a connection may use before it has a nick.
-_UNREGISTERED_OK = frozenset({"NICK", "PING", "PONG", "QUIT"})
+_UNREGISTERED_OK = frozenset({"NICK", "PING", "PONG", "QUIT", "CAPS"})
 
 # What a TCP transport buffers before it pauses its producer (Twisted's
 # FileDescriptor.bufferSize); counted as already queued when paused.
@@ -39,6 +40,38 @@ TRANSPORT_BUFFER = 64 * 1024
 
 # Timeouts are checked this often (seconds), for all connections at once.
 SWEEP_INTERVAL = 1.0
+
+# A connection the server closed (a timeout, a broken rule) gets this long
+# to go away politely; then it is aborted.  A peer that never reads (or a
+# TLS peer that never finished its handshake) would otherwise hold its
+# socket, and its place in the per-address count, forever.
+CLOSE_GRACE = 10.0
+
+# When the server is full, a connection that has not registered after this
+# long makes room for a newcomer (a real client registers in milliseconds).
+UNREGISTERED_GRACE = 5.0
+
+# Commands whose output can be far larger than the line that asked for it
+# are charged to the sender's flood budget: one line per this many lines
+# they make the server send.
+OUTPUT_LINES_PER_TOKEN = 10
+
+
+def origin_of(host: str | None) -> str | None:
+    """
+    The unit per-address limits count: an IPv4 address, or an IPv6 /64 (one
+    customer's network: anyone with one has 2**64 addresses to spread over).
+    An IPv4 address mapped into IPv6 counts as the IPv4 address.
+    """
+    if not host or ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 _HELLO = format_line(
     "HELLO",
@@ -58,6 +91,10 @@ class Limits:
     flood_rate: float = 20.0
     max_clients: int = 10_000
     max_per_ip: int = 100
+    #: All clients' queued output together (bytes); past it, the client with
+    #: the most queued is cut off.  Without it, max_clients x max_sendq
+    #: (10 GiB by default) would be the only bound.
+    max_total_sendq: int = 256 * 1024 * 1024
     register_timeout: float = 30.0
     idle_timeout: float = 120.0
     ping_timeout: float = 60.0
@@ -74,10 +111,11 @@ class ChatProtocol(LineOnlyReceiver):
     # Slots, not an instance __dict__: a relay holds one of these per
     # connection, and the dict alone would cost more than everything else.
     __slots__ = (
-        "factory", "transport", "connected", "limits", "clock", "host", "member",
+        "factory", "transport", "connected", "limits", "clock", "host", "origin", "member",
         "admitted", "quit_reason", "closed", "_buffer", "_pending", "_bucket",
         "_output_paused", "_queued_while_paused", "_reading", "_resume_call",
         "_throttled", "_warned_flood", "_connected_at", "_last_activity", "_ping_sent_at",
+        "_abort_call",
     )
 
     def __init__(self) -> None:
@@ -87,6 +125,7 @@ class ChatProtocol(LineOnlyReceiver):
         self.limits: Limits | None = None
         self.clock = None
         self.host: str | None = None
+        self.origin: str | None = None
         self.member: Member | None = None
         self.admitted = False
         self.quit_reason = "connection lost"
@@ -103,6 +142,7 @@ class ChatProtocol(LineOnlyReceiver):
         self._connected_at = 0.0
         self._last_activity = 0.0
         self._ping_sent_at: float | None = None
+        self._abort_call = None
 
     # --- connection lifecycle ---------------------------------------------
 
@@ -112,6 +152,7 @@ class ChatProtocol(LineOnlyReceiver):
         self.clock = factory.clock
         peer = self.transport.getPeer()
         self.host = getattr(peer, "host", None)
+        self.origin = origin_of(self.host)
         peer_text = f"{self.host}:{getattr(peer, 'port', '')}" if self.host else str(peer)
         refusal = factory.admit(self)
         if refusal is not None:
@@ -129,7 +170,7 @@ class ChatProtocol(LineOnlyReceiver):
                 set_no_delay(True)
             except OSError:
                 pass
-        self.member = Member(self.send_line, peer_text)
+        self.member = Member(self.send_line, peer_text, self.origin)
         now = self.clock.seconds()
         if self.limits.flood_burst and self.limits.flood_rate:
             self._bucket = TokenBucket(self.limits.flood_burst, self.limits.flood_rate, now)
@@ -140,6 +181,8 @@ class ChatProtocol(LineOnlyReceiver):
         self.transport.write(_HELLO)
 
     def connectionLost(self, reason: object = None) -> None:
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
         if not self.admitted:
             return
         if self._resume_call is not None and self._resume_call.active():
@@ -154,23 +197,34 @@ class ChatProtocol(LineOnlyReceiver):
             self.closed.callback(None)
 
     def close(self, code: str, text: str, quit_reason: str, abort: bool = False) -> None:
-        """Tell the client why (best effort), then hang up."""
+        """
+        Tell the client why (best effort), then hang up -- by abort if the
+        polite close has not finished within CLOSE_GRACE.
+        """
         if self.transport.disconnecting and not abort:
             return
         self.quit_reason = quit_reason
-        self.transport.write(error_line(code, text))
+        if not self.transport.disconnecting:
+            self.transport.write(error_line(code, text))
         if abort:
             self.transport.abortConnection()
         else:
             self.transport.loseConnection()
+            self._abort_later()
+
+    def _abort_later(self) -> None:
+        if self._abort_call is None and self.clock is not None:
+            self._abort_call = self.clock.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
     # --- output and backpressure (IPushProducer) ---------------------------
 
     def send_line(self, data: bytes) -> None:
+        """Every line to this client goes through here, and is counted."""
         if self.transport.disconnecting:
             return  # closing: what it has not read by now is moot
         if self._output_paused:
             self._queued_while_paused += len(data)
+            self.factory.queued(self, len(data))
             limit = self.limits.max_sendq
             if limit and TRANSPORT_BUFFER + self._queued_while_paused > limit:
                 self._output_paused = False  # only once
@@ -199,7 +253,18 @@ class ChatProtocol(LineOnlyReceiver):
 
     def resumeProducing(self) -> None:
         self._output_paused = False
-        self._queued_while_paused = 0
+        self._forget_queued()
+
+    def _forget_queued(self) -> None:
+        queued, self._queued_while_paused = self._queued_while_paused, 0
+        if queued and self.factory is not None:
+            self.factory.queued(self, -queued)
+
+    def cut_off(self, reason: str) -> None:
+        """Dropped to keep the server's total output within its budget."""
+        self._output_paused = False
+        self._forget_queued()
+        self.close("sendq-exceeded", reason, "send queue exceeded", abort=True)
 
     def stopProducing(self) -> None:
         pass
@@ -233,6 +298,11 @@ class ChatProtocol(LineOnlyReceiver):
         else:
             self._pending.extend(lines)
             self._drain()
+
+    def charge(self, lines_sent: int) -> None:
+        """A command made the server send many lines: it costs flood budget."""
+        if self._bucket is not None and lines_sent > OUTPUT_LINES_PER_TOKEN:
+            self._bucket.charge(lines_sent // OUTPUT_LINES_PER_TOKEN, self.clock.seconds())
 
     def _handle_lines(self, lines: list[bytes | None]) -> None:
         """Handle what the flood limit allows now; keep the rest for later."""
@@ -305,17 +375,17 @@ class ChatProtocol(LineOnlyReceiver):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            self.transport.write(error_line("bad-encoding", "lines must be UTF-8; line dropped"))
+            self.send_line(error_line("bad-encoding", "lines must be UTF-8; line dropped"))
             return
         try:
             self.handle(text)
         except (ProtocolError, RelayError) as e:
-            self.transport.write(error_line(e.code, e.text))
+            self.send_line(error_line(e.code, e.text))
         except Exception:
             # A bug must cost at most this one line, never the server or
             # other clients.
             self.log.failure("internal error handling a line from {peer}", peer=self.member.peer)
-            self.transport.write(error_line("server-error", "internal error; line dropped"))
+            self.send_line(error_line("server-error", "internal error; line dropped"))
 
     # --- timeouts ------------------------------------------------------------
 
@@ -345,7 +415,7 @@ class ChatProtocol(LineOnlyReceiver):
                 )
         elif now - self._last_activity >= limits.idle_timeout:
             self._ping_sent_at = now
-            self.transport.write(format_line("PING", f"idle-{int(now)}"))
+            self.send_line(format_line("PING", f"idle-{int(now)}"))
 
     # --- commands ----------------------------------------------------------
 
@@ -363,16 +433,21 @@ class ChatProtocol(LineOnlyReceiver):
                 self.factory.relay.message(self.member, *line.args, cid=cid)
             except RelayError as e:
                 # Tagged, so a client can tell which of its messages failed.
-                prefix = b"@cid=%s " % cid.encode() if cid else b""
-                self.transport.write(prefix + error_line(e.code, e.text))
+                self.send_line(error_line(e.code, e.text, cid=cid))
             return
         getattr(self, "do_" + line.command)(*line.args)
 
     def do_NICK(self, nick: str) -> None:
-        self.factory.relay.set_nick(self.member, nick)
+        registering = self.member.nick is None
+        self.charge(self.factory.relay.set_nick(self.member, nick))
+        if registering:
+            self.factory.registered(self)
 
-    def do_JOIN(self, room: str) -> None:
-        self.factory.relay.join(self.member, room)
+    def do_JOIN(self, room: str, proof: str | None = None) -> None:
+        self.factory.relay.join(self.member, room, proof)
+
+    def do_CAPS(self) -> None:
+        self.send_line(format_line("CAPS", *self.factory.capabilities()))
 
     def do_PART(self, room: str, reason: str | None = None) -> None:
         self.factory.relay.part(self.member, room, reason)
@@ -384,10 +459,12 @@ class ChatProtocol(LineOnlyReceiver):
         self.factory.relay.send_names(self.member, room)
 
     def do_ROOMS(self) -> None:
-        self.factory.relay.list_rooms(self.member)
+        self.charge(self.factory.relay.list_rooms(self.member))
 
     def do_PING(self, token: str | None = None) -> None:
-        self.transport.write(format_line("PONG", token) if token else format_line("PONG"))
+        if token is not None and len(token) > grammar.MAX_TOKEN_CHARS:
+            raise ProtocolError("bad-syntax", f"PING token: at most {grammar.MAX_TOKEN_CHARS} characters")
+        self.send_line(format_line("PONG", token) if token else format_line("PONG"))
 
     def do_PONG(self, token: str | None = None) -> None:
         pass  # any line counts as activity; nothing else to do
@@ -399,6 +476,7 @@ class ChatProtocol(LineOnlyReceiver):
         # if from a fresh connection; disconnecting stops them anyway.
         self.member = Member(lambda line: None, member.peer)
         self.transport.loseConnection()
+        self._abort_later()
 
 
 class ChatFactory(protocol.ServerFactory):
@@ -415,7 +493,10 @@ class ChatFactory(protocol.ServerFactory):
         self.limits = limits or Limits(max_line=relay.max_line)
         self.clock = clock
         self.connections: set[ChatProtocol] = set()
-        self.per_host: Counter[str] = Counter()
+        self.per_host: Counter[str] = Counter()  # by origin (address or /64)
+        self.unregistered: dict[ChatProtocol, None] = {}  # oldest first
+        self.total_queued = 0  # output queued behind full transports, all clients
+        self._queuing: dict[ChatProtocol, None] = {}  # clients with output queued
         self._announcer: task.LoopingCall | None = None
         self._sweeper: task.LoopingCall | None = None
 
@@ -430,28 +511,83 @@ class ChatFactory(protocol.ServerFactory):
             self._announcer.stop()
         self._announcer = None
 
+    def capabilities(self) -> list[str]:
+        """What CAPS announces (docs/protocol.md, *Capabilities*)."""
+        caps = [grammar.CAP_JOIN_PROOF, f"max-line={self.limits.max_line}"]
+        if self.relay.salt:
+            caps.append(f"salt={self.relay.salt}")
+        return caps
+
     def admit(self, proto: ChatProtocol) -> tuple[str, str] | None:
         """Count a new connection in, or say why it is refused."""
         limits = self.limits
-        if limits.max_clients and len(self.connections) >= limits.max_clients:
+        if limits.max_clients and len(self.connections) >= limits.max_clients and not self._make_room():
             return "server-full", f"the server is full ({limits.max_clients} connections); try later"
-        if proto.host and limits.max_per_ip and self.per_host[proto.host] >= limits.max_per_ip:
+        origin = proto.origin
+        if origin and limits.max_per_ip and self.per_host[origin] >= limits.max_per_ip:
             return "too-many-connections", f"at most {limits.max_per_ip} connections per address"
         self.connections.add(proto)
-        if proto.host:
-            self.per_host[proto.host] += 1
+        self.unregistered[proto] = None
+        if origin:
+            self.per_host[origin] += 1
         if self._sweeper is None and (limits.register_timeout or limits.idle_timeout):
             self._sweeper = task.LoopingCall(self._sweep)
             self._sweeper.clock = self.clock
             self._sweeper.start(SWEEP_INTERVAL, now=False)
         return None
 
+    def _make_room(self) -> bool:
+        """
+        Full: drop the oldest connection that has sat without a nick past
+        UNREGISTERED_GRACE, if there is one.  Silent sockets then cannot
+        lock people out; a flood of them only churns.
+        """
+        oldest = next(iter(self.unregistered), None)
+        if oldest is None or self.clock.seconds() - oldest._connected_at < UNREGISTERED_GRACE:
+            return False
+        self.log.info("server full: dropping {peer}, which never registered", peer=oldest.member.peer)
+        oldest.close("registration-timeout", "the server is full and you have not sent NICK; closing",
+                     "registration timeout", abort=True)
+        self.release(oldest)  # now, not when the abort completes
+        return True
+
+    def registered(self, proto: ChatProtocol) -> None:
+        self.unregistered.pop(proto, None)
+
+    def queued(self, proto: ChatProtocol, change: int) -> None:
+        """
+        Output queued behind a full transport grew (or was sent); past the
+        global budget, the client with the most queued is cut off -- the one
+        costing the most, whoever made the server write to it.
+        """
+        self.total_queued += change
+        if proto._queued_while_paused > 0:
+            self._queuing[proto] = None
+        else:
+            self._queuing.pop(proto, None)
+        budget = self.limits.max_total_sendq
+        while budget and self.total_queued > budget and self._queuing:
+            worst = max(self._queuing, key=lambda p: p._queued_while_paused)
+            self.log.warn(
+                "output queued for all clients is over {budget} bytes; dropping {peer}, the most behind",
+                budget=budget, peer=worst.member.peer if worst.member else "?",
+            )
+            worst.cut_off(f"the server's output budget is used up and you are the furthest behind; closing")
+
     def release(self, proto: ChatProtocol) -> None:
+        if proto not in self.connections:
+            return
         self.connections.discard(proto)
-        if proto.host:
-            self.per_host[proto.host] -= 1
-            if self.per_host[proto.host] <= 0:
-                del self.per_host[proto.host]
+        self.unregistered.pop(proto, None)
+        if proto._queued_while_paused:
+            self.total_queued -= proto._queued_while_paused
+            proto._queued_while_paused = 0
+        self._queuing.pop(proto, None)
+        origin = proto.origin
+        if origin:
+            self.per_host[origin] -= 1
+            if self.per_host[origin] <= 0:
+                del self.per_host[origin]
         if not self.connections and self._sweeper is not None:
             self._sweeper.stop()  # nothing to watch: no timer at all
             self._sweeper = None

@@ -7,6 +7,7 @@ in ``twisted/plugins/chatsvc_plugin.py``.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 
 from twisted.application import service
@@ -77,6 +78,7 @@ class Options(usage.Options):
         ["max-line", None, str(grammar.DEFAULT_MAX_LINE), "Longest line accepted from a client, in bytes."],
         ["history", None, "1000", "Messages kept per room for clients that missed them (0: none)."],
         ["store", None, None, "SQLite file keeping room history (and message ids) across restarts."],
+        ["store-max-mb", None, "1024", "Megabytes of messages the store keeps in all; the oldest go first (0: no bound)."],
         ["large-room", None, str(grammar.DEFAULT_LARGE_ROOM),
          "Members from which a room is large: no JOIN/PART/QUIT notices, a periodic count instead (0: never)."],
         ["max-sendq", None, str(Limits.max_sendq),
@@ -86,7 +88,9 @@ class Options(usage.Options):
         ["flood-rate", None, f"{Limits.flood_rate:g}",
          "Lines per second a client may send after its burst (it is slowed, never cut off)."],
         ["max-clients", None, str(Limits.max_clients), "Connections the server accepts in all."],
-        ["max-per-ip", None, str(Limits.max_per_ip), "Connections accepted from one IP address."],
+        ["max-per-ip", None, str(Limits.max_per_ip), "Connections accepted from one IPv4 address or IPv6 /64."],
+        ["max-total-sendq", None, str(Limits.max_total_sendq),
+         "Bytes of unsent output all clients together may have queued; past it the furthest behind is cut off."],
         ["register-timeout", None, f"{Limits.register_timeout:g}",
          "Seconds a new connection has to send NICK."],
         ["idle-timeout", None, f"{Limits.idle_timeout:g}",
@@ -98,9 +102,11 @@ class Options(usage.Options):
     # Limits where 0 means "off" (a limit that must stay on is validated
     # separately).
     _zero_allowed = ("large-room", "max-sendq", "flood-burst", "flood-rate", "max-clients", "max-per-ip",
-                     "register-timeout", "idle-timeout", "ping-timeout")
+                     "register-timeout", "idle-timeout", "ping-timeout", "store-max-mb", "max-total-sendq")
     optFlags = [
         ["log-messages", None, "Log every relayed message (as the ciphertext received)."],
+        ["require-proof", None,
+         "Refuse JOIN without a join proof: only clients of encryption scheme aes2 or later get in."],
     ]
 
     def postOptions(self) -> None:
@@ -131,6 +137,7 @@ class Options(usage.Options):
             flood_rate=self["flood-rate"],
             max_clients=self["max-clients"],
             max_per_ip=self["max-per-ip"],
+            max_total_sendq=self["max-total-sendq"],
             register_timeout=self["register-timeout"],
             idle_timeout=self["idle-timeout"],
             ping_timeout=self["ping-timeout"],
@@ -230,6 +237,16 @@ def _reason(failure) -> str:
     return failure.getErrorMessage()
 
 
+def new_salt() -> str:
+    """
+    This deployment's key-derivation salt (docs/encryption.md, aes2): 128
+    random bits, so no two deployments share one and no table of guesses
+    computed for one serves another.  Kept in the store; without one, a
+    new salt each run (there is no history to keep readable then).
+    """
+    return secrets.token_urlsafe(16)
+
+
 def makeService(config: Options, reactor=None) -> service.MultiService:
     if reactor is None:
         from twisted.internet import reactor
@@ -237,11 +254,19 @@ def makeService(config: Options, reactor=None) -> service.MultiService:
     store = None
     if config["store"]:
         try:
-            store = SQLiteStore(config["store"], config["history"], reactor.callFromThread)
+            store = SQLiteStore(
+                config["store"], config["history"], reactor.callFromThread,
+                max_bytes=int(config["store-max-mb"] * 1024 * 1024),
+            )
+            salt = store.salt(new_salt)
         except sqlite3.Error as e:
             raise SystemExit(f"chatsvc: cannot open store {config['store']}: {e}")
         StoreService(store).setServiceParent(top)  # stops after the listener
+    else:
+        salt = new_salt()
     relay = Relay(
+        salt=salt,
+        require_proof=config["require-proof"],
         max_line=config["max-line"],
         log_messages=config["log-messages"],
         large_room=int(config["large-room"]),

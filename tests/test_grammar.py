@@ -87,7 +87,7 @@ def test_unknown_command_echo_is_bounded_and_printable():
 
 @pytest.mark.parametrize(
     "text",
-    ["NICK", "NICK a b", "JOIN", "JOIN #a #b", "MSG #a", "MSG", "NAMES", "ROOMS x", "PING a b", "PART"],
+    ["NICK", "NICK a b", "JOIN", "JOIN #a b c", "MSG #a", "MSG", "NAMES", "ROOMS x", "PING a b", "PART"],
 )
 def test_wrong_argument_counts(text):
     with pytest.raises(ProtocolError) as e:

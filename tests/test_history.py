@@ -185,17 +185,17 @@ def test_store_relays_only_once_written_and_survives_a_restart(tmp_path):
 
     # "restart": a new server on the same file, started later
     factory, store, pending = stored_factory(db, now=0.0)
-    carol = registered(factory, "carol", "#a")
-    carol.send("HISTORY #a after 0\n")
-    assert carol.raw_lines() == [
+    alice = registered(factory, "alice", "#a")
+    alice.send("HISTORY #a after 0\n")
+    assert alice.raw_lines() == [
         "@id=1;time=0;history MSG alice #a first",
         "@id=2;time=0;history MSG alice #a second",
         "ENDHISTORY #a complete",
     ]
     # the resent message is recognised across the restart
-    carol.send("@cid=k1 MSG #a first\nMSG #a third\n")
+    alice.send("@cid=k1 MSG #a first\nMSG #a third\n")
     pending.run(store, 1)
-    assert carol.raw_lines() == ["@cid=k1 OK MSG #a 1", "OK MSG #a 3"]
+    assert alice.raw_lines() == ["@cid=k1 OK MSG #a 1", "OK MSG #a 3"]
     store.stop()
 
 
