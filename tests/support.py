@@ -318,17 +318,26 @@ CLIENT = [sys.executable, "-m", "chatsvc.client"]
 PASSPHRASE = "test passphrase: purple elephants dance at dawn"
 
 
-def client_env(passphrase: str = PASSPHRASE) -> dict[str, str]:
+def client_env(passphrase: str = PASSPHRASE, config_dir: str | None = None) -> dict[str, str]:
+    """
+    A client's environment: the passphrase, and a config directory of its
+    own (the replay state lives there), never the user's real one.
+    """
+    import tempfile
+
     env = subprocess_env()
     env["CHATSVC_PASSPHRASE"] = passphrase
+    env["XDG_CONFIG_HOME"] = config_dir or tempfile.mkdtemp(prefix="chatsvc-test-config-")
     return env
 
 
 class PipedClient:
     """``python -m chatsvc.client`` with pipes for stdin and stdout."""
 
-    def __init__(self, port: int, nick: str, *extra: str, passphrase: str = PASSPHRASE) -> None:
-        env = client_env(passphrase)
+    def __init__(
+        self, port: int, nick: str, *extra: str, passphrase: str = PASSPHRASE, config_dir: str | None = None
+    ) -> None:
+        env = client_env(passphrase, config_dir)
         self.proc = subprocess.Popen(
             CLIENT + ["127.0.0.1", "--port", str(port), "--nick", nick, *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

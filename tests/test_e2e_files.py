@@ -36,7 +36,7 @@ def test_binary_file_arrives_identical_and_the_relay_sees_no_plaintext(relay_pro
     relay.stop()
     log = relay.log()
     assert "holiday" not in log and hashlib.sha256(data).hexdigest() not in log
-    assert "alice -> bob: aes1:" in log  # chunks went privately, encrypted
+    assert "alice -> bob: aes2:" in log  # chunks went privately, encrypted
 
 
 def test_big_file_waits_for_accept_and_an_image_is_recognised(relay_process, clients, tmp_path):

@@ -15,13 +15,13 @@ from pathlib import Path
 from twisted.internet import defer, stdio, task, threads
 
 from chatsvc import grammar
-from chatsvc.client import aesgcm, ciphers, connection, terminal
+from chatsvc.client import aesgcm, ciphers, connection, passphrases, terminal
 from chatsvc.client.protocol import describe_failure
+from chatsvc.client.replay import ReplayGuard
 from chatsvc.client.session import ChatSession
 
 DEFAULT_PORT = 8000
 PASSPHRASE_ENV = "CHATSVC_PASSPHRASE"
-MIN_GOOD_PASSPHRASE = 16
 CIPHER_NAMES = ("aes", "caesar")
 DEFAULT_ROOM = "#lobby"
 
@@ -33,6 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Type /help once connected for the chat commands. FIN or /quit leaves.",
     )
     parser.add_argument("host", nargs="?", help="server address (asked for if missing)")
+    parser.add_argument(
+        "--new-passphrase",
+        action="store_true",
+        help=f"print a new random passphrase ({passphrases.GENERATED_WORDS} words, over 100 bits) to share "
+        "with the people you chat with, and exit",
+    )
+    parser.add_argument(
+        "--allow-weak-passphrase",
+        action="store_true",
+        help=f"use a passphrase estimated below {passphrases.REFUSE_BELOW_BITS} bits anyway (not recommended)",
+    )
+    parser.add_argument(
+        "--config-dir",
+        metavar="DIR",
+        default=str(default_config_dir()),
+        help="where the client keeps its state, e.g. what it has seen from whom, so a replayed "
+        "message is caught even after a restart (default $XDG_CONFIG_HOME/chatsvc or ~/.config/chatsvc)",
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
     parser.add_argument("--nick", help="your nickname (asked for if missing)")
     parser.add_argument("--room", default=DEFAULT_ROOM, help=f"room to join first (default {DEFAULT_ROOM})")
@@ -76,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit (status 1) when the connection drops, instead of reconnecting",
     )
     return parser
+
+
+def default_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "chatsvc"
 
 
 def ask(prompt: str) -> str | None:
@@ -141,10 +164,18 @@ def get_passphrase(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
             )
     if not passphrase:
         parser.exit(1, "the passphrase is empty\n")
-    if len(passphrase) < MIN_GOOD_PASSPHRASE:
+    bits = passphrases.strength_bits(passphrase)
+    if bits < passphrases.REFUSE_BELOW_BITS and not args.allow_weak_passphrase:
+        parser.exit(
+            1,
+            f"this passphrase is too easy to guess (about {bits:.0f} bits; at least "
+            f"{passphrases.REFUSE_BELOW_BITS} are needed): whoever sees the traffic can try guesses "
+            "offline. Make one with --new-passphrase and share it, or pass --allow-weak-passphrase.\n",
+        )
+    if bits < passphrases.WARN_BELOW_BITS:
         sys.stderr.write(
-            f"warning: a passphrase of {len(passphrase)} characters can be guessed offline by whoever "
-            "sees the traffic; several random words are far safer\n"
+            f"warning: this passphrase is estimated at {bits:.0f} bits; {passphrases.WARN_BELOW_BITS} or more "
+            "keeps it safe against offline guessing (--new-passphrase makes one)\n"
         )
     return passphrase
 
@@ -168,9 +199,12 @@ def ask_secret(prompt: str) -> str | None:
 async def make_cipher(reactor, args: argparse.Namespace) -> ciphers.Cipher:
     if args.cipher == "caesar":
         return ciphers.CaesarCipher(args.shift)
-    # PBKDF2 is deliberately slow; keep it off the reactor thread.
+    # PBKDF2 is deliberately slow; keep it off the reactor thread.  This is
+    # the aes1 key (older relays, old history); the aes2 key follows once
+    # the relay has said its salt.
     master = await threads.deferToThread(aesgcm.derive_master_key, args.passphrase)
-    return aesgcm.AesGcmCipher(master)
+    replay = ReplayGuard(Path(args.config_dir).expanduser() / "replay.json")
+    return aesgcm.AesGcmCipher(master, replay=replay, passphrase=args.passphrase)
 
 
 async def run(reactor, args: argparse.Namespace) -> None:
@@ -238,6 +272,9 @@ async def _flush(reactor, io: stdio.StandardIO, front_end) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.new_passphrase:
+        print(passphrases.generate())
+        return
     try:
         settle_options(args, parser)
         args.passphrase = get_passphrase(args, parser) if args.cipher == "aes" else None

@@ -1,18 +1,23 @@
 """
 End-to-end encryption with AES-256-GCM from a shared passphrase.
 
-``docs/encryption.md`` specifies this scheme byte for byte (with test
-vectors) and states its threat model; keep the two in step.  In short:
+``docs/encryption.md`` specifies the schemes byte for byte (with test
+vectors) and states their threat model; keep the two in step.  In short:
 
-- passphrase --PBKDF2-HMAC-SHA256, 600,000 rounds, fixed versioned salt-->
-  master key; master key --HKDF-SHA256, info naming the context--> one key
-  per room and one per pair of nicks, so no two contexts share a key;
+- ``aes2`` (the default with a relay that announces a salt): passphrase
+  (NFC) --PBKDF2-HMAC-SHA256, 600,000 rounds, salted with the relay's
+  per-deployment salt--> master key; ``aes1`` (older relays, and reading
+  old history): the same with a fixed public salt;
+- master key --HKDF-SHA256, info naming the context--> one key per room
+  and one per pair of nicks, and (aes2) a join proof per room that the
+  relay checks, so outsiders without the passphrase get no ciphertext;
 - each message: random 96-bit nonce, and associated data that binds the
   ciphertext to its context, its sender's nick, a random per-session sender
   id, a per-session counter and a timestamp;
 - the receiver rebuilds the associated data from what the relay *claims*
   (room, sender), so a relay that moves, misattributes or alters a message
-  makes decryption fail; counters and timestamps catch replays.
+  makes decryption fail; counters (remembered across restarts) and
+  timestamps catch replays.
 
 Only primitives that WebCrypto also offers are used (PBKDF2, HKDF, AES-GCM,
 all with SHA-256), so a browser client can implement the same scheme.
@@ -24,7 +29,9 @@ import base64
 import os
 import struct
 import time
+import unicodedata
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 from cryptography.exceptions import InvalidTag
@@ -33,16 +40,37 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from chatsvc.client.ciphers import Context, DecryptError, split_scheme
+from chatsvc.client.ciphers import Context, DecryptError, Opened, split_scheme
+from chatsvc.client.replay import Replayed, ReplayGuard
 
-SCHEME = "aes1"
-VERSION = 1
+
+@dataclass(frozen=True)
+class Scheme:
+    name: str  # the payload's tag
+    version: int  # the envelope's first byte
+    aad_label: bytes
+    info_prefix: bytes  # HKDF info for message keys, before the label
+
+
+AES1 = Scheme("aes1", 1, b"chatsvc/e2e/v1", b"chatsvc/e2e/v1/key ")
+AES2 = Scheme("aes2", 2, b"chatsvc/e2e/v2", b"chatsvc/e2e/v2/key ")
+SCHEMES = {s.name: s for s in (AES1, AES2)}
+
+SCHEME = AES1.name  # kept for callers of the first version
+VERSION = AES1.version
 PBKDF2_ITERATIONS = 600_000
-#: Public and fixed, so that every member derives the same key from the same
-#: passphrase with no exchange; versioned, so a later scheme gets fresh keys.
+#: aes1: public and fixed, so that every member derives the same key from
+#: the same passphrase with no exchange -- and so one table of guesses
+#: serves every deployment, which is why aes2 salts per deployment.
 PBKDF2_SALT = b"chatsvc/e2e/v1/pbkdf2-salt"
-AAD_LABEL = b"chatsvc/e2e/v1"
-HKDF_INFO_PREFIX = b"chatsvc/e2e/v1/key "
+#: aes2: this, then the relay's salt (CAPS salt=...).
+PBKDF2_SALT_V2_PREFIX = b"chatsvc/e2e/v2/salt "
+JOIN_INFO_PREFIX = b"chatsvc/e2e/v2/join "
+AAD_LABEL = AES1.aad_label
+HKDF_INFO_PREFIX = AES1.info_prefix
+#: Context keys kept ready at once (labels come from the relay's lines, so
+#: the cache must not grow with whatever names it invents).
+KEY_CACHE = 256
 
 # version (1) | sender id (8) | counter (8, big-endian) | timestamp ms (8) | nonce (12)
 _HEADER = struct.Struct(">B8sQQ12s")
@@ -51,18 +79,34 @@ TAG_SIZE = 16
 
 #: Messages older (or further in the future) than this are refused as stale.
 DEFAULT_MAX_AGE = 10 * 60.0
-#: How many sender sessions the replay guard remembers (oldest forgotten).
-REPLAY_MEMORY = 10_000
-#: Counters this far below a sender's highest are refused outright; those
-#: within it are checked one by one (a message fetched from history may
-#: arrive after newer ones).
-REPLAY_WINDOW = 1024
 
 
 def derive_master_key(passphrase: str) -> bytes:
-    """The slow step (run it off the reactor thread): passphrase -> 32 bytes."""
+    """aes1, the slow step (run it off the reactor thread): passphrase -> 32 bytes."""
     kdf = PBKDF2HMAC(hashes.SHA256(), 32, PBKDF2_SALT, PBKDF2_ITERATIONS)
     return kdf.derive(passphrase.encode("utf-8"))
+
+
+def normalize_passphrase(passphrase: str) -> bytes:
+    """NFC, so the same typed text gives the same bytes on every system."""
+    return unicodedata.normalize("NFC", passphrase).encode("utf-8")
+
+
+def derive_master_key_v2(passphrase: str, salt: str) -> bytes:
+    """aes2, the slow step: (passphrase, the relay's salt) -> 32 bytes."""
+    kdf = PBKDF2HMAC(hashes.SHA256(), 32, PBKDF2_SALT_V2_PREFIX + salt.encode("ascii"), PBKDF2_ITERATIONS)
+    return kdf.derive(normalize_passphrase(passphrase))
+
+
+def join_proof(master_v2: bytes, room: str) -> str:
+    """
+    What ``JOIN <room> <proof>`` carries: HKDF of the master key for this
+    room.  The relay keeps members with different proofs apart, so only
+    holders of the passphrase reach a room's members and history.
+    """
+    label = context_label(Context(target=room, sender=""))
+    hkdf = HKDF(hashes.SHA256(), 32, salt=None, info=JOIN_INFO_PREFIX + label)
+    return _b64encode(hkdf.derive(master_v2))
 
 
 def context_label(context: Context) -> bytes:
@@ -77,8 +121,8 @@ def context_label(context: Context) -> bytes:
     return ("room:" + context.target.casefold()).encode("utf-8")
 
 
-def context_key(master: bytes, label: bytes) -> bytes:
-    hkdf = HKDF(hashes.SHA256(), 32, salt=None, info=HKDF_INFO_PREFIX + label)
+def context_key(master: bytes, label: bytes, scheme: Scheme = AES1) -> bytes:
+    hkdf = HKDF(hashes.SHA256(), 32, salt=None, info=scheme.info_prefix + label)
     return hkdf.derive(master)
 
 
@@ -86,8 +130,8 @@ def _field(data: bytes) -> bytes:
     return struct.pack(">H", len(data)) + data
 
 
-def associated_data(label: bytes, sender: str, header: bytes) -> bytes:
-    return AAD_LABEL + _field(label) + _field(sender.casefold().encode("utf-8")) + header
+def associated_data(label: bytes, sender: str, header: bytes, scheme: Scheme = AES1) -> bytes:
+    return scheme.aad_label + _field(label) + _field(sender.casefold().encode("utf-8")) + header
 
 
 def _b64encode(data: bytes) -> str:
@@ -112,12 +156,17 @@ class AesGcmCipher:
     session's sender id and message counter, and remembers what it has seen
     from others to refuse replays.
 
-    @param master_key: from L{derive_master_key}.
+    It sends ``aes1`` until L{use_v2} gives it the relay's salted key, then
+    ``aes2``; it reads both (old history stays readable).
+
+    @param master_key: from L{derive_master_key} (aes1).
     @param now: clock in seconds (injectable for tests).
     @param random: source of random bytes (injectable for test vectors).
+    @param replay: what was seen, kept across restarts (default: in memory).
+    @param passphrase: kept to derive the aes2 key once the relay's salt is
+        known (L{derive_v2}); never sent, never written anywhere.
     """
 
-    scheme = SCHEME
     secure = True
 
     def __init__(
@@ -126,57 +175,101 @@ class AesGcmCipher:
         now: Callable[[], float] = time.time,
         random: Callable[[int], bytes] = os.urandom,
         max_age: float = DEFAULT_MAX_AGE,
+        replay: ReplayGuard | None = None,
+        passphrase: str | None = None,
     ) -> None:
         if len(master_key) != 32:
             raise ValueError("master key must be 32 bytes")
-        self._master = master_key
+        self._masters: dict[Scheme, bytes] = {AES1: master_key}
+        self._sending = AES1
+        self.salt: str | None = None
+        self._passphrase = passphrase
         self._now = now
         self._random = random
         self.max_age = max_age
         self.sender_id = random(8)
         self._counter = 0
-        self._keys: dict[bytes, AESGCM] = {}
-        # (sender, sender id) -> [highest counter seen, bitmask of the
-        # REPLAY_WINDOW counters below it that were seen], oldest first
-        self._seen: OrderedDict[tuple[str, bytes], list[int]] = OrderedDict()
+        self._keys: OrderedDict[tuple[Scheme, bytes], AESGCM] = OrderedDict()
+        self.replay = replay if replay is not None else ReplayGuard()
 
-    @classmethod
-    def from_passphrase(cls, passphrase: str, **kw) -> "AesGcmCipher":
-        return cls(derive_master_key(passphrase), **kw)
+    @property
+    def scheme(self) -> str:
+        return self._sending.name
 
-    def _aead(self, label: bytes) -> AESGCM:
-        aead = self._keys.get(label)
+    # --- aes2 ------------------------------------------------------------------
+
+    def derive_v2(self, salt: str) -> bytes:
+        """The slow step for aes2 (run it off the reactor thread)."""
+        if self._passphrase is None:
+            raise ValueError("no passphrase to derive the aes2 key from")
+        return derive_master_key_v2(self._passphrase, salt)
+
+    def use_v2(self, master_v2: bytes, salt: str) -> None:
+        """Send aes2 from now on, keyed for this relay's salt."""
+        if len(master_v2) != 32:
+            raise ValueError("master key must be 32 bytes")
+        if self.salt != salt:
+            for key in [k for k in self._keys if k[0] is AES2]:
+                del self._keys[key]
+        self._masters[AES2] = master_v2
+        self.salt = salt
+        self._sending = AES2
+
+    def join_proof(self, room: str) -> str | None:
+        master = self._masters.get(AES2)
+        return join_proof(master, room) if master is not None else None
+
+    # --- messages ------------------------------------------------------------------
+
+    def _aead(self, scheme: Scheme, label: bytes) -> AESGCM:
+        key = (scheme, label)
+        aead = self._keys.get(key)
         if aead is None:
-            aead = self._keys[label] = AESGCM(context_key(self._master, label))
+            aead = self._keys[key] = AESGCM(context_key(self._masters[scheme], label, scheme))
+            while len(self._keys) > KEY_CACHE:
+                self._keys.popitem(last=False)
+        else:
+            self._keys.move_to_end(key)
         return aead
 
     def encrypt(self, text: str, context: Context) -> str:
+        scheme = self._sending
         self._counter += 1
         label = context_label(context)
         header = _HEADER.pack(
-            VERSION, self.sender_id, self._counter, int(self._now() * 1000), self._random(12)
+            scheme.version, self.sender_id, self._counter, int(self._now() * 1000), self._random(12)
         )
         nonce = header[-12:]
-        sealed = self._aead(label).encrypt(
-            nonce, text.encode("utf-8"), associated_data(label, context.sender, header)
+        sealed = self._aead(scheme, label).encrypt(
+            nonce, text.encode("utf-8"), associated_data(label, context.sender, header, scheme)
         )
-        return f"{SCHEME}:{_b64encode(header + sealed)}"
+        return f"{scheme.name}:{_b64encode(header + sealed)}"
 
     def decrypt(self, payload: str, context: Context) -> str:
-        scheme, body = split_scheme(payload)
-        if scheme != SCHEME:
-            raise DecryptError(f"sent with cipher '{scheme}', but this client uses '{SCHEME}'")
+        return self.open(payload, context).text
+
+    def open(self, payload: str, context: Context) -> Opened:
+        """
+        Decrypt and check; the result carries the sender's own timestamp
+        (authenticated), which is what the client shows -- never the relay's.
+        """
+        name, body = split_scheme(payload)
+        scheme = SCHEMES.get(name)
+        if scheme is None:
+            raise DecryptError(f"sent with cipher '{name}', which this client does not know")
+        if scheme not in self._masters:
+            raise DecryptError(f"sent with {name}, but this client has no {name} key for this server")
         envelope = _b64decode(body)
         if len(envelope) < HEADER_SIZE + TAG_SIZE:
             raise DecryptError("damaged message (too short)")
         header = envelope[:HEADER_SIZE]
         version, sender_id, counter, stamp_ms, nonce = _HEADER.unpack(header)
-        if version != VERSION:
-            raise DecryptError(f"envelope version {version} is not supported by this client")
+        if version != scheme.version:
+            raise DecryptError(f"envelope version {version} does not belong to {name}")
         label = context_label(context)
         try:
-            plain = self._aead(label).decrypt(
-                nonce, envelope[HEADER_SIZE:], associated_data(label, context.sender, header)
+            plain = self._aead(scheme, label).decrypt(
+                nonce, envelope[HEADER_SIZE:], associated_data(label, context.sender, header, scheme)
             )
         except InvalidTag:
             raise DecryptError(
@@ -184,31 +277,17 @@ class AesGcmCipher:
                 "was altered, moved to another conversation or misattributed"
             )
         # Authentic from here on: the checks below are about *when*.  Live
-        # messages must be fresh; history is old by nature.
+        # messages must be fresh and new; history the client asked for is
+        # old by nature (it is shown as such, with this timestamp).
         age = self._now() - stamp_ms / 1000
         if not context.history and abs(age) > self.max_age:
             direction = "old" if age > 0 else "in the future"
             raise DecryptError(f"stale message ({abs(age) / 60:.0f} minutes {direction}); possibly replayed")
-        self._check_replay((context.sender.casefold(), sender_id), counter)
-        while len(self._seen) > REPLAY_MEMORY:
-            self._seen.popitem(last=False)
         try:
-            return plain.decode("utf-8")
+            self.replay.check(context.sender.casefold(), sender_id, counter, record_only=context.history)
+        except Replayed:
+            raise DecryptError("replayed message (already received)")
+        try:
+            return Opened(plain.decode("utf-8"), stamp_ms)
         except UnicodeDecodeError:
             raise DecryptError("message is not UTF-8 text")
-
-    def _check_replay(self, key: tuple[str, bytes], counter: int) -> None:
-        state = self._seen.get(key)
-        if state is None:
-            state = self._seen[key] = [counter, 1]
-        else:
-            highest, mask = state
-            if counter > highest:
-                state[0] = counter
-                state[1] = ((mask << (counter - highest)) | 1) & ((1 << REPLAY_WINDOW) - 1)
-            else:
-                offset = highest - counter
-                if offset >= REPLAY_WINDOW or mask >> offset & 1:
-                    raise DecryptError("replayed message (already received)")
-                state[1] = mask | 1 << offset
-        self._seen.move_to_end(key)

@@ -31,13 +31,23 @@ class Context:
 
     target: str
     sender: str
-    #: Delivered from the server's history (possibly long after it was
-    #: sent), not live: freshness checks do not apply.
+    #: Part of a history reply the client asked for (possibly long after it
+    #: was sent), not live: no freshness check, and a message seen before is
+    #: not an error.  The session sets it, never the relay's tags alone.
     history: bool = False
 
     @property
     def is_private(self) -> bool:
         return not self.target.startswith("#")
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A decrypted message: its text and, where the cipher authenticates
+    one, the sender's own timestamp (ms since the epoch)."""
+
+    text: str
+    sent_ms: int | None = None
 
 
 class DecryptError(Exception):
@@ -53,6 +63,9 @@ class Cipher(Protocol):
     def encrypt(self, text: str, context: Context) -> str: ...
 
     def decrypt(self, payload: str, context: Context) -> str: ...
+
+    def open(self, payload: str, context: Context) -> "Opened":
+        """decrypt, with the sender's authenticated timestamp if any."""
 
 
 def split_scheme(payload: str) -> tuple[str, str]:
@@ -95,4 +108,7 @@ class CaesarCipher:
         if scheme != self.scheme:
             raise DecryptError(f"sent with cipher '{scheme}', but this client uses '{self.scheme}'")
         return body.translate(self._decode)
+
+    def open(self, payload: str, context: Context) -> Opened:
+        return Opened(self.decrypt(payload, context), None)  # no time: nothing is authenticated
 

@@ -245,9 +245,13 @@ class Incoming:
         self.head = b""
         self.partial: Path | None = None
         self.file = None
+        self.last_heard = 0.0  # when a chunk last came (the caller's clock)
 
     def start(self) -> None:
-        """Check the folder and the disk, and open a hidden partial file."""
+        """
+        Check the folder and the disk.  The hidden partial file is opened
+        with the first chunk, so an offer alone costs no file handle.
+        """
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             free = shutil.disk_usage(self.directory).free
@@ -257,11 +261,17 @@ class Incoming:
             raise TransferError(
                 f"not enough disk space in {self.directory} ({human_size(free)} free, {human_size(self.size)} needed)"
             )
-        self.partial = self.directory / f".{self.id}.partial"
+        if not os.access(self.directory, os.W_OK):
+            raise TransferError(f"cannot write in the downloads folder {self.directory}")
+
+    def _open(self) -> None:
+        partial = self.directory / f".{self.id}.partial"
         try:
-            self.file = self.partial.open("xb")
+            self.file = partial.open("xb")
         except OSError as e:
+            self.fail()
             raise TransferError(f"cannot write in the downloads folder {self.directory}: {e.strerror}")
+        self.partial = partial
 
     def add(self, fields: dict) -> bool:
         """Take one chunk; True when the file is complete (and verified)."""
@@ -278,6 +288,8 @@ class Incoming:
         if self.received + len(data) > self.size:
             self.fail()
             raise TransferError("more data than announced")
+        if self.file is None:
+            self._open()
         self.file.write(data)
         self.digest.update(data)
         if len(self.head) < 64 * 1024:
@@ -296,6 +308,8 @@ class Incoming:
 
     def finish(self) -> Path:
         """Move the verified file to its final, never-overwriting name."""
+        if self.file is None:
+            self._open()  # an empty file: no chunk data ever came
         self.file.close()
         final = unique_path(self.directory, self.name)
         os.replace(self.partial, final)  # same directory: atomic

@@ -23,6 +23,30 @@ from chatsvc.grammar import ProtocolError, format_line
 #: server sends with default settings (64 KiB + 256), it bounds the memory a
 #: broken or hostile server can make the client buffer.
 CLIENT_MAX_LINE = 4 * 1024 * 1024
+#: NAMES and ROOM lines are gathered until their end line, which a hostile
+#: relay may never send: at most this many names, and this many rooms.
+MAX_GATHERED = 100_000
+MAX_GATHERING_ROOMS = 200
+
+
+class BadName(ValueError):
+    """A server line named a nick or room that breaks the name rules."""
+
+
+def _nick(text: str) -> str:
+    if not grammar.is_valid_nick(text):
+        raise BadName(f"invalid nick {grammar.printable(text, 40)!r} in a server line")
+    return text
+
+
+def _room(text: str) -> str:
+    if not grammar.is_valid_room(text):
+        raise BadName(f"invalid room name {grammar.printable(text, 80)!r} in a server line")
+    return text
+
+
+def _target(text: str) -> str:
+    return _room(text) if text.startswith("#") else _nick(text)
 
 
 class ClientEvents(TypingProtocol):
@@ -30,6 +54,7 @@ class ClientEvents(TypingProtocol):
 
     def connected(self, protocol: "ChatClientProtocol") -> None: ...
     def hello(self, version: str, text: str) -> None: ...
+    def caps(self, tokens: list[str] | None) -> None: ...
     def nick_accepted(self, nick: str) -> None: ...
     def message_accepted(self, target: str, msg_id: int | None, cid: str | None) -> None: ...
     def error(self, code: str, text: str, cid: str | None = None) -> None: ...
@@ -79,8 +104,11 @@ class ChatClientProtocol(LineOnlyReceiver):
     def register(self, nick: str) -> None:
         self._send("NICK", nick)
 
-    def join(self, room: str) -> None:
-        self._send("JOIN", room)
+    def join(self, room: str, proof: str | None = None) -> None:
+        self._send("JOIN", room, *([proof] if proof else []))
+
+    def request_caps(self) -> None:
+        self._send("CAPS")
 
     def part(self, room: str, reason: str | None = None) -> None:
         self._send("PART", room, *([reason] if reason else []))
@@ -123,53 +151,66 @@ class ChatClientProtocol(LineOnlyReceiver):
         try:
             getattr(self, "got_" + line.command)(*line.args)
         except (TypeError, ValueError) as e:
+            # BadName included: a name that breaks the rules never reaches
+            # the session (or the screen: it could hold escape sequences).
             self.handler.unexpected(text, str(e))
 
     def got_HELLO(self, name: str, version: str, text: str = "") -> None:
         self.handler.hello(version, text)
 
+    def got_CAPS(self, *tokens: str) -> None:
+        self.handler.caps(list(tokens))
+
     def got_OK(self, what: str, arg: str = "", *rest: str) -> None:
         if what == "NICK":
-            self.handler.nick_accepted(arg)
+            self.handler.nick_accepted(_nick(arg))
         elif what == "MSG":
-            msg_id = int(rest[0]) if rest and rest[0].isdigit() else None
-            self.handler.message_accepted(arg, msg_id, self._tags.get("cid"))
+            msg_id = int(rest[0]) if rest and grammar.is_decimal(rest[0]) else None
+            self.handler.message_accepted(_target(arg), msg_id, self._tags.get("cid"))
 
     def got_ERROR(self, code: str, text: str = "") -> None:
         self.handler.error(code, text, self._tags.get("cid"))
 
     def got_NICK(self, old: str, new: str) -> None:
-        self.handler.nick_changed(old, new)
+        self.handler.nick_changed(_nick(old), _nick(new))
 
     def got_JOIN(self, room: str, nick: str) -> None:
-        self.handler.joined(room, nick)
+        self.handler.joined(_room(room), _nick(nick))
 
     def got_PART(self, room: str, nick: str, reason: str | None = None) -> None:
-        self.handler.parted(room, nick, reason)
+        self.handler.parted(_room(room), _nick(nick), reason)
 
     def got_QUIT(self, nick: str, reason: str | None = None) -> None:
-        self.handler.quit(nick, reason)
+        self.handler.quit(_nick(nick), reason)
 
     def got_MSG(self, sender: str, target: str, payload: str) -> None:
-        self.handler.message(sender, target, payload, self._tags)
+        self.handler.message(_nick(sender), _target(target), payload, self._tags)
 
     def got_GAP(self, room: str, oldest: str) -> None:
-        self.handler.history_gap(room, int(oldest))
+        self.handler.history_gap(_room(room), _decimal(oldest))
 
     def got_ENDHISTORY(self, room: str, status: str) -> None:
-        self.handler.history_end(room, status == "more")
+        self.handler.history_end(_room(room), status == "more")
 
     def got_NAMES(self, room: str, *nicks: str) -> None:
-        self._names.setdefault(grammar.name_key(room), []).extend(nicks)
+        key = grammar.name_key(_room(room))
+        if key not in self._names and len(self._names) >= MAX_GATHERING_ROOMS:
+            raise ValueError("too many NAMES lists left open")
+        gathered = self._names.setdefault(key, [])
+        if len(gathered) + len(nicks) > MAX_GATHERED:
+            raise ValueError("NAMES list too long")
+        gathered.extend(_nick(n) for n in nicks)
 
     def got_ENDNAMES(self, room: str) -> None:
-        self.handler.name_list(room, self._names.pop(grammar.name_key(room), []))
+        self.handler.name_list(_room(room), self._names.pop(grammar.name_key(room), []))
 
     def got_MEMBERS(self, room: str, count: str) -> None:
-        self.handler.member_count(room, int(count))
+        self.handler.member_count(_room(room), _decimal(count))
 
     def got_ROOM(self, room: str, count: str) -> None:
-        self._rooms.append((room, int(count)))
+        if len(self._rooms) >= MAX_GATHERED:
+            raise ValueError("ROOM list too long")
+        self._rooms.append((_room(room), _decimal(count)))
 
     def got_ENDROOMS(self) -> None:
         rooms, self._rooms = self._rooms, []
@@ -180,6 +221,12 @@ class ChatClientProtocol(LineOnlyReceiver):
 
     def got_PONG(self, token: str | None = None) -> None:
         self.handler.pong(token)
+
+
+def _decimal(text: str) -> int:
+    if not grammar.is_decimal(text):
+        raise ValueError(f"not a number: {grammar.printable(text, 24)!r}")
+    return int(text)
 
 
 def describe_failure(failure: Failure | None) -> str:

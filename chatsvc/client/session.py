@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 from typing import Callable, Protocol
 
-from twisted.internet import defer
+from twisted.internet import defer, task, threads
 
 from chatsvc import grammar
 from chatsvc.client import files
-from chatsvc.client.ciphers import Cipher, Context, DecryptError
+from chatsvc.client.ciphers import Cipher, Context, DecryptError, Opened
+from chatsvc.client.text import clean
 from chatsvc.client.transfers import Transfers
 from chatsvc.client.protocol import ChatClientProtocol
 from chatsvc.grammar import name_key
@@ -38,11 +39,16 @@ commands:
   /send PATH        offer a file to the current room (/send nick PATH: to one person)
   /accept [id]      accept a file offer (/reject [id] to decline)
   /help             this list
-  /quit [reason]    leave (FIN works too); the reason is not encrypted
+  /quit [reason]    leave (FIN works too); the reason is not encrypted, and others
+                    see it marked as not verified
   //text            send text starting with a slash"""
 
 #: Messages shown from a room's history when joining it.
 JOIN_HISTORY = 20
+#: The replay state (what was seen from whom) is written this often, and at exit.
+SAVE_INTERVAL = 2.0
+#: A reason (PART, QUIT) is shown at most this long: it is anyone's text.
+MAX_REASON_SHOWN = 80
 
 
 class Display(Protocol):
@@ -58,12 +64,10 @@ class Display(Protocol):
     # kept above the input line, for progress.
 
 
-def clean(text: str) -> str:
-    """
-    Make untrusted text safe to print: control characters (escape
-    sequences could rewrite the terminal) become visible placeholders.
-    """
-    return "".join(ch if ch.isprintable() or ch == " " else "\N{REPLACEMENT CHARACTER}" for ch in text)
+def unverified(reason: str) -> str:
+    """A PART/QUIT reason: anyone's text, so never shown as if authentic."""
+    short = reason if len(reason) <= MAX_REASON_SHOWN else reason[:MAX_REASON_SHOWN] + "…"
+    return f' (reason, not verified: "{clean(short)}")'
 
 
 def normalize_room(text: str) -> str:
@@ -96,6 +100,7 @@ class ChatSession:
         downloads: Path | None = None,
         auto_accept_bytes: int = 10 * 1024 * 1024,
         clock=None,
+        run_slow: Callable = threads.deferToThread,
     ) -> None:
         self.display = display
         self.cipher = cipher
@@ -132,10 +137,24 @@ class ChatSession:
         # acknowledged yet, by client id (resent after a drop; the server
         # relays a resend only if it never got the original).
         self.last_id: dict[str, int] = {}
-        self.unacked: dict[str, tuple[str, str]] = {}  # cid -> (room, payload)
+        # cid -> (room, plain text): encrypted afresh when resent, since the
+        # nick it is bound to may have changed (alice back as alice_)
+        self.unacked: dict[str, tuple[str, str]] = {}
         self._cid_base = base64.urlsafe_b64encode(os.urandom(9)).decode()
         self._cids = itertools.count(1)
         self._history_mode: dict[str, str] = {}  # room key -> "earlier" | "missed"
+        # HISTORY requests sent and not yet ended, per room key: only lines
+        # inside such a reply may be history (the tag alone is the relay's word)
+        self._history_open: dict[str, int] = {}
+        self._run_slow = run_slow
+        self._keys_ready: defer.Deferred | None = None  # aes2 key being derived
+        self._told_no_caps = False
+        self._saver: task.LoopingCall | None = None
+        replay = getattr(cipher, "replay", None)
+        if replay is not None and getattr(replay, "path", None) is not None and clock is not None:
+            self._saver = task.LoopingCall(self.save_state)
+            self._saver.clock = clock
+            self._saver.start(SAVE_INTERVAL, now=False)
         self.transfers = Transfers(
             self, downloads or Path.home() / "Downloads" / "chatsvc", auto_accept_bytes, clock
         )
@@ -153,8 +172,21 @@ class ChatSession:
         self.display.set_prompt(f"[{room}] " if room else "[no room] ")
 
     def _finish(self, status: int) -> None:
+        if self._saver is not None and self._saver.running:
+            self._saver.stop()
+        self.save_state()
         if not self.done.called:
             self.done.callback(status)
+
+    def save_state(self) -> None:
+        """Keep what was seen from whom, so a restart cannot be fooled."""
+        replay = getattr(self.cipher, "replay", None)
+        if replay is None:
+            return
+        try:
+            replay.save()
+        except OSError as e:
+            self.problem(f"cannot save the replay state to {replay.path}: {e.strerror}")
 
     # --- typed input -------------------------------------------------------
 
@@ -256,7 +288,7 @@ class ChatSession:
             return False
         if target.startswith("#"):
             cid = f"{self._cid_base}-{next(self._cids)}"
-            self.unacked[cid] = (target, payload)
+            self.unacked[cid] = (target, text)
             self.protocol.send_message(target, payload, cid)
         else:
             self.protocol.send_message(target, payload)
@@ -268,15 +300,24 @@ class ChatSession:
             self._send_encrypted(target, text)
 
     def _join(self, room: str) -> None:
-        """JOIN, and in the same breath ask for the room's history."""
-        self.protocol.join(room)
+        """JOIN (with a proof, under aes2), and in the same breath ask for the room's history."""
+        if self._keys_ready is not None and not self._keys_ready.called:
+            self._keys_ready.addCallback(lambda _: self._join(room) if self.online else None)
+            return
+        proof = getattr(self.cipher, "join_proof", lambda room: None)(room)
+        self.protocol.join(room, proof)
         key = name_key(room)
         if key in self.last_id:
             self._history_mode[key] = "missed"
-            self.protocol.request_history(room, "after", self.last_id[key])
+            self._request_history(room, "after", self.last_id[key])
         else:
             self._history_mode[key] = "earlier"
-            self.protocol.request_history(room, "last", JOIN_HISTORY)
+            self._request_history(room, "last", JOIN_HISTORY)
+
+    def _request_history(self, room: str, mode: str, value: int) -> None:
+        key = name_key(room)
+        self._history_open[key] = self._history_open.get(key, 0) + 1
+        self.protocol.request_history(room, mode, value)
 
     # --- slash commands ----------------------------------------------------
 
@@ -403,7 +444,35 @@ class ChatSession:
             )
         if version != str(grammar.PROTOCOL_VERSION):
             self.problem(f"server speaks protocol {clean(version)}; this client knows {grammar.PROTOCOL_VERSION}")
+        if hasattr(self.cipher, "use_v2"):
+            # Answered before OK NICK (the server replies in order), so the
+            # key for join proofs is on its way before the first JOIN.
+            self.protocol.request_caps()
         self.protocol.register(self.wanted_nick)
+
+    def caps(self, tokens: list[str] | None) -> None:
+        """The relay's capabilities (None: an older relay without CAPS)."""
+        values = dict(t.partition("=")[::2] for t in tokens or [])
+        salt = values.get("salt", "")
+        if not salt or not grammar.is_valid_proof(salt) or grammar.CAP_JOIN_PROOF not in values:
+            if not self._told_no_caps:
+                self._told_no_caps = True
+                self.problem(
+                    "this server is older: messages use scheme aes1 (no per-server salt, and "
+                    "anyone who reaches the server can fetch room history to guess the passphrase)"
+                )
+            return
+        if getattr(self.cipher, "salt", None) == salt:
+            return  # same server, key already derived
+        derived = self._run_slow(self.cipher.derive_v2, salt)
+
+        def ready(master: bytes) -> None:
+            self.cipher.use_v2(master, salt)
+
+        def failed(failure) -> None:
+            self.problem(f"cannot derive the key for this server: {failure.getErrorMessage()}")
+
+        self._keys_ready = derived.addCallbacks(ready, failed)
 
     def nick_accepted(self, nick: str) -> None:
         # Later changes are applied from the NICK line that follows.
@@ -446,6 +515,9 @@ class ChatSession:
     def error(self, code: str, text: str, cid: str | None = None) -> None:
         if code == "unknown-command" and text.startswith("HISTORY"):
             return  # an older server without history: nothing to show
+        if code == "unknown-command" and text.startswith("CAPS"):
+            self.caps(None)  # an older server: aes1 without join proofs
+            return
         if cid is not None and cid in self.unacked:
             room, _ = self.unacked.pop(cid)
             self.problem(f"a message to {clean(room)} was not delivered: {clean(text or code)}")
@@ -479,7 +551,7 @@ class ChatSession:
             self.notice(f"{clean(nick)} joined {clean(room)}")
 
     def parted(self, room: str, nick: str, reason: str | None) -> None:
-        why = f" ({clean(reason)})" if reason else ""
+        why = unverified(reason) if reason else ""
         if self.nick is not None and name_key(nick) == name_key(self.nick):
             self.rooms.pop(name_key(room), None)
             self.notice(f"you left {clean(room)}{why}")
@@ -489,7 +561,7 @@ class ChatSession:
             self.notice(f"{clean(nick)} left {clean(room)}{why}")
 
     def quit(self, nick: str, reason: str | None) -> None:
-        why = f" ({clean(reason)})" if reason else ""
+        why = unverified(reason) if reason else ""
         self.notice(f"{clean(nick)} quit{why}")
 
     def nick_changed(self, old: str, new: str) -> None:
@@ -501,38 +573,64 @@ class ChatSession:
 
     def message(self, sender: str, target: str, payload: str, tags: dict[str, str] | None = None) -> None:
         tags = tags or {}
-        from_history = "history" in tags
+        me = name_key(self.nick or "")
         suffix = ""
-        if target.startswith("#"):
+        from_history = False
+        if not target.startswith("#"):
+            # A private message must be addressed to us, and is never
+            # history (the relay keeps none): either is a relay's trick.
+            if name_key(target) != me:
+                self.problem(f"ignored a private message from {clean(sender)} addressed to {clean(target)}, not you")
+                return
+            if "history" in tags:
+                self.problem(f"ignored a private message from {clean(sender)} marked as history (replayed?)")
+                return
+        else:
             key = name_key(target)
+            if key not in self.rooms:
+                self.problem(f"ignored a message from {clean(sender)} for {clean(target)}: you are not in it")
+                return
+            # History only inside a reply we asked for; the tag alone is
+            # the relay's say-so and would skip the freshness check.
+            from_history = "history" in tags and self._history_open.get(key, 0) > 0
+            if "history" in tags and not from_history:
+                self.problem(f"ignored a message from {clean(sender)} in {clean(target)} marked as history, unasked")
+                return
+            if not from_history and sender and name_key(sender) == me:
+                return  # our own message sent back: we showed it when we sent it
             msg_id = tags.get("id", "")
-            if msg_id.isdigit():
+            if grammar.is_decimal(msg_id):
                 if int(msg_id) <= self.last_id.get(key, 0):
                     return  # already shown (history overlapping what came live)
                 self.last_id[key] = int(msg_id)
-            if from_history:
-                if self._history_mode.get(key) == "missed" and name_key(sender) in (
-                    name_key(self.nick or ""),
-                    name_key(self.wanted_nick),
-                ):
-                    return  # our own, already shown when we sent it
-                stamp = tags.get("time", "")
-                when = time.strftime("%H:%M", time.localtime(int(stamp) / 1000)) if stamp.isdigit() else "?"
-                suffix = f" ({self._history_mode.get(key, 'earlier')}, {when})"
+            if from_history and self._history_mode.get(key) == "missed" and name_key(sender) in (
+                me,
+                name_key(self.wanted_nick),
+            ):
+                return  # our own, already shown when we sent it
         context = Context(target=target, sender=sender, history=from_history)
         try:
-            text = self.cipher.decrypt(payload, context)
+            opened = self._open(payload, context)
         except DecryptError as e:
             where = f"in {clean(target)}" if target.startswith("#") else "(private)"
             self.problem(f"cannot read a message from {clean(sender)} {where}: {clean(str(e))}")
             return
+        text = opened.text
+        if from_history:
+            # The sender's own timestamp, authenticated with the message;
+            # the relay's time tag is not trusted.
+            if opened.sent_ms is not None:
+                when = time.strftime("%H:%M", time.localtime(opened.sent_ms / 1000))
+            else:
+                when = "time unknown"
+            suffix = f" ({self._history_mode.get(name_key(target), 'earlier')}, {when})"
         try:
             transfer = files.decode(text)
         except files.TransferError as e:
             self.problem(f"bad file message from {clean(sender)}: {e}")
             return
         if transfer is not None:
-            if not from_history and not (self.nick and name_key(sender) == name_key(self.nick)):
+            if not from_history and name_key(sender) != me:
                 self.transfers.handle(sender, target, transfer)
             return
         if target.startswith("#"):
@@ -540,13 +638,21 @@ class ChatSession:
         else:
             self.display.show(f"[{clean(sender)} → you] {clean(text)}")
 
+    def _open(self, payload: str, context: Context) -> Opened:
+        opener = getattr(self.cipher, "open", None)
+        if opener is not None:
+            return opener(payload, context)
+        return Opened(self.cipher.decrypt(payload, context), None)
+
     def history_gap(self, room: str, oldest: int) -> None:
         self.notice(f"some messages in {clean(room)} were missed: the server no longer has them")
 
     def history_end(self, room: str, more: bool) -> None:
         key = name_key(room)
+        if self._history_open.get(key, 0) > 0:
+            self._history_open[key] -= 1
         if more and key in self.rooms:
-            self.protocol.request_history(room, "after", self.last_id.get(key, 0))
+            self._request_history(room, "after", self.last_id.get(key, 0))
 
     def member_count(self, room: str, count: int) -> None:
         # Large rooms send counts instead of join notices; show the one that
@@ -581,6 +687,7 @@ class ChatSession:
     def disconnected(self, reason: str) -> None:
         self.online = False
         self.ready = False
+        self._history_open.clear()
         self._drain_token = None
         self._drained = False
         self.transfers.disconnected()
@@ -607,8 +714,11 @@ class ChatSession:
         self._told_offline = False
         # First what was sent but never acknowledged (same client ids: the
         # server drops any it already has), then what was typed meanwhile.
-        for cid, (room, payload) in list(self.unacked.items()):
+        for cid, (room, text) in list(self.unacked.items()):
             if name_key(room) in self.rooms:
+                # Encrypted afresh: the envelope binds the sender's nick,
+                # which may have changed (back as alice_, not alice).
+                payload = self.cipher.encrypt(text, Context(target=room, sender=self.nick))
                 self.protocol.send_message(self.rooms[name_key(room)], payload, cid)
             else:
                 del self.unacked[cid]

@@ -24,6 +24,8 @@ from twisted.internet import defer, interfaces
 from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
+from chatsvc.client.text import clean
+
 CTRL_C = b"\x03"
 CTRL_D = b"\x04"
 CTRL_L = b"\x0c"
@@ -67,7 +69,7 @@ class PipedFrontEnd(LineOnlyReceiver):
     # Display
     def show(self, text: str) -> None:
         if self.transport is not None:
-            self.transport.write(text.encode("utf-8", errors="replace") + b"\n")
+            self.transport.write(clean(text).encode("utf-8", errors="replace") + b"\n")
 
     def set_prompt(self, text: str) -> None:
         pass
@@ -179,18 +181,18 @@ class InteractiveFrontEnd(HistoricRecvLine):
     def show(self, text: str) -> None:
         self._erase()
         # insults turns "\n" into "\r\n" for the raw terminal.
-        self.terminal.write(text.encode("utf-8", errors="replace") + b"\n")
+        self.terminal.write(clean(text).encode("utf-8", errors="replace") + b"\n")
         self._draw()
 
     def set_prompt(self, text: str) -> None:
-        prompt = text.encode("utf-8", errors="replace")
+        prompt = clean(text).encode("utf-8", errors="replace")
         self.ps = (prompt, prompt)
         self._redraw()
 
     def set_status(self, text: str | None) -> None:
         """A line kept just above the input line (e.g. a progress bar)."""
         self._erase()
-        self.status = text
+        self.status = clean(text) if text is not None else None
         self._draw()
 
 

@@ -45,6 +45,13 @@ STALL_TIMEOUT = 60.0
 OFFER_LIFETIME = 600.0
 #: After input ends, a client waits this long for answers to a fresh offer.
 ANSWER_GRACE = 10.0
+#: Files received at once, from one sender and in all; more offers are
+#: declined (a hostile sender could otherwise open files until the client
+#: runs out of file handles).
+MAX_INCOMING_PER_SENDER = 3
+MAX_INCOMING = 8
+#: Offers waiting for /accept, at most (the oldest are forgotten).
+MAX_WAITING_OFFERS = 20
 
 
 @dataclass
@@ -71,6 +78,7 @@ class Transfers:
         self.incoming: dict[str, Incoming] = {}
         self.shown: dict[str, int] = {}
         self.answered: set[str] = set()  # offers someone accepted or declined
+        self._declined_from: set[str] = set()  # senders told "too many" (told once)
         self._ticker: task.LoopingCall | None = None
         self._turn = 0
 
@@ -123,7 +131,10 @@ class Transfers:
         if handler is None:
             return  # a newer client's message kind
         try:
-            handler(sender, target, offer_id, fields)
+            try:
+                handler(sender, target, offer_id, fields)
+            except (KeyError, TypeError, ValueError):
+                raise TransferError(f"damaged {kind} message")
         except TransferError as e:
             self.session.problem(f"file transfer with {sender} stopped: {e}")
 
@@ -137,11 +148,23 @@ class Transfers:
         kind = kind if kind in ("PNG", "JPEG", "GIF", "WebP") else "file"  # shown: never raw peer text
         what = f"{name} ({kind}, {files.human_size(size)})"
         where = f" in {target}" if target.startswith("#") else ""
+        from_sender = sum(name_key(i.sender) == name_key(sender) for i in self.incoming.values())
+        if from_sender >= MAX_INCOMING_PER_SENDER or len(self.incoming) >= MAX_INCOMING:
+            self.session.send_control(sender, files.encode("reject", id=offer_id))
+            if name_key(sender) not in self._declined_from:
+                self._declined_from.add(name_key(sender))
+                self.session.problem(
+                    f"declined {what} from {sender}: already receiving {from_sender} from them and "
+                    f"{len(self.incoming)} in all (at most {MAX_INCOMING_PER_SENDER} and {MAX_INCOMING})"
+                )
+            return
         if size <= self.auto_accept_bytes:
             self.session.notice(f"{sender} sends {what}{where}: receiving it")
             self._start_receiving(fields, sender)
         else:
             self.offers[offer_id] = (fields, sender, target)
+            while len(self.offers) > MAX_WAITING_OFFERS:
+                del self.offers[next(iter(self.offers))]
             self.session.notice(
                 f"{sender} offers {what}{where}: /accept {offer_id[:6]} or /reject {offer_id[:6]}"
             )
@@ -154,13 +177,16 @@ class Transfers:
             self.session.problem(f"cannot receive {files.safe_name(offer.get('name', 'file'))} from {sender}: {e}")
             self.session.send_control(sender, files.encode("reject", id=str(offer.get("id"))))
             return
+        incoming.last_heard = self.clock.seconds()
         self.incoming[incoming.id] = incoming
         self.session.send_control(sender, files.encode("accept", id=incoming.id))
+        self._ensure_ticking()  # also watches for stalled receives
 
     def _on_chunk(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
         incoming = self.incoming.get(offer_id)
         if incoming is None or name_key(incoming.sender) != name_key(sender):
             return  # not ours (rejected, or already failed)
+        incoming.last_heard = self.clock.seconds()
         try:
             complete = incoming.add(fields)
         except TransferError:
@@ -172,6 +198,7 @@ class Transfers:
         self._progress(f"receiving {incoming.name} from {sender}", offer_id, incoming.received, incoming.size)
         if complete:
             del self.incoming[offer_id]
+            self._declined_from.discard(name_key(sender))
             final = incoming.finish()
             self.session.notice(
                 f"saved {incoming.name} from {sender} as {final} ({files.describe(incoming.size, incoming.image)})"
@@ -202,8 +229,11 @@ class Transfers:
         self.session.transfers_changed()
 
     def _on_cancel(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
-        incoming = self.incoming.pop(offer_id, None)
+        # Only the sender of a file can stop sending it (check before acting:
+        # anyone can send a cancel naming any id).
+        incoming = self.incoming.get(offer_id)
         if incoming is not None and name_key(incoming.sender) == name_key(sender):
+            del self.incoming[offer_id]
             incoming.fail()
             self.session.problem(f"{sender} stopped sending {incoming.name}")
         if self._drop_streams(offer_id, sender):
@@ -238,6 +268,12 @@ class Transfers:
     def _tick(self) -> None:
         """Send at most one chunk, to the next stream with room in its window."""
         now = self.clock.seconds()
+        for offer_id, incoming in list(self.incoming.items()):
+            if now - incoming.last_heard > STALL_TIMEOUT:
+                del self.incoming[offer_id]
+                incoming.fail()  # the partial file goes
+                self.session.send_control(incoming.sender, files.encode("cancel", id=offer_id))
+                self.session.problem(f"{incoming.sender} stopped sending {incoming.name}; gave up receiving it")
         for stream in list(self.streams):
             if now - stream.last_heard > STALL_TIMEOUT:
                 self.streams.remove(stream)
@@ -246,7 +282,7 @@ class Transfers:
             if now - when > OFFER_LIFETIME and not any(s.outgoing.id == offer_id for s in self.streams):
                 del self.offered[offer_id]
         self.session.transfers_changed()
-        if not self.streams and not self._fresh_offers(now):
+        if not self.streams and not self.incoming and not self._fresh_offers(now):
             if self._ticker is not None and self._ticker.running:
                 self._ticker.stop()
             self._ticker = None
