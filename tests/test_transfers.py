@@ -77,3 +77,58 @@ def test_a_finished_transfer_frees_the_sender(tmp_path):
     t.handle("bob", "alice", files.decode(files.encode("ack", id=offer_id, i=2)))
     assert "bob has big.bin" in session.notices
     assert t.streams == []
+
+
+# --- a hostile sender (security issue, items 14 and 15) ---------------------------
+
+
+def offer(offer_id: str, size: int = 10, name: str = "f.txt") -> dict:
+    import hashlib
+
+    return files.decode(files.encode(
+        "offer", id=offer_id, name=name, size=size, sha256=hashlib.sha256(b"x" * size).hexdigest(),
+        type="file", chunks=max(1, -(-size // files.CHUNK_SIZE)),
+    ))
+
+
+def test_offers_open_no_files_and_are_capped(tmp_path):
+    clock, session = Clock(), FakeSession()
+    t = Transfers(session, tmp_path / "in", 10 * 1024 * 1024, clock)
+    for n in range(1140):
+        t.handle("mallory", "alice", offer(f"{n:016x}"))
+    assert len(t.incoming) == transfers.MAX_INCOMING_PER_SENDER
+    assert all(i.file is None for i in t.incoming.values())  # no handle until a chunk comes
+    assert not list((tmp_path / "in").glob(".*.partial"))
+    rejects = [f for _, f in session.sent if f["t"] == "reject"]
+    assert len(rejects) == 1140 - transfers.MAX_INCOMING_PER_SENDER
+    assert sum("declined" in n for n in session.notices) == 1  # told once, not 1,137 times
+    for sender in ("a", "b", "c", "d"):
+        for n in range(3):
+            t.handle(sender, "alice", offer(f"{ord(sender):08x}{n:08x}"))
+    assert len(t.incoming) == transfers.MAX_INCOMING
+
+
+def test_stalled_receive_times_out_and_its_partial_file_goes(tmp_path):
+    import base64
+
+    clock, session = Clock(), FakeSession()
+    t = Transfers(session, tmp_path / "in", 10 * 1024 * 1024, clock)
+    t.handle("bob", "alice", offer("00000000000000aa", size=2 * files.CHUNK_SIZE))
+    incoming = t.incoming["00000000000000aa"]
+    t.handle("bob", "alice", files.decode(files.encode(
+        "chunk", id="00000000000000aa", i=0, d=base64.b64encode(b"x" * files.CHUNK_SIZE).decode())))
+    assert incoming.partial.exists()
+    clock.pump([1.0] * int(transfers.STALL_TIMEOUT + 2))
+    assert not t.incoming and not incoming.partial.exists()
+    assert any(f["t"] == "cancel" for _, f in session.sent)
+    assert any("gave up receiving" in n for n in session.notices)
+
+
+def test_only_the_sender_can_cancel_a_transfer(tmp_path):
+    clock, session = Clock(), FakeSession()
+    t = Transfers(session, tmp_path / "in", 10 * 1024 * 1024, clock)
+    t.handle("bob", "alice", offer("00000000000000bb"))
+    t.handle("mallory", "alice", files.decode(files.encode("cancel", id="00000000000000bb")))
+    assert "00000000000000bb" in t.incoming
+    t.handle("bob", "alice", files.decode(files.encode("cancel", id="00000000000000bb")))
+    assert "00000000000000bb" not in t.incoming
