@@ -302,3 +302,59 @@ def test_history_skips_the_freshness_check_only():
     assert bob.decrypt(payload, Context("#lobby", "alice", history=True)) == "from yesterday"
     with pytest.raises(DecryptError, match="does not authenticate"):
         bob.decrypt(payload, Context("#other", "alice", history=True))
+
+
+# --- aes2 (docs/encryption.md, "Scheme aes2") ------------------------------------------
+
+V2_SALT = "AAECAwQFBgcICQoLDA0ODw"
+V2_MASTER = bytes.fromhex("7f32341638165b4d488876d3d63044123558f0abd66356c3c6dbb902bba904c8")
+V2_PROOF = "OD7trhWlSg2EvqrbNMWSofcWx9YJLbjC8gKfDXSQjPM"
+V2_PAYLOAD = (
+    "aes2:AgABAgMEBQYHAAAAAAAAAAEAAAGbdtqoABAREhMUFRYXGBkaG6Aj84_2r7haQ5OT6be9hW0ueHabY1RXhWftvWr3-Q"
+)
+
+
+def test_aes2_vectors_from_an_independent_implementation():
+    import unicodedata
+
+    master = hashlib.pbkdf2_hmac(
+        "sha256", unicodedata.normalize("NFC", PASSPHRASE).encode(),
+        b"chatsvc/e2e/v2/salt " + V2_SALT.encode(), 600_000,
+    )
+    assert master == V2_MASTER == aesgcm.derive_master_key_v2(PASSPHRASE, V2_SALT)
+    proof = _hkdf_sha256(master, b"chatsvc/e2e/v2/join room:#lobby")
+    assert base64.urlsafe_b64encode(proof).rstrip(b"=").decode() == V2_PROOF == aesgcm.join_proof(master, "#Lobby")
+    key = _hkdf_sha256(master, b"chatsvc/e2e/v2/key room:#lobby")
+    header = struct.pack(">B8sQQ12s", 2, SENDER_ID, 1, 1767225600000, NONCE)
+    aad = b"chatsvc/e2e/v2" + b"\x00\x0broom:#lobby" + b"\x00\x05alice" + header
+    sealed = AESGCM(key).encrypt(NONCE, "Hello, 世界!".encode(), aad)
+    assert "aes2:" + base64.urlsafe_b64encode(header + sealed).rstrip(b"=").decode() == V2_PAYLOAD
+
+
+def test_aes2_round_trip_and_old_aes1_history_stays_readable():
+    clock = Clock()
+    alice, bob = pair(clock)
+    old = alice.encrypt("from before the upgrade", Context("#a", "alice"))
+    for c in (alice, bob):
+        c.use_v2(V2_MASTER, V2_SALT)
+    new = alice.encrypt("after", Context("#a", "alice"))
+    assert new.startswith("aes2:") and old.startswith("aes1:")
+    assert bob.decrypt(new, Context("#a", "alice")) == "after"
+    assert bob.decrypt(old, Context("#a", "alice")) == "from before the upgrade"
+
+
+def test_aes2_needs_the_relays_salt():
+    clock = Clock()
+    alice, bob = pair(clock)
+    alice.use_v2(V2_MASTER, V2_SALT)
+    with pytest.raises(DecryptError, match="no aes2 key"):
+        bob.decrypt(alice.encrypt("x", Context("#a", "alice")), Context("#a", "alice"))
+    bob.use_v2(aesgcm.derive_master_key_v2(PASSPHRASE, "another-deployment-salt"), "another-deployment-salt")
+    with pytest.raises(DecryptError, match="does not authenticate"):
+        bob.decrypt(alice.encrypt("x", Context("#a", "alice")), Context("#a", "alice"))
+
+
+def test_passphrase_is_normalised_nfc():
+    composed = "caf\u00e9 au lait"
+    decomposed = "cafe\u0301 au lait"
+    assert aesgcm.derive_master_key_v2(composed, V2_SALT) == aesgcm.derive_master_key_v2(decomposed, V2_SALT)
