@@ -154,23 +154,40 @@ class History:
         self.issued_max = self.floor  # highest id given out this run, any room
         self.bytes = 0  # payload bytes kept in memory, all rooms
 
+    def loaded(self, key: str) -> bool:
+        """Whether ``room(key)`` answers without reading the disk."""
+        return self.store is None or key in self.rooms
+
+    def install(self, key: str, history: RoomHistory | None) -> None:
+        """A room's history read by the store's reader thread (None: unreadable)."""
+        if key in self.rooms:
+            return  # loaded meanwhile (a synchronous fallback): keep that one
+        if history is None:
+            history = RoomHistory(self.limit, evicted_max=self.issued_max)
+        self._add(key, history)
+
     def room(self, key: str) -> RoomHistory:
         history = self.rooms.get(key)
         if history is None:
             if self.store is not None:
+                # Normally loaded beforehand off the reactor thread (the relay
+                # waits for load_async); this is the fallback.
                 history = self.store.load(key, self.limit)
             else:
                 # Whatever this room had before (an earlier run, or before
                 # it was pushed out of memory) is gone: a client asking for
                 # anything older has missed it.
                 history = RoomHistory(self.limit, evicted_max=self.issued_max)
-            history.last_id = max(history.last_id, self.issued_max)
-            self.rooms[key] = history
-            self.bytes += history.bytes
-            self._trim()
+            self._add(key, history)
         else:
             self.rooms.move_to_end(key)
         return history
+
+    def _add(self, key: str, history: RoomHistory) -> None:
+        history.last_id = max(history.last_id, self.issued_max)
+        self.rooms[key] = history
+        self.bytes += history.bytes
+        self._trim()
 
     def _trim(self) -> None:
         """Forget least recently used rooms while over the memory bounds."""
@@ -235,6 +252,8 @@ class SQLiteStore:
         self.bytes = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0]
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._loads: queue.Queue = queue.Queue()
+        self._loader: threading.Thread | None = None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -242,9 +261,9 @@ class SQLiteStore:
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
-    def load(self, room: str, limit: int) -> RoomHistory:
+    def load(self, room: str, limit: int, db: sqlite3.Connection | None = None) -> RoomHistory:
         """Read a room's kept history (at start-up or when a room returns)."""
-        db = self._reader
+        db = db or self._reader
         rows = db.execute(
             "SELECT id, sender, payload, time_ms, cid FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?",
             (room, max(limit, 1)),
@@ -267,9 +286,40 @@ class SQLiteStore:
 
     # --- writing -----------------------------------------------------------
 
+    def load_async(self, room: str, limit: int, done: Callable[[RoomHistory | Exception], object]) -> None:
+        """
+        Read a room's history on the reader thread (a first HISTORY after a
+        restart would otherwise stall every client while SQLite reads);
+        ``done`` is called back through ``call_back`` with the result.
+        """
+        if self._loader is None:  # not started (tests): read now
+            try:
+                result = self.load(room, limit)
+            except sqlite3.Error as e:
+                result = e
+            self.call_back(done, result)
+            return
+        self._loads.put((room, limit, done))
+
+    def _run_loads(self) -> None:
+        db = self._connect()
+        while True:
+            item = self._loads.get()
+            if item is None:
+                db.close()
+                return
+            room, limit, done = item
+            try:
+                result = self.load(room, limit, db)
+            except sqlite3.Error as e:
+                result = e
+            self.call_back(done, result)
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="chatsvc-store", daemon=True)
         self._thread.start()
+        self._loader = threading.Thread(target=self._run_loads, name="chatsvc-store-reader", daemon=True)
+        self._loader.start()
 
     def append(self, room: str, record: Record, done: Callable[[Exception | None], object]) -> None:
         self._queue.put((room, record, done))
@@ -284,6 +334,10 @@ class SQLiteStore:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        if self._loader is not None:
+            self._loads.put(None)
+            self._loader.join()
+            self._loader = None
 
     def _run(self) -> None:
         db = self._connect()

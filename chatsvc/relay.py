@@ -137,6 +137,8 @@ class Relay:
         self.log_messages = log_messages
         self.large_room = large_room
         self._changed: dict[str, None] = {}  # large rooms whose count changed
+        # rooms whose history the store is reading: what waits for it
+        self._loading: dict[str, list[Callable[[], None]]] = {}
         self.nicks: dict[str, Member] = {}  # name_key(nick) -> Member
         self.skeletons: dict[str, Member] = {}  # skeleton(nick) -> Member
         self.rooms: dict[str, Room] = {}  # room_key -> Room
@@ -226,6 +228,7 @@ class Relay:
                 room = self.rooms[key] = Room(name, key)
             room.members[member] = None
             member.rooms[name_key(name)] = room
+            self._when_loaded(member, key, lambda: None)  # read its history ahead
             self.log.info("{nick} joined {room}", nick=member.nick, room=room.name)
             line = format_line("JOIN", room.name, member.nick)
             if self._is_large(room):
@@ -309,8 +312,44 @@ class Relay:
         if self.log_messages:
             self.log.info("message {sender} -> {target}: {payload}", sender=sender, target=target, payload=payload)
 
+    def _when_loaded(self, member: Member, key: str, action: Callable[[], None], cid: str | None = None) -> None:
+        """
+        Run ``action`` once the room's history is in memory: at once, or
+        after the store's reader thread has read it -- never blocking the
+        reactor on the disk.  Actions for a room run in the order asked.
+        """
+        if self.history.loaded(key) and key not in self._loading:
+            action()
+            return
+
+        def guarded() -> None:
+            if member.nick is None:
+                return  # gone meanwhile
+            try:
+                action()
+            except RelayError as e:
+                member.send(grammar.error_line(e.code, e.text, cid=cid))
+
+        waiting = self._loading.get(key)
+        if waiting is not None:
+            waiting.append(guarded)
+            return
+        self._loading[key] = [guarded]
+        self.history.store.load_async(key, self.history.limit, lambda result: self._loaded(key, result))
+
+    def _loaded(self, key: str, result) -> None:
+        if isinstance(result, Exception):
+            self.log.error("could not read the history of a room from the store: {error}", error=result)
+            result = None
+        self.history.install(key, result)
+        for action in self._loading.pop(key, []):
+            action()
+
     def _room_message(self, member: Member, target: str, payload: str, cid: str | None) -> None:
         room = self._my_room(member, target)
+        if not self.history.loaded(room.key) or room.key in self._loading:
+            self._when_loaded(member, room.key, lambda: self._room_message(member, target, payload, cid), cid)
+            return
         key = room.key
         if cid is not None:
             known = self.history.room(key).by_cid.get((name_key(member.nick), cid))
@@ -360,6 +399,9 @@ class Relay:
         room = self._my_room(member, name)
         if mode.lower() not in ("after", "last") or not grammar.is_decimal(value):
             raise RelayError("bad-syntax", "HISTORY usage: HISTORY <#room> after <id> | HISTORY <#room> last <count>")
+        if not self.history.loaded(room.key) or room.key in self._loading:
+            self._when_loaded(member, room.key, lambda: self.send_history(member, name, mode, value))
+            return
         history = self.history.room(room.key)
         if mode.lower() == "after":
             records, gap = history.after(int(value))

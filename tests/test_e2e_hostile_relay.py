@@ -74,3 +74,27 @@ def test_a_restarted_client_refuses_a_replay(relay_process, clients, tmp_path):
         assert not live  # only ever shown as "(earlier, …)"
     finally:
         hostile.close()
+
+
+def test_an_outsider_on_the_port_gets_no_ciphertext(relay_process, clients):
+    relay = relay_process("--log-messages")
+    alice = clients(relay.port, "alice")
+    alice.wait_for("* in #lobby: alice")
+    alice.type("the vault code is 2468")
+    alice.wait_for("[#lobby] alice: the vault code is 2468")
+    bob = clients(relay.port, "bob")
+    bob.wait_for_prefix("[#lobby] alice: the vault code is 2468 (earlier, ")  # members get history
+
+    outsider = relay.connect()
+    outsider.register("eve")
+    outsider.send("CAPS\n")
+    assert outsider.readline().startswith("CAPS join-proof ")
+    outsider.send("JOIN #lobby\nHISTORY #lobby last 100\nNAMES #lobby\n")
+    outsider.send("JOIN #LOBBY AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
+    outsider.send("PING done\n")
+    lines = outsider.read_until("PONG done")
+    assert not any("aes2:" in line or "alice" in line or "bob" in line for line in lines), lines
+    outsider.send("PART #lobby\nJOIN #lobby\nMSG #lobby aes2:AgABforged\n")
+    for person in (alice, bob):
+        assert person.finish()[0] == 0
+        assert not any("forged" in line or "cannot read" in line for line in person.seen)

@@ -174,6 +174,7 @@ def test_store_relays_only_once_written_and_survives_a_restart(tmp_path):
     db = tmp_path / "history.db"
     factory, store, pending = stored_factory(db)
     alice = registered(factory, "alice", "#a")
+    assert pending.run(store, 1) == 1  # the room's history, read off the reactor thread
     bob = registered(factory, "bob", "#a")
     alice.raw_lines(), bob.raw_lines()
     alice.send("@cid=k1 MSG #a first\nMSG #a second\n")
@@ -186,7 +187,11 @@ def test_store_relays_only_once_written_and_survives_a_restart(tmp_path):
     # "restart": a new server on the same file, started later
     factory, store, pending = stored_factory(db, now=0.0)
     alice = registered(factory, "alice", "#a")
-    alice.send("HISTORY #a after 0\n")
+    alice.send("HISTORY #a after 0\nPING x\n")
+    # The reactor does not wait for the disk: other commands are answered,
+    # the HISTORY reply comes once the reader thread has read the room.
+    assert alice.raw_lines() == ["PONG x"]
+    assert pending.run(store, 1) == 1
     assert alice.raw_lines() == [
         "@id=1;time=0;history MSG alice #a first",
         "@id=2;time=0;history MSG alice #a second",
@@ -203,11 +208,13 @@ def test_store_keeps_the_window_and_remembers_the_gap(tmp_path):
     db = tmp_path / "history.db"
     factory, store, pending = stored_factory(db, limit=2)
     talk(factory, 4)
-    pending.run(store, 4)
+    assert pending.run(store, 1) == 1  # the room's history is read first ...
+    assert pending.run(store, 4) == 4  # ... then the messages are written
     store.stop()
     factory, store, pending = stored_factory(db, limit=2)
     bob = registered(factory, "bob", "#a")
     bob.send("HISTORY #a after 0\n")
+    pending.run(store, 1)
     assert bob.raw_lines() == [
         "GAP #a 2",
         "@id=3;time=0;history MSG alice #a m3",
@@ -255,6 +262,9 @@ def test_a_failed_write_is_reported_and_nothing_is_relayed():
             from chatsvc.history import RoomHistory
 
             return RoomHistory(limit)
+
+        def load_async(self, room, limit, done):
+            done(self.load(room, limit))
 
     factory = make_factory(history=History(10, 0, FailingStore()))
     alice = registered(factory, "alice", "#a")
