@@ -5,7 +5,7 @@ where each line goes.
 The state is a plain object with no knowledge of sockets or Twisted
 protocols.  Each connection is represented by a L{Member}; the relay writes
 ready-encoded lines to members through ``Member.send`` and raises
-L{RelayError} for requests it refuses.  Lines that go to many recipients are
+L{ProtocolError} for requests it refuses.  Lines that go to many recipients are
 encoded once and the same bytes are handed to every one of them.
 """
 
@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 from twisted.logger import Logger
 
 from chatsvc import grammar
-from chatsvc.grammar import format_line, name_key, tagged
+from chatsvc.grammar import ProtocolError, format_line, name_key, tagged
 from chatsvc.history import History, Record, REPLY_MAX_BYTES, REPLY_MAX_MESSAGES
 from chatsvc.skeleton import skeleton
 
@@ -44,15 +44,6 @@ def room_key(name: str, proof: str | None) -> str:
     if proof is None:
         return key
     return key + " " + proof
-
-
-class RelayError(Exception):
-    """A request the relay refuses; becomes ``ERROR <code> <text>``."""
-
-    def __init__(self, code: str, text: str) -> None:
-        super().__init__(code, text)
-        self.code = code
-        self.text = text
 
 
 class Member:
@@ -154,15 +145,15 @@ class Relay:
         caller can charge a change seen by thousands to the flood budget.
         """
         if not grammar.is_valid_nick(nick):
-            raise RelayError("nick-invalid", f"{grammar.printable(nick, 40)} is not a valid nick")
+            raise ProtocolError("nick-invalid", f"{grammar.printable(nick, 40)} is not a valid nick")
         key = name_key(nick)
         holder = self.nicks.get(key)
         if holder is not None and holder is not member:
-            raise RelayError("nick-taken", f"{nick} is already in use")
+            raise ProtocolError("nick-taken", f"{nick} is already in use")
         shape = skeleton(nick)
         lookalike = self.skeletons.get(shape)
         if lookalike is not None and lookalike is not member:
-            raise RelayError("nick-taken", f"{nick} looks too much like {lookalike.nick}, who is here")
+            raise ProtocolError("nick-taken", f"{nick} looks too much like {lookalike.nick}, who is here")
         old = member.nick
         if old is not None:
             del self.nicks[name_key(old)]
@@ -211,18 +202,18 @@ class Relay:
 
     def join(self, member: Member, name: str, proof: str | None = None) -> None:
         if not grammar.is_valid_room(name):
-            raise RelayError("room-invalid", f"{grammar.printable(name, 80)} is not a valid room name")
+            raise ProtocolError("room-invalid", f"{grammar.printable(name, 80)} is not a valid room name")
         if proof is not None and not grammar.is_valid_proof(proof):
-            raise RelayError("bad-syntax", "JOIN proof: 16-64 base64url characters")
+            raise ProtocolError("bad-syntax", "JOIN proof: 16-64 base64url characters")
         if proof is None and self.require_proof:
-            raise RelayError(
+            raise ProtocolError(
                 "proof-required", "this server only has rooms joined with a proof (a client for encryption scheme aes2)"
             )
         key = room_key(name, proof)
         room = member.rooms.get(name_key(name))
         if room is None:
             if len(member.rooms) >= MAX_ROOMS_PER_MEMBER:
-                raise RelayError("too-many-rooms", f"you are in {MAX_ROOMS_PER_MEMBER} rooms already; PART one first")
+                raise ProtocolError("too-many-rooms", f"you are in {MAX_ROOMS_PER_MEMBER} rooms already; PART one first")
             room = self.rooms.get(key)
             if room is None:
                 room = self.rooms[key] = Room(name, key)
@@ -237,7 +228,7 @@ class Relay:
             else:
                 room.broadcast(line)
         elif room.key != key:
-            raise RelayError("room-invalid", f"you are in {room.name} already (joined with another proof); PART it first")
+            raise ProtocolError("room-invalid", f"you are in {room.name} already (joined with another proof); PART it first")
         if self._is_large(room):
             member.send(format_line("MEMBERS", room.name, str(len(room.members))))
             member.send(format_line("ENDNAMES", room.name))
@@ -286,7 +277,7 @@ class Relay:
     def _my_room(self, member: Member, name: str) -> Room:
         room = member.rooms.get(name_key(name))
         if room is None:
-            raise RelayError("not-in-room", f"you are not in {grammar.printable(name, 80)}")
+            raise ProtocolError("not-in-room", f"you are not in {grammar.printable(name, 80)}")
         return room
 
     def _leave(self, member: Member, room: Room) -> None:
@@ -303,7 +294,7 @@ class Relay:
             return
         recipient = self.nicks.get(name_key(target))
         if recipient is None:
-            raise RelayError("no-such-nick", f"nobody is called {grammar.printable(target, 40)}")
+            raise ProtocolError("no-such-nick", f"nobody is called {grammar.printable(target, 40)}")
         recipient.send(format_line("MSG", member.nick, recipient.nick, payload))
         self._log_message(member.nick, recipient.nick, payload)
         member.send(format_line("OK", "MSG", recipient.nick))
@@ -327,7 +318,7 @@ class Relay:
                 return  # gone meanwhile
             try:
                 action()
-            except RelayError as e:
+            except ProtocolError as e:
                 member.send(grammar.error_line(e.code, e.text, cid=cid))
 
         waiting = self._loading.get(key)
@@ -398,7 +389,7 @@ class Relay:
     def send_history(self, member: Member, name: str, mode: str, value: str) -> None:
         room = self._my_room(member, name)
         if mode.lower() not in ("after", "last") or not grammar.is_decimal(value):
-            raise RelayError("bad-syntax", "HISTORY usage: HISTORY <#room> after <id> | HISTORY <#room> last <count>")
+            raise ProtocolError("bad-syntax", "HISTORY usage: HISTORY <#room> after <id> | HISTORY <#room> last <count>")
         if not self.history.loaded(room.key) or room.key in self._loading:
             self._when_loaded(member, room.key, lambda: self.send_history(member, name, mode, value))
             return

@@ -19,7 +19,8 @@ from twisted.python import usage
 from chatsvc import grammar, netinfo
 from chatsvc.history import History, SQLiteStore
 from chatsvc.relay import Relay
-from chatsvc.server import ChatFactory, Limits
+from chatsvc.hub import Limits
+from chatsvc.tcpdoor import ChatFactory
 
 DEFAULT_PORT = "tcp:8000"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from twisted.internet.testing import StringTransport
 
 from chatsvc.relay import Relay
-from chatsvc.server import ChatFactory
+from chatsvc.tcpdoor import ChatFactory
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from chatsvc.grammar import name_key
-from chatsvc.server import Limits
+from chatsvc.hub import Limits
 from tests.support import FakeClient, make_factory, registered
 
 # Mostly protocol-shaped input, so the fuzzer reaches deep states, mixed
@@ -25,7 +25,7 @@ streams = st.lists(st.one_of(protocolish, garbage), min_size=1, max_size=4).map(
 
 def check_consistent(factory, protocols):
     relay = factory.relay
-    live = {p.member for p in protocols if p.member is not None and p.member.nick is not None}
+    live = {p.conn.member for p in protocols if p.conn.member is not None and p.conn.member.nick is not None}
     for key, member in relay.nicks.items():
         assert member in live and name_key(member.nick) == key
     for key, room in relay.rooms.items():

@@ -12,7 +12,7 @@ from chatsvc.client.ciphers import CaesarCipher
 from chatsvc.client.connection import make_endpoint, make_service
 from chatsvc.client.session import ChatSession
 from chatsvc.relay import Relay
-from chatsvc.server import ChatFactory
+from chatsvc.tcpdoor import ChatFactory
 
 
 class Lines:

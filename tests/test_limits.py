@@ -6,7 +6,8 @@ import pytest
 from twisted.internet.task import Clock
 
 from chatsvc.ratelimit import TokenBucket
-from chatsvc.server import TRANSPORT_BUFFER, Limits
+from chatsvc.hub import Limits
+from chatsvc.tcpdoor import TRANSPORT_BUFFER
 from tests.support import FakeClient, make_factory, registered
 
 
@@ -152,7 +153,7 @@ def test_server_full():
     assert c.lines()[0].startswith("ERROR server-full ")
     assert c.closed
     c.drop()  # a refused connection leaves no trace
-    assert len(factory.connections) == 2
+    assert len(factory.hub.connections) == 2
     a.drop()
     d = FakeClient(factory, host="10.0.0.4")
     assert d.lines()[0].startswith("HELLO ")
@@ -170,7 +171,7 @@ def test_too_many_connections_from_one_address():
     assert FakeClient(factory, host="10.9.9.9").lines()[0].startswith("HELLO ")
     for c in first[1:]:
         c.drop()
-    assert factory.per_host["10.9.9.9"] == 1
+    assert factory.hub.per_host["10.9.9.9"] == 1
 
 
 # --- timeouts ------------------------------------------------------------------
@@ -259,7 +260,7 @@ def test_closed_connections_leave_no_timers():
     for c in clients:
         c.drop()
     assert clock.getDelayedCalls() == []
-    assert factory.connections == set() and factory.per_host == {}
+    assert factory.hub.connections == set() and factory.hub.per_host == {}
 
 
 # --- shutdown -----------------------------------------------------------------

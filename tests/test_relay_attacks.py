@@ -12,7 +12,9 @@ from twisted.internet.testing import StringTransport
 
 from chatsvc import grammar
 from chatsvc.history import History, RoomHistory, Record, SQLiteStore
-from chatsvc.server import CLOSE_GRACE, TRANSPORT_BUFFER, UNREGISTERED_GRACE, Limits, origin_of
+from chatsvc.core import CLOSE_GRACE
+from chatsvc.hub import UNREGISTERED_GRACE, Limits, origin_of
+from chatsvc.tcpdoor import TRANSPORT_BUFFER
 from tests.support import FakeClient, make_factory, registered
 
 PROOF = "A" * 43  # what a client's join proof looks like (base64url of 32 bytes)
@@ -50,7 +52,7 @@ def test_nick_change_frees_the_old_look_alike_class():
     alice = registered(factory, "alice")
     alice.send("NICK alicia\n")
     other = registered(factory, "a1ice")
-    assert other.protocol.member.nick == "a1ice"
+    assert other.protocol.conn.member.nick == "a1ice"
 
 
 # --- echoes and output accounting --------------------------------------------------
@@ -101,7 +103,7 @@ def test_all_clients_output_has_one_budget():
     # 3 x 2 x ~630 bytes queued is over 3000: someone is cut off, the total
     # is back under the budget, and the sender is untouched.
     assert any(c.transport.disconnected for c in slow)
-    assert factory.total_queued <= 3000
+    assert factory.hub.total_queued <= 3000
     assert not sender.transport.disconnecting
 
 
@@ -169,7 +171,7 @@ def test_rooms_reply_is_capped_and_charged():
     lines = asker.lines()
     assert len(lines) == 101 and lines[-1] == "ENDROOMS"
     # 101 lines cost 10 lines' worth of budget
-    assert asker.protocol._bucket.tokens < 50 - 10
+    assert asker.protocol.conn._bucket.tokens < 50 - 10
     assert makers
 
 

@@ -296,7 +296,7 @@ def test_rooms_per_connection_are_limited(factory):
 
     alice = registered(factory, "alice")
     for n in range(MAX_ROOMS_PER_MEMBER):
-        factory.relay.join(alice.protocol.member, f"#r{n}")
+        factory.relay.join(alice.protocol.conn.member, f"#r{n}")
     alice.lines()
     alice.send("JOIN #one-too-many\n")
     [line] = alice.lines()

@@ -1,0 +1,179 @@
+"""
+The TCP (and TLS) front door: bytes in and out of a stream socket, framed
+as ``\\n``-terminated lines for a connection core (``core.py``).
+
+It does only what needs the transport: splitting lines (once per read, so
+a big read costs linear time), output backpressure -- it is the
+transport's streaming producer, counts what it must queue while the
+socket's buffer is full, and has the client cut off past ``max_sendq`` --
+and pausing reads when the core asks (the flood limit).
+"""
+
+from __future__ import annotations
+
+from twisted.internet import interfaces, protocol
+from zope.interface import implementer
+
+from chatsvc.core import Connection, IDoor
+from chatsvc.hub import Hub, Limits
+from chatsvc.relay import Relay
+
+# What a TCP transport buffers before it pauses its producer (Twisted's
+# FileDescriptor.bufferSize); counted as already queued when paused.
+TRANSPORT_BUFFER = 64 * 1024
+
+
+@implementer(interfaces.IProtocol, interfaces.IPushProducer, IDoor)
+class LineDoor:
+    """One TCP or TLS connection, framed as lines for its L{Connection}."""
+
+    # Not a subclass of Protocol, so __slots__ really leave out the
+    # instance __dict__: the relay holds one of these per connection.
+    __slots__ = ("factory", "transport", "connected", "conn", "peer", "host", "_buffer", "_paused", "_queued")
+
+    delimiter = b"\n"
+
+    def __init__(self, factory: "ChatFactory") -> None:
+        self.factory = factory
+        self.transport = None
+        self.connected = 0
+        self.conn: Connection | None = None
+        self.peer = "?"
+        self.host: str | None = None
+        self._buffer = b""
+        self._paused = False  # the transport's buffer is full
+        self._queued = 0  # bytes written while it was
+
+    # --- IProtocol ------------------------------------------------------------------
+
+    def makeConnection(self, transport) -> None:
+        self.connected = 1
+        self.transport = transport
+        self.connectionMade()
+
+    def connectionMade(self) -> None:
+        address = self.transport.getPeer()
+        self.host = getattr(address, "host", None)
+        self.peer = f"{self.host}:{getattr(address, 'port', '')}" if self.host else str(address)
+        self.conn = Connection(self.factory.hub, self)
+        if not self.conn.open():
+            return
+        # Chat lines are small and latency matters; Twisted already batches
+        # writes per reactor turn, so Nagle's algorithm only adds delay.
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass
+        self.transport.registerProducer(self, True)
+
+    def dataReceived(self, data: bytes) -> None:
+        conn = self.conn
+        if self.transport.disconnecting or not conn.admitted:
+            return
+        lines: list[bytes | None] = (self._buffer + data).split(self.delimiter)
+        self._buffer = lines.pop()
+        # A trailing "\r" is allowed in lines, so the unfinished line may
+        # hold max_line + 1 bytes before it must end.
+        if len(self._buffer) > conn.limits.max_line + 1:
+            self._buffer = b""
+            lines.append(None)  # refused in order, after the lines before it
+        conn.lines_received(lines)
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:
+        self.connected = 0
+        self.conn.lost()
+
+    # --- IDoor ----------------------------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        return bool(self.transport.disconnecting)
+
+    def send(self, data: bytes) -> None:
+        if self.transport.disconnecting:
+            return  # closing: what it has not read by now is moot
+        if self._paused:
+            self._queued += len(data)
+            conn = self.conn
+            if conn.admitted:
+                conn.hub.queued(conn, self._queued)
+                if self.transport.disconnecting:
+                    return  # cut off to keep all clients' output within budget
+            limit = conn.limits.max_sendq
+            if limit and TRANSPORT_BUFFER + self._queued > limit:
+                self._paused = False  # only once
+                conn.log.warn("{peer} is not reading; dropping it (send queue over {limit} bytes)",
+                              peer=self.peer, limit=limit)
+                conn.close(
+                    "sendq-exceeded",
+                    f"you are not reading fast enough (over {limit} bytes queued); closing",
+                    "send queue exceeded",
+                    abort=True,
+                )
+                return
+        self.transport.write(data)
+
+    def close(self, abort: bool) -> None:
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
+    def pause_reading(self) -> None:
+        if not self.transport.disconnecting:
+            self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        if not self.transport.disconnecting:
+            self.transport.resumeProducing()
+
+    # --- IPushProducer: the transport says whether its buffer is full ---------------------
+
+    def pauseProducing(self) -> None:
+        # This client is not keeping up.  (Transports call this again on
+        # every write while full.)  Reading from it goes on: a TLS transport
+        # also pauses us until its handshake is done, which needs reading.
+        if not self._paused:
+            self._paused = True
+            self._queued = 0
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if self._queued:
+            self._queued = 0
+            self.conn.hub.queued(self.conn, 0)
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class ChatFactory(protocol.ServerFactory):
+    """The TCP/TLS door of one relay: builds a L{LineDoor} per connection."""
+
+    noisy = False  # ListeningService already logs where we listen
+
+    def __init__(self, relay: Relay | Hub, limits: Limits | None = None, clock=None) -> None:
+        self.hub = relay if isinstance(relay, Hub) else Hub(relay, limits, clock)
+
+    def buildProtocol(self, addr) -> LineDoor:
+        return LineDoor(self)
+
+    def startFactory(self) -> None:
+        self.hub.start()
+
+    def stopFactory(self) -> None:
+        self.hub.stop()
+
+    # The hub's, seen from the door (tests and the tap use them).
+    @property
+    def relay(self) -> Relay:
+        return self.hub.relay
+
+    @property
+    def limits(self) -> Limits:
+        return self.hub.limits
+
+    def close_all(self):
+        return self.hub.close_all()
