@@ -17,9 +17,9 @@ from typing import Callable, Iterable
 from twisted.logger import Logger
 
 from chatsvc import grammar
+from chatsvc.fanout import Fanout, LocalFanout
 from chatsvc.grammar import ProtocolError, format_line, name_key, tagged
 from chatsvc.history import History, Record, REPLY_MAX_BYTES, REPLY_MAX_MESSAGES
-from chatsvc.skeleton import skeleton
 
 
 #: Rooms one connection may be in at once (each costs the server memory).
@@ -79,14 +79,6 @@ class Room:
         # staying O(1) for add, remove and membership tests.
         self.members: dict[Member, None] = {}
 
-    def broadcast(self, line: bytes) -> None:
-        for member in list(self.members):
-            member.send(line)
-
-    def broadcast_except(self, line: bytes, exclude: list[Member]) -> None:
-        for member in list(self.members):
-            if member not in exclude:
-                member.send(line)
 
 
 class Relay:
@@ -117,21 +109,24 @@ class Relay:
         now: Callable[[], float] = time.time,
         require_proof: bool = False,
         salt: str = "",
+        fanout: Fanout | None = None,
     ) -> None:
         #: This deployment's key-derivation salt, announced by CAPS so that
         #: no two deployments share one (docs/encryption.md, aes2).
         self.salt = salt
         self.now = now
         self.require_proof = require_proof
-        self.history = history if history is not None else History(1000, int(now() * 1000))
+        if fanout is None:
+            fanout = LocalFanout(history if history is not None else History(1000, int(now() * 1000)))
+        #: nicks, delivery, ids, history, cids: everything linked relays share
+        self.fanout = fanout
+        self.history = fanout.history
         self.max_line = max_line
         self.log_messages = log_messages
         self.large_room = large_room
         self._changed: dict[str, None] = {}  # large rooms whose count changed
         # rooms whose history the store is reading: what waits for it
         self._loading: dict[str, list[Callable[[], None]]] = {}
-        self.nicks: dict[str, Member] = {}  # name_key(nick) -> Member
-        self.skeletons: dict[str, Member] = {}  # skeleton(nick) -> Member
         self.rooms: dict[str, Room] = {}  # room_key -> Room
         #: Set while the server shuts down: everyone is leaving at once, so
         #: QUIT notices would only be quadratic noise.
@@ -146,20 +141,8 @@ class Relay:
         """
         if not grammar.is_valid_nick(nick):
             raise ProtocolError("nick-invalid", f"{grammar.printable(nick, 40)} is not a valid nick")
-        key = name_key(nick)
-        holder = self.nicks.get(key)
-        if holder is not None and holder is not member:
-            raise ProtocolError("nick-taken", f"{nick} is already in use")
-        shape = skeleton(nick)
-        lookalike = self.skeletons.get(shape)
-        if lookalike is not None and lookalike is not member:
-            raise ProtocolError("nick-taken", f"{nick} looks too much like {lookalike.nick}, who is here")
         old = member.nick
-        if old is not None:
-            del self.nicks[name_key(old)]
-            self.skeletons.pop(skeleton(old), None)
-        self.nicks[key] = member
-        self.skeletons[shape] = member
+        self.fanout.claim_nick(member, nick)
         member.nick = nick
         member.send(format_line("OK", "NICK", nick))
         if old is None:
@@ -196,7 +179,7 @@ class Relay:
         for key in changed:
             room = self.rooms.get(key)
             if room is not None and self._is_large(room):
-                room.broadcast(format_line("MEMBERS", room.name, str(len(room.members))))
+                self.fanout.to_room(room, format_line("MEMBERS", room.name, str(len(room.members))))
 
     # --- rooms -------------------------------------------------------------
 
@@ -226,7 +209,7 @@ class Relay:
                 self._changed[key] = None
                 member.send(line)
             else:
-                room.broadcast(line)
+                self.fanout.to_room(room, line)
         elif room.key != key:
             raise ProtocolError("room-invalid", f"you are in {room.name} already (joined with another proof); PART it first")
         if self._is_large(room):
@@ -243,7 +226,7 @@ class Relay:
             self._changed[room.key] = None
             member.send(line)
         else:
-            room.broadcast(line)
+            self.fanout.to_room(room, line)
         self._leave(member, room)
         self.log.info("{nick} left {room}", nick=member.nick, room=room.name)
 
@@ -292,7 +275,7 @@ class Relay:
         if target.startswith("#"):
             self._room_message(member, target, payload, cid)
             return
-        recipient = self.nicks.get(name_key(target))
+        recipient = self.fanout.find_nick(target)
         if recipient is None:
             raise ProtocolError("no-such-nick", f"nobody is called {grammar.printable(target, 40)}")
         recipient.send(format_line("MSG", member.nick, recipient.nick, payload))
@@ -343,7 +326,7 @@ class Relay:
             return
         key = room.key
         if cid is not None:
-            known = self.history.room(key).by_cid.get((name_key(member.nick), cid))
+            known = self.fanout.duplicate(key, member.nick, cid)
             if known is not None:
                 # A resend (after a reconnect) of a message we already have:
                 # acknowledge it again, relay it once only.  Keyed by the
@@ -353,7 +336,7 @@ class Relay:
                 else:
                     known.waiters = (known.waiters or []) + [member]
                 return
-        record = self.history.new_record(key, member.nick, payload, int(self.now() * 1000), cid, member.origin)
+        record = self.fanout.new_record(key, member.nick, payload, int(self.now() * 1000), cid, member.origin)
         self._log_message(member.nick, room.name, payload)
         store = self.history.store
         if store is None:
@@ -380,7 +363,7 @@ class Relay:
             return
         if room is not None:
             line = tagged(format_line("MSG", record.sender, room.name, record.payload), id=record.id)
-            room.broadcast_except(line, told)
+            self.fanout.to_room(room, line, told)
         ok = tagged(format_line("OK", "MSG", name, str(record.id)), cid=record.cid)
         for member in told:
             if member.nick is not None:
@@ -393,7 +376,7 @@ class Relay:
         if not self.history.loaded(room.key) or room.key in self._loading:
             self._when_loaded(member, room.key, lambda: self.send_history(member, name, mode, value))
             return
-        history = self.history.room(room.key)
+        history = self.fanout.room_history(room.key)
         if mode.lower() == "after":
             records, gap = history.after(int(value))
         else:
@@ -431,10 +414,7 @@ class Relay:
         audience = [] if self.closing else [m for m in self._audience(member) if m is not member]
         for room in list(member.rooms.values()):
             self._leave(member, room)
-        if self.nicks.get(name_key(member.nick)) is member:
-            del self.nicks[name_key(member.nick)]
-        if self.skeletons.get(skeleton(member.nick)) is member:
-            del self.skeletons[skeleton(member.nick)]
+        self.fanout.release_nick(member, member.nick)
         self.log.info("{nick} quit ({reason})", nick=member.nick, reason=reason)
         member.nick = None
         for peer in audience:

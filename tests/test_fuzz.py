@@ -26,7 +26,7 @@ streams = st.lists(st.one_of(protocolish, garbage), min_size=1, max_size=4).map(
 def check_consistent(factory, protocols):
     relay = factory.relay
     live = {p.conn.member for p in protocols if p.conn.member is not None and p.conn.member.nick is not None}
-    for key, member in relay.nicks.items():
+    for key, member in relay.fanout.nicks.items():
         assert member in live and name_key(member.nick) == key
     for key, room in relay.rooms.items():
         assert room.members, "empty rooms must vanish"
@@ -71,7 +71,7 @@ def test_arbitrary_input_never_breaks_the_relay(data, cuts, flood_limit):
     fuzz.drop()
     fuzz2.drop()
     check_consistent(factory, [alice.protocol, bob.protocol])
-    assert set(factory.relay.nicks) <= {"alice", "bob"}
+    assert set(factory.relay.fanout.nicks) <= {"alice", "bob"}
     alice.lines(), bob.lines()
     assert not alice.closed and not bob.closed
     alice.send("MSG #a still fine\n")

@@ -47,7 +47,7 @@ def test_client_that_stops_reading_is_cut_off_others_unaffected():
     assert len(fast.lines()) == 20
     slow.drop()
     assert fast.lines() == ["QUIT slow send queue exceeded"]
-    assert "slow" not in factory.relay.nicks
+    assert "slow" not in factory.relay.fanout.nicks
 
 
 def test_resumed_client_starts_counting_afresh():

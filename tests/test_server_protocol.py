@@ -270,7 +270,7 @@ def test_internal_error_costs_only_the_line(factory, monkeypatch):
 def test_drop_frees_nick_and_rooms(factory):
     alice = registered(factory, "alice", "#a")
     alice.drop()
-    assert factory.relay.nicks == {}
+    assert factory.relay.fanout.nicks == {}
     assert factory.relay.rooms == {}
 
 
