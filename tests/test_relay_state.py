@@ -33,6 +33,7 @@ def test_a_room_message_is_encoded_once_for_everyone():
     relay = Relay(now=lambda: 0.0)
     alice, _ = member(relay, "alice", "#a")
     (_, bob_got), (_, carol_got) = member(relay, "bob", "#a"), member(relay, "carol", "#a")
+    bob_got.clear()
     relay.message(alice, "#a", "payload")
     assert bob_got == carol_got == [b"@id=1 MSG alice #a payload\n"]
     assert bob_got[0] is carol_got[0]  # the same bytes object
