@@ -40,7 +40,11 @@ def test_smoke_run_counts_every_delivery(tmp_path):
 
 def test_baseline_relay_runs(tmp_path):
     rows, _ = smoke(tmp_path, "baseline", "fanout")
-    assert rows["baseline", "fanout"]["expected"] == 9 * 60 + 3 * 40
+    row = rows["baseline", "fanout"]
+    assert row["expected"] == 9 * 60 + 3 * 40
+    # It really relayed (it may garble some lines by design, but a baseline
+    # that delivers nothing would make every comparison meaningless).
+    assert row["deliveries"] > row["expected"] // 2
 
 
 class _Gen:

@@ -22,7 +22,7 @@ from chatsvc.client.ciphers import Context
 from chatsvc.client.protocol import ChatClientProtocol
 from chatsvc.client.replay import ReplayGuard
 from chatsvc.client.session import ChatSession
-from tests.test_client_session import ListDisplay
+from tests.displays import RecordingDisplay
 
 MASTER = bytes(range(32))
 MASTER_V2 = bytes(range(32, 64))
@@ -49,7 +49,7 @@ class Session:
 
     def __init__(self, nick="alice", clock=None, replay=None) -> None:
         self.clock = clock or Clock()
-        self.display = ListDisplay()
+        self.display = RecordingDisplay()
         self.cipher = cipher(self.clock, replay)
         self.session = ChatSession(
             self.display, self.cipher, nick, "#lobby", "example:8000", run_slow=defer.maybeDeferred

@@ -10,31 +10,16 @@ from twisted.internet.testing import StringTransport
 from chatsvc.client.ciphers import CaesarCipher, Context
 from chatsvc.client.protocol import ChatClientProtocol
 from chatsvc.client.session import ChatSession
+from tests.displays import RecordingDisplay
 
 CAESAR = CaesarCipher(10)
-
-
-class ListDisplay:
-    def __init__(self):
-        self.lines: list[str] = []
-        self.prompt = ""
-
-    def show(self, text):
-        self.lines.append(text)
-
-    def set_prompt(self, text):
-        self.prompt = text
-
-    def take(self):
-        lines, self.lines = self.lines, []
-        return lines
 
 
 class Harness:
     """A session wired to a protocol on a StringTransport (the 'server')."""
 
     def __init__(self, interactive=False, nick="alice", room="#lobby"):
-        self.display = ListDisplay()
+        self.display = RecordingDisplay()
         self.session = ChatSession(self.display, CAESAR, nick, room, "example:8000", interactive)
         self.protocol = ChatClientProtocol(self.session)
         self.transport = StringTransport()

@@ -77,10 +77,11 @@ def test_kill_9_mid_conversation_loses_and_duplicates_nothing(relay_process, cli
     relay = relay_process("--store", str(store))
     people = start_three(relay, clients)
     threads = [chat_in_background(c, n) for n, c in people.items()]
-    time.sleep(0.45)  # about a third of the conversation
+    people["bob"].wait_for("[#lobby] alice: alice-8")  # about a third of the conversation
     port = relay.port
     relay.stop(signal.SIGKILL)
-    time.sleep(0.5)
+    for client in people.values():
+        client.wait_for_prefix("! connection to ")
     relay.start(port=port)
     for t in threads:
         t.join(30)
@@ -104,11 +105,11 @@ def test_one_client_cut_off_for_seconds_misses_nothing(relay_process, clients):
             chat_in_background(people["bob"], "bob"),
             chat_in_background(people["carol"], "carol", pause_at=10, pause=resume),
         ]
-        time.sleep(0.3)
-        proxy.cut()  # carol's network goes away for a few seconds
+        people["carol"].wait_for("[#lobby] alice: alice-5")
+        proxy.cut()  # carol's network goes away for a while
         people["carol"].wait_for_prefix(f"! connection to 127.0.0.1:{proxy.port} lost")
         resume.set()  # she goes on typing meanwhile
-        time.sleep(2.5)
+        people["carol"].wait_for("[#lobby] carol: carol-12 (pending)")
         proxy.restore()
         people["carol"].wait_for_prefix(f"* reconnected to 127.0.0.1:{proxy.port}", timeout=30)
         for t in threads:

@@ -6,36 +6,14 @@ over real loopback TCP -- driven with pytest-twisted's Deferred support.
 from __future__ import annotations
 
 import pytest_twisted
-from twisted.internet import defer, endpoints, reactor, task
+from twisted.internet import defer, endpoints, reactor
 
 from chatsvc.client.ciphers import CaesarCipher
 from chatsvc.client.connection import make_endpoint, make_service
 from chatsvc.client.session import ChatSession
 from chatsvc.relay import Relay
 from chatsvc.tcpdoor import ChatFactory
-
-
-class Lines:
-    def __init__(self):
-        self.lines: list[str] = []
-        self.waiting: list[tuple[str, defer.Deferred]] = []
-
-    def show(self, text):
-        self.lines.append(text)
-        for wanted, d in list(self.waiting):
-            if text == wanted:
-                self.waiting.remove((wanted, d))
-                d.callback(text)
-
-    def set_prompt(self, text):
-        pass
-
-    def seen(self, wanted: str, timeout: float = 10) -> defer.Deferred:
-        if wanted in self.lines:
-            return defer.succeed(wanted)
-        d = defer.Deferred()
-        self.waiting.append((wanted, d))
-        return d.addTimeout(timeout, reactor)
+from tests.displays import RecordingDisplay
 
 
 @pytest_twisted.ensureDeferred
@@ -45,7 +23,7 @@ async def test_two_sessions_through_a_relay_on_the_real_reactor(tmp_path):
     services, displays = [], {}
     try:
         for nick in ("alice", "bob"):
-            display = displays[nick] = Lines()
+            display = displays[nick] = RecordingDisplay()
             session = ChatSession(display, CaesarCipher(3), nick, "#lobby", "here", downloads=tmp_path, clock=reactor)
             service = make_service(reactor, make_endpoint(reactor, "127.0.0.1", port.getHost().port), session)
             session.stop_connecting = lambda: None
@@ -61,6 +39,8 @@ async def test_two_sessions_through_a_relay_on_the_real_reactor(tmp_path):
     finally:
         for service, _ in services:
             await service.stopService()
+        # every session over, every server-side connection closed: nothing
+        # of this test is left for the next one (no fixed wait)
+        await defer.gatherResults([session.done for _, session in services])
         await port.stopListening()
-        # let the closed connections finish before the next test
-        await task.deferLater(reactor, 0.05, lambda: None)
+        await factory.close_all()

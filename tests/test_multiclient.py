@@ -165,15 +165,7 @@ def _session_pair():
     from chatsvc.client.protocol import ChatClientProtocol
     from chatsvc.client.session import ChatSession
 
-    class Lines:
-        def __init__(self):
-            self.lines = []
-
-        def show(self, text):
-            self.lines.append(text)
-
-        def set_prompt(self, text):
-            pass
+    from tests.displays import RecordingDisplay as Lines
 
     factory = make_factory()
     sessions, pumps = [], []
