@@ -110,6 +110,19 @@ class Options(usage.Options):
          "Refuse JOIN without a join proof: only clients of encryption scheme aes2 or later get in."],
     ]
 
+    def parseOptions(self, options=None) -> None:
+        """
+        Under twistd (which makes us a sub-command, with a parent), a
+        mistake prints one line saying what is wrong -- not twistd's whole
+        help before it; ``--help`` still prints the help.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise
+            raise SystemExit(f"twistd chat: {e}\n(twistd chat --help lists the options)")
+
     def postOptions(self) -> None:
         self["port"] = normalize_port(self["port"])
         try:

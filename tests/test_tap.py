@@ -14,7 +14,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 
 from chatsvc import tap
-from tests.support import REPO, subprocess_env
+from tests.support import REPO, TWISTD, subprocess_env
 
 
 def parse(*args: str) -> tap.Options:
@@ -169,3 +169,22 @@ def _imports(path: Path) -> list[str]:
 
 def test_grammar_has_no_twisted_imports():
     assert not [name for name in _imports(REPO / "chatsvc" / "grammar.py") if name.startswith("twisted")]
+
+
+def test_twistd_with_a_bad_option_says_only_what_is_wrong():
+    for args, wanted in (
+        (["--port", "nonsense:1"], "twistd chat: bad --port 'nonsense:1'"),
+        (["--max-line", "x"], "twistd chat: --max-line must be a whole number"),
+        (["--frobnicate"], "twistd chat: option --frobnicate not recognized"),
+    ):
+        out = subprocess.run(
+            TWISTD + ["-n", "--pidfile=", "chat", *args], env=subprocess_env(), capture_output=True, text=True,
+            timeout=60,
+        )
+        assert out.returncode == 1
+        assert wanted in out.stderr, out.stderr
+        assert "Usage:" not in out.stdout + out.stderr  # no wall of help first
+    helped = subprocess.run(
+        TWISTD + ["chat", "--help"], env=subprocess_env(), capture_output=True, text=True, timeout=60
+    )
+    assert "--max-line" in helped.stdout
