@@ -70,7 +70,7 @@ class Options(usage.Options):
         "tcp:PORT on every interface) or any Twisted server endpoint "
         "description, e.g. tcp:8000:interface=127.0.0.1, tcp6:8000, "
         "ssl:8443:privateKey=key.pem:certKey=cert.pem or "
-        "systemd:domain=INET:index=0 for socket activation.  Every limit "
+        "systemd:domain=INET6:index=0 for socket activation.  Every limit "
         "below turns off when set to 0.  The protocol is in docs/protocol.md."
     )
 

@@ -36,8 +36,61 @@ def test_service_runs_twistd_in_foreground_without_pidfile(name):
 
 def test_activated_service_uses_the_systemd_endpoint():
     cmd = _unit("chatsvc-activated.service")["Service"]["ExecStart"]
-    assert cmd.endswith("--port systemd:domain=INET:index=0")
-    assert _unit("chatsvc.socket")["Socket"]["Service"] == "chatsvc-activated.service"
+    assert cmd.endswith("--port systemd:domain=INET6:index=0")
+    socket_unit = _unit("chatsvc.socket")["Socket"]
+    assert socket_unit["Service"] == "chatsvc-activated.service"
+    # an IPv6 socket that takes IPv4 too: what domain=INET6 adopts
+    assert socket_unit["ListenStream"].startswith("[::]:") and socket_unit["BindIPv6Only"] == "both"
+
+
+def test_fake_socket_activation_gives_true_peer_addresses(tmp_path):
+    """
+    Do what systemd does with the unit pair: bind the socket as
+    chatsvc.socket says, pass it as fd 3 with LISTEN_FDS, and start twistd
+    as chatsvc-activated.service says (its --port).  IPv4 peers then have
+    their true address, and the per-address limit counts them right.
+    """
+    import socket
+    import time
+
+    from tests.support import LineSocket, subprocess_env
+
+    port_arg = _unit("chatsvc-activated.service")["Service"]["ExecStart"].split("--port ", 1)[1]
+    listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # BindIPv6Only=both
+    listener.bind(("::ffff:127.0.0.1", 0))  # loopback only, in the mapped form
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    launcher = (
+        "import os, sys; os.dup2(int(sys.argv[1]), 3); "
+        "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES='chatsvc'); "
+        "os.execv(sys.executable, [sys.executable, '-c', 'from twisted.scripts.twistd import run; run()', "
+        "'-n', '--pidfile=', 'chat', '--max-per-ip', '1', '--port', sys.argv[2]])"
+    )
+    log = open(tmp_path / "relay.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", launcher, str(listener.fileno()), port_arg],
+        pass_fds=(listener.fileno(),), cwd=tmp_path, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
+    )
+    listener.close()  # the relay has it now
+    try:
+        deadline = time.monotonic() + 20
+        while b"listening on" not in (tmp_path / "relay.log").read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "relay.log").read_text()
+            time.sleep(0.05)
+        first = LineSocket(socket.create_connection(("127.0.0.1", port), timeout=10))
+        assert first.readline().startswith("HELLO ")
+        second = LineSocket(socket.create_connection(("127.0.0.1", port), timeout=10))
+        assert second.readline().startswith("ERROR too-many-connections ")
+        first.close()
+        second.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+    text = (tmp_path / "relay.log").read_text()
+    assert "connection from ::ffff:127.0.0.1:" in text
+    assert "refused ::ffff:127.0.0.1:" in text
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
