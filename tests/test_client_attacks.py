@@ -266,3 +266,13 @@ def test_key_cache_is_bounded():
     for i in range(aesgcm.KEY_CACHE + 50):
         c.encrypt("x", Context(f"#room{i}", "alice"))
     assert len(c._keys) == aesgcm.KEY_CACHE
+
+
+def test_the_relays_line_limit_comes_from_caps():
+    s = Session()
+    s.server("HELLO chatsvc 1 test", f"CAPS join-proof max-line=2000 salt={SALT}", "OK NICK alice")
+    s.server("JOIN #lobby alice", "NAMES #lobby alice", "ENDNAMES #lobby", "ENDHISTORY #lobby complete")
+    s.sent(), s.display.take()
+    s.session.user_line("x" * 2000)
+    assert s.display.take()[0].startswith("! message too long to send")
+    assert s.sent() == []

@@ -479,3 +479,40 @@ def test_too_long_message_is_refused_locally():
     assert shown.startswith("! message too long to send (")
     h.session.user_line("x" * 60_000)  # under the limit even encrypted with Caesar
     assert len(h.sent()) == 1
+
+
+def test_no_greeting_means_a_clear_message_and_exit_1():
+    # A plain client at a TLS port: the server waits for a handshake that
+    # never comes, and says nothing.
+    from twisted.internet.task import Clock
+
+    from chatsvc.client import session as session_module
+
+    clock = Clock()
+    display = RecordingDisplay()
+    session = ChatSession(display, CAESAR, "alice", "#lobby", "example:8443", clock=clock)
+    results = []
+    session.done.addCallback(results.append)
+    protocol = ChatClientProtocol(session)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    clock.advance(session_module.HELLO_TIMEOUT - 1)
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnecting
+    protocol.connectionLost(None)
+    assert display.take() == [
+        "! cannot talk to example:8443: no chatsvc greeting within 10 s — a TLS port? try --tls or --ca-file"
+    ]
+    assert results == [1]
+
+
+def test_a_greeting_in_time_stops_the_timer():
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    session = ChatSession(RecordingDisplay(), CAESAR, "alice", "#lobby", "example:8000", clock=clock)
+    protocol = ChatClientProtocol(session)
+    protocol.makeConnection(StringTransport())
+    protocol.dataReceived(b"HELLO chatsvc 1 hi\n")
+    assert not [c for c in clock.getDelayedCalls() if c.active() and c.func == session._greeting_missing]

@@ -47,6 +47,9 @@ commands:
 JOIN_HISTORY = 20
 #: The replay state (what was seen from whom) is written this often, and at exit.
 SAVE_INTERVAL = 2.0
+#: How long a new connection may take to say HELLO.  A plain client at a
+#: TLS port waits for ever otherwise (the server waits for a handshake).
+HELLO_TIMEOUT = 10.0
 #: A reason (PART, QUIT) is shown at most this long: it is anyone's text.
 MAX_REASON_SHOWN = 80
 
@@ -147,6 +150,11 @@ class ChatSession:
         # inside such a reply may be history (the tag alone is the relay's word)
         self._history_open: dict[str, int] = {}
         self._run_slow = run_slow
+        self.clock = clock
+        #: The relay's line limit: what CAPS says, else the protocol's default.
+        self.max_line = grammar.DEFAULT_MAX_LINE
+        self._hello_call = None
+        self._no_greeting = False
         self._keys_ready: defer.Deferred | None = None  # aes2 key being derived
         self._told_no_caps = False
         self._saver: task.LoopingCall | None = None
@@ -280,10 +288,10 @@ class ChatSession:
         """
         payload = self.cipher.encrypt(text, Context(target=target, sender=self.nick))
         size = len(f"@cid={self._cid_base}-000000 MSG {target} {payload}".encode())
-        if size > grammar.DEFAULT_MAX_LINE:
+        if size > self.max_line:
             self.problem(
                 f"message too long to send ({size:,} bytes once encrypted; the limit is "
-                f"{grammar.DEFAULT_MAX_LINE:,}): split it, or /send it as a file"
+                f"{self.max_line:,}): split it, or /send it as a file"
             )
             return False
         if target.startswith("#"):
@@ -426,6 +434,19 @@ class ChatSession:
         self.online = True
         self.nick = None
         self._nick_tries = 0
+        self._no_greeting = False
+        if self.clock is not None:
+            self._hello_call = self.clock.callLater(HELLO_TIMEOUT, self._greeting_missing)
+
+    def _greeting_missing(self) -> None:
+        self._hello_call = None
+        self._no_greeting = True
+        self.protocol.transport.abortConnection()
+
+    def _cancel_hello_timer(self) -> None:
+        if self._hello_call is not None and self._hello_call.active():
+            self._hello_call.cancel()
+        self._hello_call = None
 
     def retrying(self, delay: float) -> None:
         """The connection is being redialled in ``delay`` seconds."""
@@ -433,6 +454,7 @@ class ChatSession:
             self.notice(f"reconnecting to {self.server} in {delay:.0f} s")
 
     def hello(self, version: str, text: str) -> None:
+        self._cancel_hello_timer()
         again = self.greeted
         self.greeted = True
         self.notice(f"{'reconnected' if again else 'connected'} to {self.server} ({clean(text)})")
@@ -453,6 +475,8 @@ class ChatSession:
     def caps(self, tokens: list[str] | None) -> None:
         """The relay's capabilities (None: an older relay without CAPS)."""
         values = dict(t.partition("=")[::2] for t in tokens or [])
+        if grammar.is_decimal(values.get("max-line", ""), 9):
+            self.max_line = int(values["max-line"])
         salt = values.get("salt", "")
         if not salt or not grammar.is_valid_proof(salt) or grammar.CAP_JOIN_PROOF not in values:
             if not self._told_no_caps:
@@ -688,6 +712,9 @@ class ChatSession:
         self.online = False
         self.ready = False
         self._history_open.clear()
+        self._cancel_hello_timer()
+        if self._no_greeting:
+            reason = f"no chatsvc greeting within {HELLO_TIMEOUT:g} s — a TLS port? try --tls or --ca-file"
         self._drain_token = None
         self._drained = False
         self.transfers.disconnected()
