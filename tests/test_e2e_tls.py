@@ -71,3 +71,31 @@ def test_unreadable_ca_file(tmp_path):
     result = run_client(1, "--ca-file", str(tmp_path / "nope.pem"))
     assert result.returncode == 1
     assert "cannot read CA file" in result.stderr
+
+
+def test_silent_sockets_at_a_tls_port_are_closed_and_free_their_places(relay_process, tmp_path):
+    # Before: a connection that never finished the TLS handshake was never
+    # closed (a polite close waits for the handshake), so 100 such sockets
+    # locked everyone at that address out.
+    import socket
+    import time
+
+    ca = make_ca(tmp_path)
+    key, cert = make_server_cert(tmp_path, ca)
+    relay = relay_process(
+        "--register-timeout", "1", "--max-per-ip", "3",
+        listen=f"ssl:{{port}}:privateKey={key}:certKey={cert}:interface=127.0.0.1",
+    )
+    silent = [socket.create_connection(("127.0.0.1", relay.port), timeout=30) for _ in range(3)]
+    for sock in silent:
+        # The relay hangs up (registration timeout, then an abort after its
+        # grace): recv returns EOF or the connection is reset.
+        try:
+            assert sock.recv(1) == b""
+        except ConnectionResetError:
+            pass
+        sock.close()
+    # The places are free again: a real client gets in.
+    result = run_client(relay.port, "--ca-file", str(ca[2]), "--no-reconnect")
+    assert "at most 3 connections per address" not in result.stdout + result.stderr
+    assert "connected to 127.0.0.1" in result.stdout, result.stdout + result.stderr
