@@ -406,7 +406,7 @@ def test_join_asks_for_recent_history_and_marks_it():
         "[#lobby] bob: before you came (earlier, time unknown)",
         "[#lobby] bob: live",
     ]
-    assert h.session.last_id == {"#lobby": 8}
+    assert h.session.delivery.last_id == {"#lobby": 8}
 
 
 def test_messages_carry_client_ids_until_acknowledged():
@@ -422,7 +422,7 @@ def test_messages_carry_client_ids_until_acknowledged():
     h.server(f"@cid={cids[1]} ERROR store-failed could not save")
     assert h.session.unacked == {}
     assert h.display.take()[-1] == "! a message to #lobby was not delivered: could not save"
-    assert h.session.last_id["#lobby"] == 41
+    assert h.session.delivery.last_id["#lobby"] == 41
 
 
 def test_after_a_drop_missed_history_then_resends_then_typed_lines():

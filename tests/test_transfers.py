@@ -28,6 +28,9 @@ class FakeSession:
     def transfers_changed(self):
         pass
 
+    def show_progress(self, text):
+        return False
+
     def chunks_to(self, nick):
         return [f["i"] for target, f in self.sent if target == nick and f["t"] == "chunk"]
 

@@ -10,9 +10,7 @@ interface only.
 
 from __future__ import annotations
 
-import base64
 import itertools
-import os
 import time
 from pathlib import Path
 from typing import Callable, Protocol
@@ -22,29 +20,16 @@ from twisted.internet import defer, task, threads
 from chatsvc import grammar
 from chatsvc.client import files
 from chatsvc.client.ciphers import Cipher, Context, DecryptError, Opened
+from chatsvc.client.commands import Commands
+from chatsvc.client.delivery import Delivery
+from chatsvc.client.lifecycle import Lifecycle, State
 from chatsvc.client.text import clean
 from chatsvc.client.transfers import Transfers
 from chatsvc.client.protocol import ChatClientProtocol
 from chatsvc.grammar import name_key
 
-HELP = """\
-commands:
-  text              send text to the current room
-  /join #room       join a room and make it current
-  /part [#room]     leave a room (default: the current one)
-  /msg nick text    private message, encrypted like room messages
-  /names            who is in the current room
-  /rooms            rooms on the server
-  /nick newnick     change your nick
-  /send PATH        offer a file to the current room (/send nick PATH: to one person)
-  /accept [id]      accept a file offer (/reject [id] to decline)
-  /help             this list
-  /quit [reason]    leave (FIN works too); the reason is not encrypted, and others
-                    see it marked as not verified
-  //text            send text starting with a slash"""
 
-#: Messages shown from a room's history when joining it.
-JOIN_HISTORY = 20
+
 #: The replay state (what was seen from whom) is written this often, and at exit.
 SAVE_INTERVAL = 2.0
 #: How long a new connection may take to say HELLO.  A plain client at a
@@ -73,8 +58,6 @@ def unverified(reason: str) -> str:
     return f' (reason, not verified: "{clean(short)}")'
 
 
-def normalize_room(text: str) -> str:
-    return text if text.startswith("#") else "#" + text
 
 
 class ChatSession:
@@ -116,12 +99,11 @@ class ChatSession:
         self.stop_connecting: Callable[[], object] = lambda: None
 
         self.protocol: ChatClientProtocol | None = None
-        self.online = False  # a connection is up
+        self.life = Lifecycle()
         self.greeted = False  # some server ever said HELLO
         self.nick: str | None = None  # as the server accepted it, this connection
         self.rooms: dict[str, str] = {}  # name_key -> room as the server writes it
         self.current: str | None = None
-        self.ready = False  # registered and back in all rooms
         self.pending: list[str] = []  # input typed before ready
         self._awaiting: set[str] = set()  # rooms to be in before ready
         self._switch_to: set[str] = set()  # joins that make the room current
@@ -129,26 +111,13 @@ class ChatSession:
         self._told_offline = False
         self._counts: dict[str, int] = {}  # large rooms' member counts
         self._joining_large: set[str] = set()
-        self.quitting = False
         self.exit_status = 0
         self.input_closed = False
         self._drain_token: str | None = None
         self._drained = False
         self._tokens = itertools.count(1)
-        # Nothing lost: the last message id seen in each room (to fetch what
-        # was missed after a drop), and room messages the server has not
-        # acknowledged yet, by client id (resent after a drop; the server
-        # relays a resend only if it never got the original).
-        self.last_id: dict[str, int] = {}
-        # cid -> (room, plain text): encrypted afresh when resent, since the
-        # nick it is bound to may have changed (alice back as alice_)
-        self.unacked: dict[str, tuple[str, str]] = {}
-        self._cid_base = base64.urlsafe_b64encode(os.urandom(9)).decode()
-        self._cids = itertools.count(1)
-        self._history_mode: dict[str, str] = {}  # room key -> "earlier" | "missed"
-        # HISTORY requests sent and not yet ended, per room key: only lines
-        # inside such a reply may be history (the tag alone is the relay's word)
-        self._history_open: dict[str, int] = {}
+        self.delivery = Delivery()  # ids, cids, resends, history catch-up
+        self.commands = Commands(self)
         self._run_slow = run_slow
         self.clock = clock
         #: The relay's line limit: what CAPS says, else the protocol's default.
@@ -167,6 +136,26 @@ class ChatSession:
             self, downloads or Path.home() / "Downloads" / "chatsvc", auto_accept_bytes, clock
         )
 
+    # --- state ---------------------------------------------------------------
+
+    @property
+    def online(self) -> bool:
+        """A connection is up."""
+        return self.life.online
+
+    @property
+    def ready(self) -> bool:
+        """Registered and back in every room: typed lines go out."""
+        return self.life.ready
+
+    @property
+    def quitting(self) -> bool:
+        return self.life.quitting
+
+    @property
+    def unacked(self) -> dict[str, tuple[str, str]]:
+        return self.delivery.unacked
+
     # --- output helpers ----------------------------------------------------
 
     def notice(self, text: str) -> None:
@@ -175,11 +164,12 @@ class ChatSession:
     def problem(self, text: str) -> None:
         self.display.show(f"! {text}")
 
-    def _set_current(self, room: str | None) -> None:
+    def set_current(self, room: str | None) -> None:
         self.current = room
         self.display.set_prompt(f"[{room}] " if room else "[no room] ")
 
     def _finish(self, status: int) -> None:
+        self.life.to(State.CLOSED)
         if self._saver is not None and self._saver.running:
             self._saver.stop()
         self.save_state()
@@ -249,6 +239,14 @@ class ChatSession:
         if self._drained and not self.unacked and not self.transfers.busy():
             self._quit()
 
+    def show_progress(self, text: str | None) -> bool:
+        """A live line above the input, where the front end has one."""
+        status = getattr(self.display, "set_status", None)
+        if status is None:
+            return False
+        status(text)
+        return True
+
     def transfers_changed(self) -> None:
         self._maybe_finish_drain()
 
@@ -262,13 +260,7 @@ class ChatSession:
         if not text.startswith("/"):
             self._say(text)
             return
-        command, _, rest = text[1:].partition(" ")
-        rest = rest.strip()
-        handler = getattr(self, "cmd_" + command.lower(), None)
-        if handler is None:
-            self.problem(f"unknown command /{clean(command)}; /help lists them")
-            return
-        handler(rest)
+        self.commands.run(text)
 
     def _say(self, text: str) -> None:
         if self.current is None:
@@ -277,17 +269,17 @@ class ChatSession:
         # Control characters never start typed text: a leading one marks
         # file-transfer messages.
         text = text.lstrip(files.MARKER[0]) or "?"
-        if self._send_encrypted(self.current, text):
+        if self.send_encrypted(self.current, text):
             self.display.show(f"[{self.current}] {self.nick}: {clean(text)}")
 
-    def _send_encrypted(self, target: str, text: str) -> bool:
+    def send_encrypted(self, target: str, text: str) -> bool:
         """
         Encrypt and send; room messages get a client id and are tracked
         until acknowledged.  False (with a notice) if it is too long for
         the relay, which would otherwise hang up on us.
         """
         payload = self.cipher.encrypt(text, Context(target=target, sender=self.nick))
-        size = len(f"@cid={self._cid_base}-000000 MSG {target} {payload}".encode())
+        size = len(f"{self.delivery.longest_tag()}MSG {target} {payload}".encode())
         if size > self.max_line:
             self.problem(
                 f"message too long to send ({size:,} bytes once encrypted; the limit is "
@@ -295,8 +287,7 @@ class ChatSession:
             )
             return False
         if target.startswith("#"):
-            cid = f"{self._cid_base}-{next(self._cids)}"
-            self.unacked[cid] = (target, text)
+            cid = self.delivery.track(target, text)
             self.protocol.send_message(target, payload, cid)
         else:
             self.protocol.send_message(target, payload)
@@ -305,7 +296,7 @@ class ChatSession:
     def send_control(self, target: str, text: str) -> None:
         """Send a file-transfer message (encrypted like chat, not shown)."""
         if self.online and self.nick is not None:
-            self._send_encrypted(target, text)
+            self.send_encrypted(target, text)
 
     def _join(self, room: str) -> None:
         """JOIN (with a proof, under aes2), and in the same breath ask for the room's history."""
@@ -314,108 +305,25 @@ class ChatSession:
             return
         proof = getattr(self.cipher, "join_proof", lambda room: None)(room)
         self.protocol.join(room, proof)
-        key = name_key(room)
-        if key in self.last_id:
-            self._history_mode[key] = "missed"
-            self._request_history(room, "after", self.last_id[key])
-        else:
-            self._history_mode[key] = "earlier"
-            self._request_history(room, "last", JOIN_HISTORY)
+        self.protocol.request_history(room, *self.delivery.history_request(room))
 
-    def _request_history(self, room: str, mode: str, value: int) -> None:
-        key = name_key(room)
-        self._history_open[key] = self._history_open.get(key, 0) + 1
-        self.protocol.request_history(room, mode, value)
-
-    # --- slash commands ----------------------------------------------------
-
-    def cmd_help(self, rest: str) -> None:
-        for line in HELP.splitlines():
-            self.display.show(line)
-
-    def cmd_join(self, rest: str) -> None:
-        if not rest or " " in rest:
-            self.problem("usage: /join #room")
-            return
-        room = normalize_room(rest)
-        if not grammar.is_valid_room(room):
-            self.problem(f"{clean(room)} is not a valid room name")
-            return
-        known = self.rooms.get(name_key(room))
-        if known:
-            self._set_current(known)
-            self.notice(f"now talking in {known}")
-            return
+    def join_room(self, room: str) -> None:
+        """/join: join and make it the current room once in."""
         self._switch_to.add(name_key(room))
         self._joining_large.add(name_key(room))
         self._join(room)
 
-    def _room_or_current(self, rest: str) -> str | None:
-        room = normalize_room(rest) if rest else self.current
-        if room is None:
-            self.problem("you are not in a room")
-        return room
+    def leave(self, reason: str | None = None) -> None:
+        """/quit."""
+        self._quit(reason)
 
-    def cmd_part(self, rest: str) -> None:
-        room = self._room_or_current(rest)
-        if room is not None:
-            self.protocol.part(room)
-
-    def cmd_msg(self, rest: str) -> None:
-        nick, _, text = rest.partition(" ")
-        if not nick or not text.strip():
-            self.problem("usage: /msg nick text")
-            return
-        if nick.startswith("#"):
-            self.problem("/msg is for people; to talk in a room, /join it and type")
-            return
-        if self._send_encrypted(nick, text):
-            self.display.show(f"[you → {clean(nick)}] {clean(text)}")
-
-    def cmd_send(self, rest: str) -> None:
-        if not rest:
-            self.problem("usage: /send PATH (to the current room) or /send nick PATH")
-            return
-        nick, _, path = rest.partition(" ")
-        if path and grammar.is_valid_nick(nick) and not Path(rest).expanduser().exists():
-            self.transfers.send(nick, path.strip())
-        elif self.current is None:
-            self.problem("you are not in a room; /join #room first, or /send nick PATH")
-        else:
-            self.transfers.send(self.current, rest)
-
-    def cmd_accept(self, rest: str) -> None:
-        self.transfers.accept(rest)
-
-    def cmd_reject(self, rest: str) -> None:
-        self.transfers.reject(rest)
-
-    def cmd_names(self, rest: str) -> None:
-        room = self._room_or_current(rest)
-        if room is not None:
-            self.protocol.request_names(room)
-
-    def cmd_rooms(self, rest: str) -> None:
-        self.protocol.request_rooms()
-
-    def cmd_nick(self, rest: str) -> None:
-        if not rest or " " in rest:
-            self.problem("usage: /nick newnick")
-            return
-        if not grammar.is_valid_nick(rest):
-            self.problem(f"{clean(rest)} is not a valid nick")
-            return
-        self.wanted_nick = rest
-        self.protocol.register(rest)
-
-    def cmd_quit(self, rest: str) -> None:
-        self._quit(rest or None)
+    # --- slash commands ----------------------------------------------------
 
     def _quit(self, reason: str | None = None, status: int = 0) -> None:
         if self.quitting:
             return
-        self.quitting = True
         self.exit_status = status
+        self.life.to(State.CLOSING if self.online else State.CLOSED)
         self.stop_connecting()
         self.transfers.stop()
         if not self.online:
@@ -431,7 +339,10 @@ class ChatSession:
 
     def connected(self, protocol: ChatClientProtocol) -> None:
         self.protocol = protocol
-        self.online = True
+        if self.quitting:  # a redial that raced with /quit
+            protocol.transport.loseConnection()
+            return
+        self.life.to(State.REGISTERING)
         self.nick = None
         self._nick_tries = 0
         self._no_greeting = False
@@ -500,10 +411,11 @@ class ChatSession:
 
     def nick_accepted(self, nick: str) -> None:
         # Later changes are applied from the NICK line that follows.
-        if self.nick is not None:
+        if self.nick is not None or self.quitting:
             return
         self.nick = nick
         self._nick_refused = False
+        self.life.to(State.JOINING)
         if self.wanted_nick != nick and self.rooms:
             self.notice(f"you are {clean(nick)} ({clean(self.wanted_nick)} was taken meanwhile)")
         else:
@@ -522,18 +434,7 @@ class ChatSession:
 
     def message_accepted(self, target: str, msg_id: int | None = None, cid: str | None = None) -> None:
         # Shown when sent; here it only stops being "unacknowledged".
-        if cid is not None:
-            self.unacked.pop(cid, None)
-        elif target.startswith("#"):
-            # A server that ignores client ids answers in order: this is
-            # the oldest unacknowledged message to that room.
-            for pending_cid, (room, _) in self.unacked.items():
-                if name_key(room) == name_key(target):
-                    del self.unacked[pending_cid]
-                    break
-        if msg_id is not None and target.startswith("#"):
-            key = name_key(target)
-            self.last_id[key] = max(self.last_id.get(key, 0), msg_id)
+        self.delivery.acknowledged(target, msg_id, cid)
         self._maybe_finish_drain()
 
     def error(self, code: str, text: str, cid: str | None = None) -> None:
@@ -542,8 +443,8 @@ class ChatSession:
         if code == "unknown-command" and text.startswith("CAPS"):
             self.caps(None)  # an older server: aes1 without join proofs
             return
-        if cid is not None and cid in self.unacked:
-            room, _ = self.unacked.pop(cid)
+        room = self.delivery.refused(cid)
+        if room is not None:
             self.problem(f"a message to {clean(room)} was not delivered: {clean(text or code)}")
             self._maybe_finish_drain()
             return
@@ -569,7 +470,7 @@ class ChatSession:
             self.rooms[key] = room
             if key in self._switch_to or self.current is None:
                 self._switch_to.discard(key)
-                self._set_current(room)
+                self.set_current(room)
             self.notice(f"you joined {clean(room)}")
         else:
             self.notice(f"{clean(nick)} joined {clean(room)}")
@@ -580,7 +481,7 @@ class ChatSession:
             self.rooms.pop(name_key(room), None)
             self.notice(f"you left {clean(room)}{why}")
             if self.current and name_key(self.current) == name_key(room):
-                self._set_current(next(iter(self.rooms.values()), None))
+                self.set_current(next(iter(self.rooms.values()), None))
         else:
             self.notice(f"{clean(nick)} left {clean(room)}{why}")
 
@@ -616,18 +517,15 @@ class ChatSession:
                 return
             # History only inside a reply we asked for; the tag alone is
             # the relay's say-so and would skip the freshness check.
-            from_history = "history" in tags and self._history_open.get(key, 0) > 0
+            from_history = "history" in tags and self.delivery.in_history_reply(target)
             if "history" in tags and not from_history:
                 self.problem(f"ignored a message from {clean(sender)} in {clean(target)} marked as history, unasked")
                 return
             if not from_history and sender and name_key(sender) == me:
                 return  # our own message sent back: we showed it when we sent it
-            msg_id = tags.get("id", "")
-            if grammar.is_decimal(msg_id):
-                if int(msg_id) <= self.last_id.get(key, 0):
-                    return  # already shown (history overlapping what came live)
-                self.last_id[key] = int(msg_id)
-            if from_history and self._history_mode.get(key) == "missed" and name_key(sender) in (
+            if not self.delivery.first_time(target, tags.get("id", "")):
+                return  # already shown (history overlapping what came live)
+            if from_history and self.delivery.history_mode(target) == "missed" and name_key(sender) in (
                 me,
                 name_key(self.wanted_nick),
             ):
@@ -647,7 +545,7 @@ class ChatSession:
                 when = time.strftime("%H:%M", time.localtime(opened.sent_ms / 1000))
             else:
                 when = "time unknown"
-            suffix = f" ({self._history_mode.get(name_key(target), 'earlier')}, {when})"
+            suffix = f" ({self.delivery.history_mode(target)}, {when})"
         try:
             transfer = files.decode(text)
         except files.TransferError as e:
@@ -672,11 +570,9 @@ class ChatSession:
         self.notice(f"some messages in {clean(room)} were missed: the server no longer has them")
 
     def history_end(self, room: str, more: bool) -> None:
-        key = name_key(room)
-        if self._history_open.get(key, 0) > 0:
-            self._history_open[key] -= 1
-        if more and key in self.rooms:
-            self._request_history(room, "after", self.last_id.get(key, 0))
+        self.delivery.history_ended(room)
+        if more and name_key(room) in self.rooms:
+            self.protocol.request_history(room, *self.delivery.more_history(room))
 
     def member_count(self, room: str, count: int) -> None:
         # Large rooms send counts instead of join notices; show the one that
@@ -709,9 +605,7 @@ class ChatSession:
         self.problem(f"ignored a malformed line from the server: {clean(reason)}")
 
     def disconnected(self, reason: str) -> None:
-        self.online = False
-        self.ready = False
-        self._history_open.clear()
+        self.delivery.connection_lost()
         self._cancel_hello_timer()
         if self._no_greeting:
             reason = f"no chatsvc greeting within {HELLO_TIMEOUT:g} s — a TLS port? try --tls or --ca-file"
@@ -721,6 +615,10 @@ class ChatSession:
         if self.quitting:
             self._finish(self.exit_status)
             return
+        if not self.greeted or not self.reconnect:
+            self.life.to(State.CLOSED)
+        else:
+            self.life.to(State.OFFLINE)
         if not self.greeted:
             # Never got as far as HELLO: TLS refused, or not a chatsvc server.
             self.problem(f"cannot talk to {self.server}: {clean(reason)}")
@@ -737,18 +635,17 @@ class ChatSession:
         self._told_offline = False
 
     def _become_ready(self) -> None:
-        self.ready = True
+        if self.quitting:
+            return
+        self.life.to(State.READY)
         self._told_offline = False
         # First what was sent but never acknowledged (same client ids: the
         # server drops any it already has), then what was typed meanwhile.
-        for cid, (room, text) in list(self.unacked.items()):
-            if name_key(room) in self.rooms:
-                # Encrypted afresh: the envelope binds the sender's nick,
-                # which may have changed (back as alice_, not alice).
-                payload = self.cipher.encrypt(text, Context(target=room, sender=self.nick))
-                self.protocol.send_message(self.rooms[name_key(room)], payload, cid)
-            else:
-                del self.unacked[cid]
+        for cid, room, text in self.delivery.to_resend(self.rooms):
+            # Encrypted afresh: the envelope binds the sender's nick, which
+            # may have changed (back as alice_, not alice).
+            payload = self.cipher.encrypt(text, Context(target=room, sender=self.nick))
+            self.protocol.send_message(room, payload, cid)
         queued, self.pending = self.pending, []
         for text in queued:
             if self.quitting:

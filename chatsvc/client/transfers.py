@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from twisted.internet import task
 
@@ -27,8 +27,27 @@ from chatsvc.client import files
 from chatsvc.client.files import Incoming, Outgoing, TransferError
 from chatsvc.grammar import name_key
 
-if TYPE_CHECKING:
-    from chatsvc.client.session import ChatSession
+
+class TransferHost(Protocol):
+    """What transfers need from the session that runs them -- no more."""
+
+    #: a person at a terminal (progress as a live bar) rather than a script
+    interactive: bool
+    #: connected and in every room: chunks may go out
+    ready: bool
+
+    def send_control(self, target: str, text: str) -> None:
+        """Send a file message (encrypted like chat, not shown)."""
+
+    def notice(self, text: str) -> None: ...
+
+    def problem(self, text: str) -> None: ...
+
+    def show_progress(self, text: str | None) -> bool:
+        """Show (None: clear) a live progress line; False if there is none."""
+
+    def transfers_changed(self) -> None:
+        """Something finished: the session may be waiting for that to quit."""
 
 #: Chunks a sender may have unacknowledged per receiver: 8 x 32 KiB keeps
 #: well under the relay's 1 MiB send queue, so a slow receiver is slowed
@@ -65,10 +84,10 @@ class Stream:
 
 
 class Transfers:
-    def __init__(self, session: "ChatSession", downloads: Path, auto_accept_bytes: int, clock=None) -> None:
+    def __init__(self, host: TransferHost, downloads: Path, auto_accept_bytes: int, clock=None) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
-        self.session = session
+        self.host = host
         self.downloads = downloads
         self.auto_accept_bytes = auto_accept_bytes
         self.clock = clock
@@ -88,12 +107,12 @@ class Transfers:
         try:
             outgoing = Outgoing.open(path, target)
         except TransferError as e:
-            self.session.problem(str(e))
+            self.host.problem(str(e))
             return
         self.offered[outgoing.id] = (outgoing, self.clock.seconds())
-        self.session.send_control(target, outgoing.offer())
+        self.host.send_control(target, outgoing.offer())
         self._ensure_ticking()  # also watches for answers
-        self.session.notice(
+        self.host.notice(
             f"offered {outgoing.name} ({files.describe(outgoing.size, outgoing.image)}) to {target}; "
             "it is sent to each who accepts"
         )
@@ -110,17 +129,17 @@ class Transfers:
         if offer_id is None:
             return
         offer, sender, _ = self.offers.pop(offer_id)
-        self.session.send_control(sender, files.encode("reject", id=offer_id))
-        self.session.notice(f"declined {files.safe_name(offer.get('name', 'file'))} from {sender}")
+        self.host.send_control(sender, files.encode("reject", id=offer_id))
+        self.host.notice(f"declined {files.safe_name(offer.get('name', 'file'))} from {sender}")
 
     def _find(self, prefix: str) -> str | None:
         matches = [i for i in self.offers if i.startswith(prefix)] if prefix else list(self.offers)
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            self.session.problem("no such file offer" if prefix else "no file offers waiting")
+            self.host.problem("no such file offer" if prefix else "no file offers waiting")
         else:
-            self.session.problem("several offers: name one by its id, e.g. /accept " + matches[0][:6])
+            self.host.problem("several offers: name one by its id, e.g. /accept " + matches[0][:6])
         return None
 
     # --- messages from peers -----------------------------------------------------
@@ -136,7 +155,7 @@ class Transfers:
             except (KeyError, TypeError, ValueError):
                 raise TransferError(f"damaged {kind} message")
         except TransferError as e:
-            self.session.problem(f"file transfer with {sender} stopped: {e}")
+            self.host.problem(f"file transfer with {sender} stopped: {e}")
 
     def _on_offer(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
         try:
@@ -150,22 +169,22 @@ class Transfers:
         where = f" in {target}" if target.startswith("#") else ""
         from_sender = sum(name_key(i.sender) == name_key(sender) for i in self.incoming.values())
         if from_sender >= MAX_INCOMING_PER_SENDER or len(self.incoming) >= MAX_INCOMING:
-            self.session.send_control(sender, files.encode("reject", id=offer_id))
+            self.host.send_control(sender, files.encode("reject", id=offer_id))
             if name_key(sender) not in self._declined_from:
                 self._declined_from.add(name_key(sender))
-                self.session.problem(
+                self.host.problem(
                     f"declined {what} from {sender}: already receiving {from_sender} from them and "
                     f"{len(self.incoming)} in all (at most {MAX_INCOMING_PER_SENDER} and {MAX_INCOMING})"
                 )
             return
         if size <= self.auto_accept_bytes:
-            self.session.notice(f"{sender} sends {what}{where}: receiving it")
+            self.host.notice(f"{sender} sends {what}{where}: receiving it")
             self._start_receiving(fields, sender)
         else:
             self.offers[offer_id] = (fields, sender, target)
             while len(self.offers) > MAX_WAITING_OFFERS:
                 del self.offers[next(iter(self.offers))]
-            self.session.notice(
+            self.host.notice(
                 f"{sender} offers {what}{where}: /accept {offer_id[:6]} or /reject {offer_id[:6]}"
             )
 
@@ -174,12 +193,12 @@ class Transfers:
             incoming = Incoming(offer, sender, self.downloads)
             incoming.start()
         except TransferError as e:
-            self.session.problem(f"cannot receive {files.safe_name(offer.get('name', 'file'))} from {sender}: {e}")
-            self.session.send_control(sender, files.encode("reject", id=str(offer.get("id"))))
+            self.host.problem(f"cannot receive {files.safe_name(offer.get('name', 'file'))} from {sender}: {e}")
+            self.host.send_control(sender, files.encode("reject", id=str(offer.get("id"))))
             return
         incoming.last_heard = self.clock.seconds()
         self.incoming[incoming.id] = incoming
-        self.session.send_control(sender, files.encode("accept", id=incoming.id))
+        self.host.send_control(sender, files.encode("accept", id=incoming.id))
         self._ensure_ticking()  # also watches for stalled receives
 
     def _on_chunk(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
@@ -191,24 +210,24 @@ class Transfers:
             complete = incoming.add(fields)
         except TransferError:
             del self.incoming[offer_id]
-            self.session.send_control(sender, files.encode("cancel", id=offer_id))
+            self.host.send_control(sender, files.encode("cancel", id=offer_id))
             raise
         if complete or incoming.next_index % ACK_EVERY == 0:
-            self.session.send_control(sender, files.encode("ack", id=offer_id, i=incoming.next_index - 1))
+            self.host.send_control(sender, files.encode("ack", id=offer_id, i=incoming.next_index - 1))
         self._progress(f"receiving {incoming.name} from {sender}", offer_id, incoming.received, incoming.size)
         if complete:
             del self.incoming[offer_id]
             self._declined_from.discard(name_key(sender))
             final = incoming.finish()
-            self.session.notice(
+            self.host.notice(
                 f"saved {incoming.name} from {sender} as {final} ({files.describe(incoming.size, incoming.image)})"
             )
-            self.session.transfers_changed()
+            self.host.transfers_changed()
 
     def _on_accept(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
         entry = self.offered.get(offer_id)
         if entry is None:
-            self.session.send_control(sender, files.encode("cancel", id=offer_id))
+            self.host.send_control(sender, files.encode("cancel", id=offer_id))
             return
         outgoing, _ = entry
         if outgoing.target.startswith("#") is False and name_key(outgoing.target) != name_key(sender):
@@ -217,16 +236,16 @@ class Transfers:
             return
         self.answered.add(offer_id)
         self.streams.append(Stream(outgoing, sender, last_heard=self.clock.seconds()))
-        self.session.notice(f"{sender} accepted {outgoing.name}; sending")
+        self.host.notice(f"{sender} accepted {outgoing.name}; sending")
         self._ensure_ticking()
 
     def _on_reject(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
         entry = self.offered.get(offer_id)
         if entry is not None:
             self.answered.add(offer_id)
-            self.session.notice(f"{sender} declined {entry[0].name}")
+            self.host.notice(f"{sender} declined {entry[0].name}")
         self._drop_streams(offer_id, sender)
-        self.session.transfers_changed()
+        self.host.transfers_changed()
 
     def _on_cancel(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
         # Only the sender of a file can stop sending it (check before acting:
@@ -235,9 +254,9 @@ class Transfers:
         if incoming is not None and name_key(incoming.sender) == name_key(sender):
             del self.incoming[offer_id]
             incoming.fail()
-            self.session.problem(f"{sender} stopped sending {incoming.name}")
+            self.host.problem(f"{sender} stopped sending {incoming.name}")
         if self._drop_streams(offer_id, sender):
-            self.session.problem(f"{sender} stopped receiving a file")
+            self.host.problem(f"{sender} stopped receiving a file")
 
     def _on_ack(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
         for stream in self.streams:
@@ -246,8 +265,8 @@ class Transfers:
                 stream.last_heard = self.clock.seconds()
                 if stream.acked >= stream.outgoing.chunks - 1:
                     self.streams.remove(stream)
-                    self.session.notice(f"{sender} has {stream.outgoing.name}")
-                    self.session.transfers_changed()
+                    self.host.notice(f"{sender} has {stream.outgoing.name}")
+                    self.host.transfers_changed()
                 return
 
     def _drop_streams(self, offer_id: str, receiver: str) -> bool:
@@ -272,16 +291,16 @@ class Transfers:
             if now - incoming.last_heard > STALL_TIMEOUT:
                 del self.incoming[offer_id]
                 incoming.fail()  # the partial file goes
-                self.session.send_control(incoming.sender, files.encode("cancel", id=offer_id))
-                self.session.problem(f"{incoming.sender} stopped sending {incoming.name}; gave up receiving it")
+                self.host.send_control(incoming.sender, files.encode("cancel", id=offer_id))
+                self.host.problem(f"{incoming.sender} stopped sending {incoming.name}; gave up receiving it")
         for stream in list(self.streams):
             if now - stream.last_heard > STALL_TIMEOUT:
                 self.streams.remove(stream)
-                self.session.problem(f"{stream.receiver} stopped answering; gave up sending {stream.outgoing.name}")
+                self.host.problem(f"{stream.receiver} stopped answering; gave up sending {stream.outgoing.name}")
         for offer_id, (outgoing, when) in list(self.offered.items()):
             if now - when > OFFER_LIFETIME and not any(s.outgoing.id == offer_id for s in self.streams):
                 del self.offered[offer_id]
-        self.session.transfers_changed()
+        self.host.transfers_changed()
         if not self.streams and not self.incoming and not self._fresh_offers(now):
             if self._ticker is not None and self._ticker.running:
                 self._ticker.stop()
@@ -289,7 +308,7 @@ class Transfers:
             return
         if not self.streams:
             return
-        if not self.session.ready:
+        if not self.host.ready:
             return  # reconnecting: wait
         for step in range(len(self.streams)):
             stream = self.streams[(self._turn + step) % len(self.streams)]
@@ -299,10 +318,10 @@ class Transfers:
                     text = stream.outgoing.chunk(stream.next_index)
                 except OSError as e:
                     self.streams.remove(stream)
-                    self.session.problem(f"cannot read {stream.outgoing.path}: {e.strerror}")
-                    self.session.send_control(stream.receiver, files.encode("cancel", id=stream.outgoing.id))
+                    self.host.problem(f"cannot read {stream.outgoing.path}: {e.strerror}")
+                    self.host.send_control(stream.receiver, files.encode("cancel", id=stream.outgoing.id))
                     return
-                self.session.send_control(stream.receiver, text)
+                self.host.send_control(stream.receiver, text)
                 stream.next_index += 1
                 sent = min(stream.next_index * files.CHUNK_SIZE, stream.outgoing.size)
                 self._progress(
@@ -320,28 +339,29 @@ class Transfers:
 
     def _progress(self, what: str, key: str, done: int, total: int) -> None:
         """A live bar in a terminal; a line per quarter when piped."""
-        status = getattr(self.session.display, "set_status", None)
-        if self.session.interactive and status is not None:
+        if self.host.interactive:
             percent = 100 if total == 0 else done * 100 // total
-            if percent != self.shown.get(key):
+            if percent == self.shown.get(key):
+                return
+            filled = percent // 5
+            bar = None if percent >= 100 else f"{what} [{'#' * filled}{'-' * (20 - filled)}] {percent}%"
+            if self.host.show_progress(bar):
                 self.shown[key] = percent
-                filled = percent // 5
-                status(None if percent >= 100 else f"{what} [{'#' * filled}{'-' * (20 - filled)}] {percent}%")
-            return
+                return
         quarter = 4 if total == 0 else done * 4 // total
         if quarter <= self.shown.get(key, 0):
             return
         self.shown[key] = quarter
-        self.session.notice(f"{what}: {quarter * 25}%")
+        self.host.notice(f"{what}: {quarter * 25}%")
 
     def disconnected(self) -> None:
         """The connection dropped: transfers in flight cannot resume."""
         for incoming in self.incoming.values():
             incoming.fail()
-            self.session.problem(f"receiving {incoming.name} from {incoming.sender} was interrupted")
+            self.host.problem(f"receiving {incoming.name} from {incoming.sender} was interrupted")
         self.incoming.clear()
         for stream in self.streams:
-            self.session.problem(f"sending {stream.outgoing.name} to {stream.receiver} was interrupted")
+            self.host.problem(f"sending {stream.outgoing.name} to {stream.receiver} was interrupted")
         self.streams.clear()
 
     def stop(self) -> None:

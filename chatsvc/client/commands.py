@@ -1,0 +1,142 @@
+"""
+The slash commands of the chat client: what ``/join``, ``/msg``, ``/send``
+and the others typed by the user do to a session.
+
+Only parsing and checking the user's words lives here; the session
+(``session.py``) does the sending.  Tested alone with a stand-in session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chatsvc import grammar
+from chatsvc.client.text import clean
+from chatsvc.grammar import name_key
+
+if TYPE_CHECKING:
+    from chatsvc.client.session import ChatSession
+
+HELP = """\
+commands:
+  text              send text to the current room
+  /join #room       join a room and make it current
+  /part [#room]     leave a room (default: the current one)
+  /msg nick text    private message, encrypted like room messages
+  /names            who is in the current room
+  /rooms            rooms on the server
+  /nick newnick     change your nick
+  /send PATH        offer a file to the current room (/send nick PATH: to one person)
+  /accept [id]      accept a file offer (/reject [id] to decline)
+  /help             this list
+  /quit [reason]    leave (FIN works too); the reason is not encrypted, and others
+                    see it marked as not verified
+  //text            send text starting with a slash"""
+
+
+def normalize_room(text: str) -> str:
+    return text if text.startswith("#") else "#" + text
+
+
+class Commands:
+    def __init__(self, session: "ChatSession") -> None:
+        self.session = session
+
+    def run(self, text: str) -> None:
+        """A typed line starting with one slash."""
+        command, _, rest = text[1:].partition(" ")
+        handler = getattr(self, "cmd_" + command.lower(), None)
+        if handler is None:
+            self.session.problem(f"unknown command /{clean(command)}; /help lists them")
+            return
+        handler(rest.strip())
+
+    def cmd_help(self, rest: str) -> None:
+        s = self.session
+        for line in HELP.splitlines():
+            s.display.show(line)
+
+    def cmd_join(self, rest: str) -> None:
+        s = self.session
+        if not rest or " " in rest:
+            s.problem("usage: /join #room")
+            return
+        room = normalize_room(rest)
+        if not grammar.is_valid_room(room):
+            s.problem(f"{clean(room)} is not a valid room name")
+            return
+        known = s.rooms.get(name_key(room))
+        if known:
+            s.set_current(known)
+            s.notice(f"now talking in {known}")
+            return
+        s.join_room(room)
+
+    def _room_or_current(self, rest: str) -> str | None:
+        s = self.session
+        room = normalize_room(rest) if rest else s.current
+        if room is None:
+            s.problem("you are not in a room")
+        return room
+
+    def cmd_part(self, rest: str) -> None:
+        s = self.session
+        room = self._room_or_current(rest)
+        if room is not None:
+            s.protocol.part(room)
+
+    def cmd_msg(self, rest: str) -> None:
+        s = self.session
+        nick, _, text = rest.partition(" ")
+        if not nick or not text.strip():
+            s.problem("usage: /msg nick text")
+            return
+        if nick.startswith("#"):
+            s.problem("/msg is for people; to talk in a room, /join it and type")
+            return
+        if s.send_encrypted(nick, text):
+            s.display.show(f"[you → {clean(nick)}] {clean(text)}")
+
+    def cmd_send(self, rest: str) -> None:
+        s = self.session
+        if not rest:
+            s.problem("usage: /send PATH (to the current room) or /send nick PATH")
+            return
+        nick, _, path = rest.partition(" ")
+        if path and grammar.is_valid_nick(nick) and not Path(rest).expanduser().exists():
+            s.transfers.send(nick, path.strip())
+        elif s.current is None:
+            s.problem("you are not in a room; /join #room first, or /send nick PATH")
+        else:
+            s.transfers.send(s.current, rest)
+
+    def cmd_accept(self, rest: str) -> None:
+        self.session.transfers.accept(rest)
+
+    def cmd_reject(self, rest: str) -> None:
+        self.session.transfers.reject(rest)
+
+    def cmd_names(self, rest: str) -> None:
+        s = self.session
+        room = self._room_or_current(rest)
+        if room is not None:
+            s.protocol.request_names(room)
+
+    def cmd_rooms(self, rest: str) -> None:
+        self.session.protocol.request_rooms()
+
+    def cmd_nick(self, rest: str) -> None:
+        s = self.session
+        if not rest or " " in rest:
+            s.problem("usage: /nick newnick")
+            return
+        if not grammar.is_valid_nick(rest):
+            s.problem(f"{clean(rest)} is not a valid nick")
+            return
+        s.wanted_nick = rest
+        s.protocol.register(rest)
+
+    def cmd_quit(self, rest: str) -> None:
+        s = self.session
+        s.leave(rest or None)
