@@ -56,8 +56,9 @@ class Client(asyncio.Protocol):
         self.transport = transport
         if self.gen.mode == "chatsvc":
             transport.write(b"NICK %s\nJOIN %s\n" % (self.nick.encode(), self.gen.room))
-        else:
+        elif self.gen.mode == "baseline":
             self.registered.set_result(None)
+        # "bare" says ENDNAMES once it has taken the connection in
 
     def connection_lost(self, exc) -> None:
         if not self.closed.done():
@@ -97,6 +98,8 @@ class Client(asyncio.Protocol):
                     continue  # acknowledgements and notices
                 body = line.split(b" ", 3)[-1]
             else:
+                if line == b"ENDNAMES":
+                    continue  # the bare relay's "taken in"
                 body = line
             if len(body) != size:
                 self.invalid += 1

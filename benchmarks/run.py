@@ -85,6 +85,9 @@ class Server:
                 "--flood-burst", "0", "--flood-rate", "0", "--max-clients", "0", "--max-per-ip", "0",
             ]
             pattern = re.compile(r"\(127\.0\.0\.1 port (\d+)\)")
+        elif target == "bare":
+            cmd = [python, str(HERE / "bare_relay.py"), "0"]
+            pattern = re.compile(r"listening on (\d+)")
         else:
             cmd = [python, str(HERE / "baseline_relay.py"), "0"]
             pattern = re.compile(r"listening on (\d+)")
@@ -240,10 +243,27 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def compare(rows: list[dict]) -> str:
+    """chatsvc against the bare Twisted relay measured in the same run."""
+    by = {(r["workload"], r["target"]): r for r in rows if "error" not in r}
+    out = []
+    for (workload, target), row in by.items():
+        bare = by.get((workload, "bare"))
+        if target == "chatsvc" and bare is not None and bare["deliveries_per_s"]:
+            out.append(
+                f"{workload}: chatsvc / bare = {row['deliveries_per_s'] / bare['deliveries_per_s']:.2f}x "
+                f"deliveries/s, connect+join {row['join_s']:.2f} s vs {bare['join_s']:.2f} s"
+            )
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", default="fanout,chatty,crowd")
-    parser.add_argument("--targets", default="chatsvc,baseline")
+    parser.add_argument(
+        "--targets", default="chatsvc,bare,baseline",
+        help="chatsvc; bare (a bare Twisted line relay: the floor); baseline (the original threaded design)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--server-python", default=sys.executable, help="interpreter for the servers (e.g. pypy3)")
     parser.add_argument("--smoke", action="store_true", help="tiny workloads, to check the harness itself")
@@ -273,6 +293,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f", {args.workers} generator processes\n"
     )
     print(table(rows))
+    ratios = compare(rows)
+    if ratios:
+        print("\n" + ratios)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return rows

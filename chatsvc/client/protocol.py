@@ -114,8 +114,7 @@ class ChatClientProtocol(LineOnlyReceiver):
         self._send("PART", room, *([reason] if reason else []))
 
     def send_message(self, target: str, payload: str, cid: str | None = None) -> None:
-        tag = b"@cid=%s " % cid.encode() if cid else b""
-        self.transport.write(tag + format_line("MSG", target, payload))
+        self.transport.write(grammar.tagged(format_line("MSG", target, payload), cid=cid))
 
     def request_names(self, room: str) -> None:
         self._send("NAMES", room)
