@@ -128,7 +128,9 @@ class Connection:
             self.door.close(False)
             return False
         self.admitted = True
-        self.member = Member(self.send_line, self.door.peer, self.origin)
+        # The relay writes to the door directly: on the fan-out hot path
+        # every call per delivery counts (the door checks it is not closing).
+        self.member = Member(self.door.send, self.door.peer, self.origin)
         now = hub.clock.seconds()
         limits = hub.limits
         if limits.flood_burst and limits.flood_rate:

@@ -87,15 +87,23 @@ class LocalFanout:
     # --- delivery ----------------------------------------------------------------------
 
     def to_room(self, room: "Room", line: bytes, skip: Iterable["Member"] = ()) -> None:
-        # The same bytes object goes to every member: encoded once.
-        if skip:
+        # The hot path of the whole relay: the same bytes object goes to
+        # every member (encoded once), and each member's send is, while its
+        # client keeps up, its transport's write itself (see tcpdoor).
+        # A copy of the members: a send may end in someone leaving.
+        if not skip:
+            for member in list(room.members):
+                member.send(line)
+        elif len(skip) == 1:
+            (sender,) = skip
+            for member in list(room.members):
+                if member is not sender:
+                    member.send(line)
+        else:
             skip = set(skip)
             for member in list(room.members):
                 if member not in skip:
                     member.send(line)
-        else:
-            for member in list(room.members):
-                member.send(line)
 
     # --- ids and history -------------------------------------------------------------------
 

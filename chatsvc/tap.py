@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 
-from chatsvc import grammar, netinfo
+from chatsvc import grammar, netinfo, skeleton
 from chatsvc.history import History, SQLiteStore
 from chatsvc.relay import Relay
 from chatsvc.hub import Limits
@@ -264,6 +264,7 @@ def new_salt() -> str:
 def makeService(config: Options, reactor=None) -> service.MultiService:
     if reactor is None:
         from twisted.internet import reactor
+    skeleton.preload()  # not on the first NICK, while clients wait
     top = service.MultiService()
     store = None
     if config["store"]:

@@ -7,6 +7,12 @@ a big read costs linear time), output backpressure -- it is the
 transport's streaming producer, counts what it must queue while the
 socket's buffer is full, and has the client cut off past ``max_sendq`` --
 and pausing reads when the core asks (the flood limit).
+
+The fast path: while the client keeps up, what the relay calls to send to
+it (``Member.send``) *is* the transport's ``write``, with nothing of ours in
+between -- fan-out to a thousand members is a thousand plain writes.  When
+the transport's buffer fills, or the connection closes, the door puts its
+own accounting ``send`` there instead, and back when the buffer drains.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class LineDoor:
         self.conn = Connection(self.factory.hub, self)
         if not self.conn.open():
             return
+        self._fast(True)
         # Chat lines are small and latency matters; Twisted already batches
         # writes per reactor turn, so Nagle's algorithm only adds delay.
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
@@ -116,6 +123,7 @@ class LineDoor:
         self.transport.write(data)
 
     def close(self, abort: bool) -> None:
+        self._fast(False)  # nothing more goes out through the fast path
         if abort:
             self.transport.abortConnection()
         else:
@@ -138,15 +146,24 @@ class LineDoor:
         if not self._paused:
             self._paused = True
             self._queued = 0
+            self._fast(False)
 
     def resumeProducing(self) -> None:
         self._paused = False
+        if not self.transport.disconnecting:
+            self._fast(True)
         if self._queued:
             self._queued = 0
             self.conn.hub.queued(self.conn, 0)
 
     def stopProducing(self) -> None:
         pass
+
+    def _fast(self, on: bool) -> None:
+        """Let the relay write straight to the transport, or through send()."""
+        member = self.conn.member if self.conn is not None else None
+        if member is not None:
+            member.send = self.transport.write if on else self.send
 
 
 class ChatFactory(protocol.ServerFactory):
