@@ -28,6 +28,10 @@ from chatsvc.relay import Relay
 # FileDescriptor.bufferSize); counted as already queued when paused.
 TRANSPORT_BUFFER = 64 * 1024
 
+# The hub hears of a paused client's queue in steps this big, not on every
+# line: the global budget is then exact to within this per client.
+REPORT_STEP = 16 * 1024
+
 
 @implementer(interfaces.IProtocol, interfaces.IPushProducer, IDoor)
 class LineDoor:
@@ -35,7 +39,9 @@ class LineDoor:
 
     # Not a subclass of Protocol, so __slots__ really leave out the
     # instance __dict__: the relay holds one of these per connection.
-    __slots__ = ("factory", "transport", "connected", "conn", "peer", "host", "_buffer", "_paused", "_queued")
+    __slots__ = (
+        "factory", "transport", "connected", "conn", "peer", "host", "_buffer", "_paused", "_queued", "_reported",
+    )
 
     delimiter = b"\n"
 
@@ -49,6 +55,7 @@ class LineDoor:
         self._buffer = b""
         self._paused = False  # the transport's buffer is full
         self._queued = 0  # bytes written while it was
+        self._reported = 0  # what the hub was last told of them
 
     # --- IProtocol ------------------------------------------------------------------
 
@@ -104,7 +111,8 @@ class LineDoor:
         if self._paused:
             self._queued += len(data)
             conn = self.conn
-            if conn.admitted:
+            if conn.admitted and self._queued - self._reported >= REPORT_STEP:
+                self._reported = self._queued
                 conn.hub.queued(conn, self._queued)
                 if self.transport.disconnecting:
                     return  # cut off to keep all clients' output within budget
@@ -145,15 +153,16 @@ class LineDoor:
         # also pauses us until its handshake is done, which needs reading.
         if not self._paused:
             self._paused = True
-            self._queued = 0
+            self._queued = self._reported = 0
             self._fast(False)
 
     def resumeProducing(self) -> None:
         self._paused = False
         if not self.transport.disconnecting:
             self._fast(True)
-        if self._queued:
-            self._queued = 0
+        self._queued = 0
+        if self._reported:
+            self._reported = 0
             self.conn.hub.queued(self.conn, 0)
 
     def stopProducing(self) -> None:

@@ -91,19 +91,19 @@ def test_errors_count_toward_the_send_queue():
 
 
 def test_all_clients_output_has_one_budget():
-    limits = Limits(max_sendq=10 * 1024 * 1024, max_total_sendq=3000)
+    limits = Limits(max_sendq=10 * 1024 * 1024, max_total_sendq=50_000)
     factory = make_factory(limits=limits)
     slow = [registered(factory, f"slow{i}", "#a") for i in range(3)]
     sender = registered(factory, "sender", "#a")
     for client in slow:
         client.protocol.pauseProducing()
-    slow[0].protocol.pauseProducing()
-    sender.send("MSG #a " + "x" * 600 + "\n")
-    sender.send("MSG #a " + "x" * 600 + "\n")
-    # 3 x 2 x ~630 bytes queued is over 3000: someone is cut off, the total
-    # is back under the budget, and the sender is untouched.
+    sender.send("MSG #a " + "x" * 20_000 + "\n")
+    sender.send("MSG #a " + "x" * 20_000 + "\n")
+    # 3 x 20 KB queued is over 50,000 (the hub hears in 16 KiB steps):
+    # someone is cut off, the total is back under the budget, and the
+    # sender is untouched.
     assert any(c.transport.disconnected for c in slow)
-    assert factory.hub.total_queued <= 3000
+    assert factory.hub.total_queued <= 50_000
     assert not sender.transport.disconnecting
 
 
