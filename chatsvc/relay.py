@@ -24,8 +24,9 @@ from chatsvc.history import History, Record, REPLY_MAX_BYTES, REPLY_MAX_MESSAGES
 
 #: Rooms one connection may be in at once (each costs the server memory).
 MAX_ROOMS_PER_MEMBER = 100
-#: A ROOMS reply lists at most this many rooms, the largest first: the
-#: whole list of a busy server would be a big answer to a 6-byte question.
+#: A ROOMS reply lists at most this many rooms (the largest, in the order
+#: they were made): the whole list of a busy server would be a big answer
+#: to a 6-byte question.
 MAX_ROOMS_LISTED = 100
 
 
@@ -51,7 +52,8 @@ class Member:
     One connection as the relay sees it.
 
     ``send`` is called with complete encoded lines (``bytes`` ending in
-    ``\\n``); the protocol passes its transport's write method.
+    ``\\n``); the front door passes its transport's write method, or its own
+    accounting ``send`` while the client is behind (see ``tcpdoor.py``).
     """
 
     __slots__ = ("send", "peer", "origin", "nick", "rooms")
@@ -78,7 +80,6 @@ class Room:
         # A dict rather than a set keeps join order for NAMES listings while
         # staying O(1) for add, remove and membership tests.
         self.members: dict[Member, None] = {}
-
 
 
 class Relay:

@@ -307,6 +307,8 @@ class ChatSession:
         self.protocol.join(room, proof)
         self.protocol.request_history(room, *self.delivery.history_request(room))
 
+    # --- what the slash commands (commands.py) call -------------------------
+
     def join_room(self, room: str) -> None:
         """/join: join and make it the current room once in."""
         self._switch_to.add(name_key(room))
@@ -316,8 +318,6 @@ class ChatSession:
     def leave(self, reason: str | None = None) -> None:
         """/quit."""
         self._quit(reason)
-
-    # --- slash commands ----------------------------------------------------
 
     def _quit(self, reason: str | None = None, status: int = 0) -> None:
         if self.quitting:
