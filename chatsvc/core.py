@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from chatsvc.hub import Hub
 
 # Commands a connection may use before it has a nick.
-_UNREGISTERED_OK = frozenset({"NICK", "PING", "PONG", "QUIT", "CAPS"})
+_UNREGISTERED_OK = frozenset({"NICK", "PING", "PONG", "QUIT", "CAPS", "STREAM"})
 
 # A connection the server closed (a timeout, a broken rule) gets this long
 # to go away politely; then it is aborted.  A peer that never reads (or a
@@ -81,7 +81,7 @@ class Connection:
     __slots__ = (
         "hub", "door", "member", "admitted", "quit_reason", "closed", "connected_at",
         "last_activity", "_pending", "_bucket", "_reading", "_resume_call", "_throttled",
-        "_warned_flood", "_ping_sent_at", "_abort_call", "__weakref__",
+        "_warned_flood", "_ping_sent_at", "_abort_call", "streaming", "stream_origin", "__weakref__",
     )
 
     def __init__(self, hub: "Hub", door) -> None:
@@ -101,6 +101,8 @@ class Connection:
         self._warned_flood = False
         self._ping_sent_at: float | None = None
         self._abort_call = None
+        self.streaming = False  # a bulk stream (streams.py), not a chat member
+        self.stream_origin: str | None = None
 
     @property
     def limits(self):
@@ -151,6 +153,8 @@ class Connection:
         if self._resume_call is not None and self._resume_call.active():
             self._resume_call.cancel()
         self._pending = None
+        if self.streaming:
+            self.hub.streams.ended(self)
         self.hub.release(self)
         member, self.member = self.member, None
         if member is not None:
@@ -302,8 +306,8 @@ class Connection:
         Called about once a second by the hub's sweep (one timer for all
         connections is far cheaper than one per connection).
         """
-        if self.door.closing or self.member is None:
-            return
+        if self.door.closing or self.member is None or self.streaming:
+            return  # a stream's wait for its partner has its own timer
         limits = self.limits
         if self.member.nick is None:
             if limits.register_timeout and now - self.connected_at >= limits.register_timeout:
@@ -353,6 +357,17 @@ class Connection:
 
     def do_JOIN(self, room: str, proof: str | None = None) -> None:
         self.hub.relay.join(self.member, room, proof)
+
+    def do_STREAM(self, token: str, role: str) -> None:
+        """This connection becomes one end of a bulk stream (streams.py)."""
+        if self.member.nick is not None:
+            raise ProtocolError("stream-invalid", "STREAM is for a connection of its own, as its first line")
+        self.streaming = True
+        self.hub.registered(self)  # out of the pool of connections that never register
+        refusal = self.hub.streams.offer(self, token, role)
+        if refusal is not None:
+            code, _, text = refusal.partition(" ")
+            self.close(code, text + "; closing", "stream refused")
 
     def do_CAPS(self) -> None:
         self.send_line(format_line("CAPS", *self.hub.capabilities()))

@@ -38,6 +38,7 @@ MAX_PROOF_CHARS = 64
 
 #: What ``CAPS`` announces (docs/protocol.md, *Capabilities*).
 CAP_JOIN_PROOF = "join-proof"
+CAP_STREAMS = "streams"
 
 
 class ProtocolError(Exception):
@@ -151,6 +152,7 @@ CLIENT_COMMANDS: dict[str, Shape] = {
     "HISTORY": Shape(3, 3, usage="HISTORY <#room> after <id> | HISTORY <#room> last <count>"),
     "QUIT": Shape(0, 1, trailing=True, usage="QUIT [reason]"),
     "CAPS": Shape(0, 0, usage="CAPS"),
+    "STREAM": Shape(2, 2, usage="STREAM <token> send|recv"),
 }
 
 #: Lines the server sends, for clients.  NAMES carries a variable list, so

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from chatsvc import grammar
 from chatsvc.relay import Relay
+from chatsvc.streams import StreamPairing
 
 if TYPE_CHECKING:
     from chatsvc.core import Connection
@@ -86,6 +87,7 @@ class Hub:
         self._cut: set[Connection] = set()  # being cut off: no longer counted
         self._announcer: task.LoopingCall | None = None
         self._sweeper: task.LoopingCall | None = None
+        self.streams = StreamPairing(self.clock)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -102,7 +104,7 @@ class Hub:
 
     def capabilities(self) -> list[str]:
         """What CAPS announces (docs/protocol.md, *Capabilities*)."""
-        caps = [grammar.CAP_JOIN_PROOF, f"max-line={self.limits.max_line}"]
+        caps = [grammar.CAP_JOIN_PROOF, grammar.CAP_STREAMS, f"max-line={self.limits.max_line}"]
         if self.relay.salt:
             caps.append(f"salt={self.relay.salt}")
         return caps

@@ -13,11 +13,18 @@ it (``Member.send``) *is* the transport's ``write``, with nothing of ours in
 between -- fan-out to a thousand members is a thousand plain writes.  When
 the transport's buffer fills, or the connection closes, the door puts its
 own accounting ``send`` there instead, and back when the buffer drains.
+
+A connection whose first line is ``STREAM`` (``streams.py``) stops being
+lines at all: once paired, its bytes go to its partner's transport as they
+come, each transport the other's producer.
 """
 
 from __future__ import annotations
 
+import time
+
 from twisted.internet import interfaces, protocol
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatsvc.core import Connection, IDoor
@@ -41,7 +48,10 @@ class LineDoor:
     # instance __dict__: the relay holds one of these per connection.
     __slots__ = (
         "factory", "transport", "connected", "conn", "peer", "host", "_buffer", "_paused", "_queued", "_reported",
+        "_first", "_partner", "_held", "_bytes", "_since",
     )
+
+    log = Logger()
 
     delimiter = b"\n"
 
@@ -56,7 +66,11 @@ class LineDoor:
         self._paused = False  # the transport's buffer is full
         self._queued = 0  # bytes written while it was
         self._reported = 0  # what the hub was last told of them
-
+        self._first = True  # no line yet: it may be STREAM, after which bytes are raw
+        self._partner: LineDoor | None = None  # the other end of a spliced stream
+        self._held = b""  # a stream's bytes that came before its partner
+        self._bytes = 0  # a stream's bytes passed on
+        self._since = 0.0
     # --- IProtocol ------------------------------------------------------------------
 
     def makeConnection(self, transport) -> None:
@@ -84,8 +98,33 @@ class LineDoor:
 
     def dataReceived(self, data: bytes) -> None:
         conn = self.conn
+        if self._partner is not None:
+            self._bytes += len(data)
+            self._partner.transport.write(data)
+            return
         if self.transport.disconnecting or not conn.admitted:
             return
+        if conn.streaming:
+            self._held += data  # its partner is not here yet (reading is paused)
+            return
+        if self._first:
+            # The first line alone: if it is STREAM, what follows is raw.
+            head, found, rest = (self._buffer + data).partition(self.delimiter)
+            if not found:
+                self._buffer = head
+                if len(head) > conn.limits.max_line + 1:
+                    self._buffer = b""
+                    conn.lines_received([None])
+                return
+            self._first = False
+            self._buffer = b""
+            conn.lines_received([head])
+            if not rest or self.transport.disconnecting:
+                return
+            if conn.streaming:
+                self.dataReceived(rest)
+                return
+            data = rest
         lines: list[bytes | None] = (self._buffer + data).split(self.delimiter)
         self._buffer = lines.pop()
         # A trailing "\r" is allowed in lines, so the unfinished line may
@@ -97,6 +136,13 @@ class LineDoor:
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         self.connected = 0
+        partner, self._partner = self._partner, None
+        if partner is not None:
+            self.log.info(
+                "stream from {peer} ended: {size} bytes in {seconds:.1f} s",
+                peer=self.peer, size=self._bytes, seconds=time.monotonic() - self._since,
+            )
+            partner.transport.loseConnection()  # after what is queued for it
         self.conn.lost()
 
     # --- IDoor ----------------------------------------------------------------------------
@@ -136,6 +182,25 @@ class LineDoor:
             self.transport.abortConnection()
         else:
             self.transport.loseConnection()
+
+    def splice(self, other: "LineDoor") -> None:
+        """
+        Join two stream ends: each one's bytes go to the other's transport,
+        and each transport is the other's producer (backpressure end to end).
+        """
+        for a, b in ((self, other), (other, self)):
+            a._partner = b
+            a._fast(False)
+            a._since = time.monotonic()
+            a.transport.unregisterProducer()  # it was the door's; now the partner's
+        for a, b in ((self, other), (other, self)):
+            b.transport.registerProducer(a.transport, True)
+        for a, b in ((self, other), (other, self)):
+            held, a._held = a._held, b""
+            if held:
+                a._bytes += len(held)
+                b.transport.write(held)
+            a.transport.resumeProducing()
 
     def pause_reading(self) -> None:
         if not self.transport.disconnecting:

@@ -1,0 +1,87 @@
+"""Level 2/3: bulk streams in the relay -- pairing, splicing, refusals."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+
+from chatsvc import streams
+from tests.support import FakeClient, make_factory
+
+TOKEN = "t" * 22
+OTHER = "u" * 22
+
+
+def stream(factory, token=TOKEN, role="send", host="10.0.0.1", extra=b""):
+    client = FakeClient(factory, host=host)
+    client.lines()  # HELLO
+    client.send(f"STREAM {token} {role}\n".encode() + extra)
+    return client
+
+
+def test_two_ends_are_spliced_both_ways_with_backpressure():
+    factory = make_factory()
+    sender = stream(factory)
+    assert sender.transport.value() == b""
+    receiver = stream(factory, role="recv", host="10.0.0.2", extra=b"\x00" * 8)  # where it stands
+    assert sender.transport.value() == b"\x00" * 8  # held until the partner came, then passed on
+    frame = bytes(range(256)) * 4  # raw bytes, newlines and all
+    sender.send(frame)
+    assert receiver.transport.value() == frame
+    # each transport is the other's producer: a full receiver stops reading the sender
+    assert receiver.transport.producer is sender.transport
+    assert sender.transport.producer is receiver.transport
+    sender.drop()
+    assert receiver.closed
+
+
+def test_a_token_pairs_once():
+    factory = make_factory()
+    stream(factory)
+    stream(factory, role="recv", host="10.0.0.2")
+    again = stream(factory, host="10.0.0.3")
+    assert again.lines()[0].startswith("ERROR stream-used ")
+    assert again.closed
+
+
+def test_the_same_role_twice_is_refused():
+    factory = make_factory()
+    stream(factory)
+    second = stream(factory, host="10.0.0.2")
+    assert second.lines()[0].startswith("ERROR stream-taken ")
+
+
+def test_an_unpaired_end_is_dropped_after_a_while():
+    clock = Clock()
+    factory = make_factory(clock=clock)
+    lonely = stream(factory)
+    clock.advance(streams.PAIR_TIMEOUT)
+    assert lonely.lines()[0].startswith("ERROR stream-timeout ")
+    assert lonely.closed
+    lonely.drop()
+    assert not factory.hub.streams.waiting and not factory.hub.streams.per_origin
+
+
+def test_streams_are_limited_per_address_and_count_as_connections():
+    factory = make_factory()
+    ends = [stream(factory, token=f"{n:022d}") for n in range(streams.MAX_STREAMS_PER_ORIGIN)]
+    one_more = stream(factory, token="x" * 22)
+    assert one_more.lines()[0].startswith("ERROR too-many-streams ")
+    assert len(factory.hub.connections) == len(ends) + 1
+
+
+def test_bad_tokens_and_chat_connections_cannot_stream():
+    factory = make_factory()
+    short = stream(factory, token="short")
+    assert short.lines()[0].startswith("ERROR stream-invalid ")
+    chatter = FakeClient(factory)
+    chatter.send("NICK alice\nSTREAM " + OTHER + " send\n")
+    assert chatter.lines()[-1].startswith("ERROR stream-invalid ")
+
+
+def test_stream_ends_never_time_out_as_unregistered():
+    clock = Clock()
+    factory = make_factory(clock=clock)
+    sender = stream(factory)
+    receiver = stream(factory, role="recv", host="10.0.0.2")
+    clock.advance(3600)  # long after register and idle timeouts
+    assert not sender.closed and not receiver.closed
