@@ -18,6 +18,31 @@ def test_binary_file_arrives_identical_and_the_relay_sees_no_plaintext(relay_pro
     relay = relay_process("--log-messages")
     inbox = tmp_path / "bob-downloads"
     bob = clients(relay.port, "bob", "--downloads", str(inbox))
+    _send_a_file_and_check(relay, bob, clients, tmp_path, inbox)
+    log = relay.log()
+    assert "stream from 127.0.0.1:" in log and "ended: 3" in log  # a bulk stream carried it
+    assert "bob -> alice: aes2:" in log  # the accept and the ack went privately, encrypted
+
+
+def test_without_streams_files_go_in_the_chat_connection(relay_process, clients, tmp_path):
+    # A relay that does not offer streams (an older one): the proxy strips
+    # "streams" from CAPS, and the clients fall back to in-band chunks.
+    from tests.hostile_relay import HostileRelay
+
+    relay = relay_process("--log-messages")
+    older = HostileRelay(relay.port, to_client=lambda line: [line.replace(b" streams", b"")])
+    try:
+        inbox = tmp_path / "bob-downloads"
+        bob = clients(older.port, "bob", "--downloads", str(inbox))
+        _send_a_file_and_check(older, bob, clients, tmp_path, inbox, relay_log=relay)
+    finally:
+        older.close()
+    log = relay.log()
+    assert "stream from" not in log
+    assert len([line for line in log.splitlines() if "alice -> bob: aes2:" in line]) > 90  # the chunks
+
+
+def _send_a_file_and_check(relay, bob, clients, tmp_path, inbox, relay_log=None):
     bob.wait_for("* in #lobby: bob")
     alice = clients(relay.port, "alice")
     alice.wait_for("* in #lobby: bob, alice")
@@ -33,10 +58,10 @@ def test_binary_file_arrives_identical_and_the_relay_sees_no_plaintext(relay_pro
     alice.wait_for("* bob has holiday-secret-plans.bin")
     assert any(line.startswith("* sending holiday-secret-plans.bin to bob: 100%") for line in alice.seen)
     assert alice.finish()[0] == 0
-    relay.stop()
-    log = relay.log()
+    real = relay_log or relay
+    real.stop()
+    log = real.log()
     assert "holiday" not in log and hashlib.sha256(data).hexdigest() not in log
-    assert "alice -> bob: aes2:" in log  # chunks went privately, encrypted
 
 
 def test_big_file_waits_for_accept_and_an_image_is_recognised(relay_process, clients, tmp_path):

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from twisted.internet import defer, stdio, task, threads
+from twisted.internet import defer, endpoints, stdio, task, threads
 
 from chatsvc import grammar
 from chatsvc.client import aesgcm, ciphers, connection, passphrases, terminal
@@ -224,6 +224,9 @@ async def run(reactor, args: argparse.Namespace) -> None:
         clock=reactor,
     )
     front_end.session = session
+    # Each file transfer gets a connection of its own (docs/protocol.md,
+    # *Bulk streams*), to the same address, with the same TLS.
+    session.connect_stream = lambda stream: endpoints.connectProtocol(endpoint, stream)
 
     service = connection.make_service(reactor, endpoint, session, on_retry=session.retrying)
     stopping: list[defer.Deferred] = []

@@ -66,6 +66,7 @@ PBKDF2_SALT = b"chatsvc/e2e/v1/pbkdf2-salt"
 #: aes2: this, then the relay's salt (CAPS salt=...).
 PBKDF2_SALT_V2_PREFIX = b"chatsvc/e2e/v2/salt "
 JOIN_INFO_PREFIX = b"chatsvc/e2e/v2/join "
+FILE_INFO_PREFIX = b"chatsvc/e2e/v2/file "
 AAD_LABEL = AES1.aad_label
 HKDF_INFO_PREFIX = AES1.info_prefix
 #: Context keys kept ready at once (labels come from the relay's lines, so
@@ -214,6 +215,18 @@ class AesGcmCipher:
         self._masters[AES2] = master_v2
         self.salt = salt
         self._sending = AES2
+
+    def file_key(self, context: Context, transfer_id: str) -> bytes | None:
+        """
+        The key of one file transfer's stream frames (aes2 only; None
+        before the relay's salt is known): HKDF of the master key, bound to
+        the conversation the file was offered in and to the transfer.
+        """
+        master = self._masters.get(AES2)
+        if master is None:
+            return None
+        info = FILE_INFO_PREFIX + context_label(context) + b" " + transfer_id.encode("ascii")
+        return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(master)
 
     def join_proof(self, room: str) -> str | None:
         master = self._masters.get(AES2)

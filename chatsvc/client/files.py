@@ -202,10 +202,14 @@ class Outgoing:
     def chunks(self) -> int:
         return max(1, -(-self.size // CHUNK_SIZE))
 
+    #: set by the sender when files can go over a bulk stream here
+    streamable = False
+
     def offer(self) -> str:
+        extra = {"stream": 1} if self.streamable else {}
         return encode(
             "offer", id=self.id, name=self.name, size=self.size, sha256=self.sha256,
-            type=self.image[0] if self.image else "file", chunks=self.chunks,
+            type=self.image[0] if self.image else "file", chunks=self.chunks, **extra,
         )
 
     def chunk(self, index: int) -> str:
@@ -246,6 +250,7 @@ class Incoming:
         self.partial: Path | None = None
         self.file = None
         self.last_heard = 0.0  # when a chunk last came (the caller's clock)
+        self.next_frame = 0  # over a bulk stream: the next frame expected
 
     def start(self) -> None:
         """
@@ -302,6 +307,34 @@ class Incoming:
             self.fail()
             raise TransferError("less data than announced")
         if self.digest.hexdigest() != self.sha256:
+            self.fail()
+            raise TransferError("the file does not match its checksum")
+        return True
+
+    def add_frame(self, index: int, data: bytes, frame_size: int) -> bool:
+        """
+        Take one verified frame of a bulk stream (``stream.py``); True when
+        the file is complete and matches its SHA-256.
+        """
+        frames = max(1, -(-self.size // frame_size))
+        last = index == frames - 1
+        if index != self.next_frame:
+            self.fail()
+            raise TransferError(f"frame {index} out of order (expected {self.next_frame})")
+        if (not last and len(data) != frame_size) or self.received + len(data) > self.size:
+            self.fail()
+            raise TransferError(f"frame {index} has the wrong size")
+        if self.file is None:
+            self._open()
+        self.file.write(data)
+        self.digest.update(data)
+        if len(self.head) < 64 * 1024:
+            self.head += data[: 64 * 1024 - len(self.head)]
+        self.received += len(data)
+        self.next_frame += 1
+        if not last:
+            return False
+        if self.received != self.size or self.digest.hexdigest() != self.sha256:
             self.fail()
             raise TransferError("the file does not match its checksum")
         return True

@@ -126,6 +126,10 @@ class ChatSession:
         self._no_greeting = False
         self._keys_ready: defer.Deferred | None = None  # aes2 key being derived
         self._told_no_caps = False
+        self._streams_cap = False  # the relay splices bulk streams
+        #: opens a new connection to the relay for a bulk stream (a protocol
+        #: in, a Deferred out); None: files go in the chat connection only
+        self.connect_stream: Callable | None = None
         self._saver: task.LoopingCall | None = None
         replay = getattr(cipher, "replay", None)
         if replay is not None and getattr(replay, "path", None) is not None and clock is not None:
@@ -246,6 +250,20 @@ class ChatSession:
             return False
         status(text)
         return True
+
+    def stream_key(self, target: str, transfer_id: str, sender: str | None = None) -> bytes | None:
+        file_key = getattr(self.cipher, "file_key", None)
+        if not self._streams_cap or self.connect_stream is None or file_key is None:
+            return None
+        return file_key(Context(target=target, sender=sender or self.nick or self.wanted_nick), transfer_id)
+
+    def open_stream(self, stream) -> None:
+        from chatsvc.client.protocol import describe_failure
+
+        def failed(failure) -> None:
+            stream._end(f"cannot open a stream to {self.server}: {describe_failure(failure)}")
+
+        self.connect_stream(stream).addErrback(failed)
 
     def transfers_changed(self) -> None:
         self._maybe_finish_drain()
@@ -388,6 +406,7 @@ class ChatSession:
         values = dict(t.partition("=")[::2] for t in tokens or [])
         if grammar.is_decimal(values.get("max-line", ""), 9):
             self.max_line = int(values["max-line"])
+        self._streams_cap = grammar.CAP_STREAMS in values
         salt = values.get("salt", "")
         if not salt or not grammar.is_valid_proof(salt) or grammar.CAP_JOIN_PROOF not in values:
             if not self._told_no_caps:

@@ -21,11 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import base64
+import os
+import time
+
 from twisted.internet import task
 
 from chatsvc.client import files
 from chatsvc.client.files import Incoming, Outgoing, TransferError
-from chatsvc.grammar import name_key
+from chatsvc.client.stream import StreamReceiver, StreamSender
+from chatsvc.grammar import name_key, is_valid_proof
 
 
 class TransferHost(Protocol):
@@ -48,6 +53,16 @@ class TransferHost(Protocol):
 
     def transfers_changed(self) -> None:
         """Something finished: the session may be waiting for that to quit."""
+
+    def stream_key(self, target: str, transfer_id: str, sender: str | None = None) -> bytes | None:
+        """
+        The frame key for a transfer offered to ``target`` by ``sender``
+        (None: us), if files can go over bulk streams here -- the relay
+        offers them and the cipher has a key for them; else None.
+        """
+
+    def open_stream(self, stream) -> None:
+        """Connect a new stream connection to the relay for this protocol."""
 
 #: Chunks a sender may have unacknowledged per receiver: 8 x 32 KiB keeps
 #: well under the relay's 1 MiB send queue, so a slow receiver is slowed
@@ -98,6 +113,11 @@ class Transfers:
         self.shown: dict[str, int] = {}
         self.answered: set[str] = set()  # offers someone accepted or declined
         self._declined_from: set[str] = set()  # senders told "too many" (told once)
+        # over bulk streams: (transfer id, receiver) -> sender protocol, and
+        # transfer id -> receiver protocol
+        self.stream_out: dict[tuple[str, str], StreamSender] = {}
+        self.stream_in: dict[str, StreamReceiver] = {}
+        self._streams_done: dict[tuple[str, str], float] = {}  # all sent, awaiting the receiver's ack
         self._ticker: task.LoopingCall | None = None
         self._turn = 0
 
@@ -110,6 +130,7 @@ class Transfers:
             self.host.problem(str(e))
             return
         self.offered[outgoing.id] = (outgoing, self.clock.seconds())
+        outgoing.streamable = self.host.stream_key(target, outgoing.id) is not None
         self.host.send_control(target, outgoing.offer())
         self._ensure_ticking()  # also watches for answers
         self.host.notice(
@@ -121,8 +142,8 @@ class Transfers:
         offer_id = self._find(prefix)
         if offer_id is None:
             return
-        offer, sender, _ = self.offers.pop(offer_id)
-        self._start_receiving(offer, sender)
+        offer, sender, target = self.offers.pop(offer_id)
+        self._start_receiving(offer, sender, target)
 
     def reject(self, prefix: str) -> None:
         offer_id = self._find(prefix)
@@ -179,7 +200,7 @@ class Transfers:
             return
         if size <= self.auto_accept_bytes:
             self.host.notice(f"{sender} sends {what}{where}: receiving it")
-            self._start_receiving(fields, sender)
+            self._start_receiving(fields, sender, target)
         else:
             self.offers[offer_id] = (fields, sender, target)
             while len(self.offers) > MAX_WAITING_OFFERS:
@@ -188,7 +209,7 @@ class Transfers:
                 f"{sender} offers {what}{where}: /accept {offer_id[:6]} or /reject {offer_id[:6]}"
             )
 
-    def _start_receiving(self, offer: dict, sender: str) -> None:
+    def _start_receiving(self, offer: dict, sender: str, target: str) -> None:
         try:
             incoming = Incoming(offer, sender, self.downloads)
             incoming.start()
@@ -198,8 +219,43 @@ class Transfers:
             return
         incoming.last_heard = self.clock.seconds()
         self.incoming[incoming.id] = incoming
-        self.host.send_control(sender, files.encode("accept", id=incoming.id))
+        key = self.host.stream_key(target, incoming.id, sender) if offer.get("stream") else None
+        if key is None:
+            self.host.send_control(sender, files.encode("accept", id=incoming.id))  # chunks in the chat
+        else:
+            # Our own token, inside the encrypted accept: only the sender
+            # learns it, and each receiver's stream is bound to its own.
+            token = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+            receiver = StreamReceiver(
+                incoming, key, token, 0,
+                progress=lambda done, i=incoming: self._stream_progress_in(i, done),
+                done=lambda error, i=incoming: self._stream_received(i, error),
+            )
+            self.stream_in[incoming.id] = receiver
+            self.host.send_control(sender, files.encode("accept", id=incoming.id, stream=token))
+            self.host.open_stream(receiver)
         self._ensure_ticking()  # also watches for stalled receives
+
+    def _stream_progress_in(self, incoming: Incoming, done: int) -> None:
+        incoming.last_heard = self.clock.seconds()
+        self._progress(f"receiving {incoming.name} from {incoming.sender}", incoming.id, done, incoming.size)
+
+    def _stream_received(self, incoming: Incoming, error: str | None) -> None:
+        self.stream_in.pop(incoming.id, None)
+        if self.incoming.pop(incoming.id, None) is None:
+            return  # cancelled or timed out meanwhile
+        if error is not None:
+            incoming.fail()
+            self.host.send_control(incoming.sender, files.encode("cancel", id=incoming.id))
+            self.host.problem(f"receiving {incoming.name} from {incoming.sender} failed: {error}")
+        else:
+            self.host.send_control(incoming.sender, files.encode("ack", id=incoming.id, i=-1, stream=1))
+            final = incoming.finish()
+            self.host.notice(
+                f"saved {incoming.name} from {incoming.sender} as {final} "
+                f"({files.describe(incoming.size, incoming.image)})"
+            )
+        self.host.transfers_changed()
 
     def _on_chunk(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
         incoming = self.incoming.get(offer_id)
@@ -235,9 +291,35 @@ class Transfers:
         if any(s.outgoing.id == offer_id and name_key(s.receiver) == name_key(sender) for s in self.streams):
             return
         self.answered.add(offer_id)
+        token = fields.get("stream")
+        key = self.host.stream_key(outgoing.target, offer_id) if outgoing.streamable else None
+        if isinstance(token, str) and is_valid_proof(token) and len(token) >= 22 and key is not None:
+            if (offer_id, name_key(sender)) in self.stream_out:
+                return
+            proto = StreamSender(
+                outgoing.path, key, offer_id, token, outgoing.size,
+                progress=lambda done, o=outgoing, r=sender: self._progress(
+                    f"sending {o.name} to {r}", o.id + r, done, o.size),
+                done=lambda error, o=outgoing, r=sender: self._stream_sent(o, r, error),
+            )
+            self.stream_out[(offer_id, name_key(sender))] = proto
+            self.host.notice(f"{sender} accepted {outgoing.name}; sending it over a stream")
+            self.host.open_stream(proto)
+            return
         self.streams.append(Stream(outgoing, sender, last_heard=self.clock.seconds()))
         self.host.notice(f"{sender} accepted {outgoing.name}; sending")
         self._ensure_ticking()
+
+    def _stream_sent(self, outgoing: Outgoing, receiver: str, error: str | None) -> None:
+        key = (outgoing.id, name_key(receiver))
+        if error is not None:
+            if self.stream_out.pop(key, None) is not None:
+                self.host.problem(f"sending {outgoing.name} to {receiver} failed: {error}")
+                self.host.transfers_changed()
+        elif key in self.stream_out:
+            # all handed to the relay; done when the receiver's ack says so
+            self._streams_done[key] = self.clock.seconds()
+            self._ensure_ticking()
 
     def _on_reject(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
         entry = self.offered.get(offer_id)
@@ -253,12 +335,29 @@ class Transfers:
         incoming = self.incoming.get(offer_id)
         if incoming is not None and name_key(incoming.sender) == name_key(sender):
             del self.incoming[offer_id]
+            receiver = self.stream_in.pop(offer_id, None)
+            if receiver is not None:
+                receiver.finished = True
+                if receiver.transport is not None:
+                    receiver.transport.loseConnection()
             incoming.fail()
             self.host.problem(f"{sender} stopped sending {incoming.name}")
+        sending = self.stream_out.pop((offer_id, name_key(sender)), None)
+        if sending is not None:
+            sending.finished = True
+            if sending.transport is not None:
+                sending.transport.loseConnection()
+            self.host.problem(f"{sender} stopped receiving a file")
         if self._drop_streams(offer_id, sender):
             self.host.problem(f"{sender} stopped receiving a file")
 
     def _on_ack(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
+        if self.stream_out.pop((offer_id, name_key(sender)), None) is not None:
+            self._streams_done.pop((offer_id, name_key(sender)), None)
+            entry = self.offered.get(offer_id)
+            self.host.notice(f"{sender} has {entry[0].name if entry else 'the file'}")
+            self.host.transfers_changed()
+            return
         for stream in self.streams:
             if stream.outgoing.id == offer_id and name_key(stream.receiver) == name_key(sender):
                 stream.acked = max(stream.acked, int(fields.get("i", -1)))
@@ -287,8 +386,18 @@ class Transfers:
     def _tick(self) -> None:
         """Send at most one chunk, to the next stream with room in its window."""
         now = self.clock.seconds()
+        for key, when in list(self._streams_done.items()):
+            if now - when > STALL_TIMEOUT:
+                del self._streams_done[key]
+                if self.stream_out.pop(key, None) is not None:
+                    self.host.problem(f"{key[1]} never confirmed receiving a file; giving up on it")
         for offer_id, incoming in list(self.incoming.items()):
             if now - incoming.last_heard > STALL_TIMEOUT:
+                receiver = self.stream_in.pop(offer_id, None)
+                if receiver is not None:
+                    receiver.finished = True
+                    if receiver.transport is not None:
+                        receiver.transport.loseConnection()
                 del self.incoming[offer_id]
                 incoming.fail()  # the partial file goes
                 self.host.send_control(incoming.sender, files.encode("cancel", id=offer_id))
@@ -301,7 +410,7 @@ class Transfers:
             if now - when > OFFER_LIFETIME and not any(s.outgoing.id == offer_id for s in self.streams):
                 del self.offered[offer_id]
         self.host.transfers_changed()
-        if not self.streams and not self.incoming and not self._fresh_offers(now):
+        if not self.streams and not self.incoming and not self.stream_out and not self._fresh_offers(now):
             if self._ticker is not None and self._ticker.running:
                 self._ticker.stop()
             self._ticker = None
@@ -335,7 +444,9 @@ class Transfers:
 
     def busy(self) -> bool:
         """Something in flight that ending the session now would cut short."""
-        return bool(self.streams or self.incoming or self._fresh_offers(self.clock.seconds()))
+        return bool(
+            self.streams or self.incoming or self.stream_out or self._fresh_offers(self.clock.seconds())
+        )
 
     def _progress(self, what: str, key: str, done: int, total: int) -> None:
         """A live bar in a terminal; a line per quarter when piped."""
