@@ -137,7 +137,7 @@ class ChatSession:
             self._saver.clock = clock
             self._saver.start(SAVE_INTERVAL, now=False)
         self.transfers = Transfers(
-            self, downloads or Path.home() / "Downloads" / "chatsvc", auto_accept_bytes, clock
+            self, downloads or Path.home() / "Downloads" / "chatsvc", auto_accept_bytes, clock, run_slow
         )
 
     # --- state ---------------------------------------------------------------

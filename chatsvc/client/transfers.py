@@ -23,9 +23,8 @@ from typing import Protocol
 
 import base64
 import os
-import time
 
-from twisted.internet import task
+from twisted.internet import defer, task
 
 from chatsvc.client import files
 from chatsvc.client.files import Incoming, Outgoing, TransferError
@@ -99,10 +98,15 @@ class Stream:
 
 
 class Transfers:
-    def __init__(self, host: TransferHost, downloads: Path, auto_accept_bytes: int, clock=None) -> None:
+    def __init__(
+        self, host: TransferHost, downloads: Path, auto_accept_bytes: int, clock=None, run_slow=None
+    ) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
         self.host = host
+        #: runs slow work (hashing a file) -- a thread in the client; at once in tests
+        self._run_slow = run_slow or defer.maybeDeferred
+        self._preparing = 0  # files being read and hashed before their offer
         self.downloads = downloads
         self.auto_accept_bytes = auto_accept_bytes
         self.clock = clock
@@ -124,11 +128,23 @@ class Transfers:
     # --- user commands -------------------------------------------------------
 
     def send(self, target: str, path: str) -> None:
-        try:
-            outgoing = Outgoing.open(path, target)
-        except TransferError as e:
-            self.host.problem(str(e))
-            return
+        # Reading and hashing a big file takes a while: off the reactor
+        # thread, so chat goes on meanwhile.
+        self._preparing += 1
+        prepared = self._run_slow(Outgoing.open, path, target)
+
+        def failed(failure) -> None:
+            error = failure.value
+            self.host.problem(str(error) if isinstance(error, TransferError) else f"cannot send {path}: {error}")
+
+        def done(result):
+            self._preparing -= 1
+            self.host.transfers_changed()
+            return result
+
+        prepared.addCallbacks(lambda outgoing: self._offer(outgoing, target), failed).addBoth(done)
+
+    def _offer(self, outgoing: Outgoing, target: str) -> None:
         self.offered[outgoing.id] = (outgoing, self.clock.seconds())
         outgoing.streamable = self.host.stream_key(target, outgoing.id) is not None
         self.host.send_control(target, outgoing.offer())
@@ -445,7 +461,8 @@ class Transfers:
     def busy(self) -> bool:
         """Something in flight that ending the session now would cut short."""
         return bool(
-            self.streams or self.incoming or self.stream_out or self._fresh_offers(self.clock.seconds())
+            self.streams or self.incoming or self.stream_out or self._preparing
+            or self._fresh_offers(self.clock.seconds())
         )
 
     def _progress(self, what: str, key: str, done: int, total: int) -> None:
