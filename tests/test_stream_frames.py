@@ -109,3 +109,29 @@ def test_the_sender_starts_where_the_receiver_stands_and_waits_for_room(tmp_path
     (length,) = struct.unpack(">I", body[:4])
     first = body[4:4 + length]
     assert stream.unseal(KEY, TID, TOKEN, 2, False, first) == data[2000:3000]
+
+
+def test_frame_vector_of_docs_encryption_md(monkeypatch):
+    # docs/encryption.md, "Files over streams": checked with raw primitives.
+    import hmac
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from chatsvc.client.aesgcm import AesGcmCipher
+    from chatsvc.client.ciphers import Context
+
+    master = bytes.fromhex("7f32341638165b4d488876d3d63044123558f0abd66356c3c6dbb902bba904c8")
+    prk = hmac.new(b"\x00" * 32, master, hashlib.sha256).digest()
+    info = b"chatsvc/e2e/v2/file room:#lobby 0123456789abcdef"
+    key = hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+    assert key.hex() == "3272c290c4d4bf7605ce63dda68707ade81c5f5db6194e806db9a2f89596a4f0"
+    cipher = AesGcmCipher(bytes(32))
+    cipher.use_v2(master, "AAECAwQFBgcICQoLDA0ODw")
+    assert cipher.file_key(Context("#Lobby", "Alice"), TID) == key
+    aad = b"chatsvc/file/v2" + b"\x00\x10" + TID.encode() + b"\x00\x16" + b"A" * 22 + bytes(8) + b"\x01"
+    sealed = AESGCM(key).encrypt(bytes(range(12)), b"Hello, file!", aad)
+    frame = struct.pack(">I", 12 + len(sealed)) + bytes(range(12)) + sealed
+    assert frame.hex() == (
+        "00000028000102030405060708090a0be3fe77847d2a4e8ea5d78e8e382a759fc8c68e930e50b62e988d6f13"
+    )
+    assert stream.seal(key, TID, "A" * 22, 0, True, b"Hello, file!", bytes(range(12))) == frame
