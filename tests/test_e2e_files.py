@@ -104,3 +104,27 @@ def test_unwritable_downloads_folder_is_a_clear_error(relay_process, clients, tm
     line = bob.wait_for_prefix("! cannot receive note.txt from alice: cannot use the downloads folder")
     assert str(blocker / "sub") in line
     alice.wait_for("* bob declined note.txt")
+
+
+def test_a_relay_restart_mid_transfer_resumes_from_the_last_verified_frame(relay_process, clients, tmp_path):
+    relay = relay_process()
+    inbox = tmp_path / "bob-downloads"
+    bob = clients(relay.port, "bob", "--downloads", str(inbox), "--auto-accept-mb", "1000")
+    bob.wait_for("* in #lobby: bob")
+    alice = clients(relay.port, "alice")
+    alice.wait_for("* in #lobby: bob, alice")
+    source = tmp_path / "film.bin"
+    data = make_file(source, 400 * 1024 * 1024)
+    alice.type(f"/send {source}")
+    bob.wait_for_prefix("* receiving film.bin from alice: 25%", timeout=60)
+    port = relay.port
+    relay.stop()  # the relay goes away mid-transfer, then comes back
+    relay.start(port=port)
+    bob.wait_for_prefix("* receiving film.bin from alice was cut at ", timeout=30)
+    saved = bob.wait_for_prefix("* saved film.bin from alice as ", timeout=120)
+    path = re.match(r"\* saved \S+ from alice as (.+) \(file, ", saved).group(1)
+    assert hashlib.sha256(open(path, "rb").read()).digest() == hashlib.sha256(data).digest()
+    alice.wait_for("* bob has film.bin", timeout=30)
+    assert any(line == "* bob resumes film.bin" for line in alice.seen)
+    percents = [int(m.group(1)) for line in bob.seen if (m := re.search(r"cut at (\d+)%", line))]
+    assert percents and percents[0] >= 25  # it went on from there, not from the start

@@ -251,6 +251,9 @@ class Incoming:
         self.file = None
         self.last_heard = 0.0  # when a chunk last came (the caller's clock)
         self.next_frame = 0  # over a bulk stream: the next frame expected
+        self.stream_key: bytes | None = None  # set when it comes over bulk streams
+        self.stream_target = ""  # the room or nick the file was offered to
+        self.resumes = 0  # times a cut stream was picked up again
 
     def start(self) -> None:
         """
@@ -269,7 +272,20 @@ class Incoming:
         if not os.access(self.directory, os.W_OK):
             raise TransferError(f"cannot write in the downloads folder {self.directory}")
 
+    def pause(self) -> None:
+        """A stream was cut: close the partial file, keep what it holds."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
     def _open(self) -> None:
+        if self.partial is not None:  # resuming: go on where it stopped
+            try:
+                self.file = self.partial.open("ab")
+            except OSError as e:
+                self.fail()
+                raise TransferError(f"cannot write in the downloads folder {self.directory}: {e.strerror}")
+            return
         partial = self.directory / f".{self.id}.partial"
         try:
             self.file = partial.open("xb")

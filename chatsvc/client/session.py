@@ -258,10 +258,11 @@ class ChatSession:
         return file_key(Context(target=target, sender=sender or self.nick or self.wanted_nick), transfer_id)
 
     def open_stream(self, stream) -> None:
-        from chatsvc.client.protocol import describe_failure
+        from chatsvc.client.stream import CUT
 
         def failed(failure) -> None:
-            stream._end(f"cannot open a stream to {self.server}: {describe_failure(failure)}")
+            # e.g. the relay restarting: the transfer resumes when it can
+            stream._end(CUT)
 
         self.connect_stream(stream).addErrback(failed)
 
@@ -660,6 +661,7 @@ class ChatSession:
         self._told_offline = False
         # First what was sent but never acknowledged (same client ids: the
         # server drops any it already has), then what was typed meanwhile.
+        self.transfers.reconnected()
         for cid, room, text in self.delivery.to_resend(self.rooms):
             # Encrypted afresh: the envelope binds the sender's nick, which
             # may have changed (back as alice_, not alice).

@@ -41,6 +41,15 @@ _LENGTH = struct.Struct(">I")
 _POSITION = struct.Struct(">Q")
 
 
+#: What ``done`` is called with when a stream was cut (not corrupted): the
+#: frames verified so far are kept, and the transfer can resume.
+CUT = "the stream was cut"
+
+
+class Refused(TransferError):
+    """The relay would not pair this stream (the transfer may resume)."""
+
+
 def frames_for(size: int) -> int:
     return max(1, -(-size // FRAME_SIZE))
 
@@ -66,7 +75,17 @@ def unseal(key: bytes, transfer_id: str, token: str, index: int, final: bool, bo
 
 
 class _SkipHello:
-    """Both ends first get the relay's HELLO line, which a stream ignores."""
+    """
+    Both ends first get the relay's HELLO line, which a stream ignores; a
+    refusal (``ERROR stream-…``) comes as a line where the first bytes from
+    the partner would be.
+    """
+
+    @staticmethod
+    def _refused(buffer: bytes) -> None:
+        if buffer.startswith(b"ERROR "):
+            line = bytes(buffer).split(b"\n", 1)[0]
+            raise Refused("the relay refused the stream: " + line[6:].decode("utf-8", "replace"))
 
     def _take(self, data: bytes) -> bytes:
         if self._greeted:
@@ -79,7 +98,7 @@ class _SkipHello:
             return b""
         self._greeted = True
         if line.startswith(b"ERROR "):
-            raise TransferError("the relay refused the stream: " + line[6:].decode("utf-8", "replace"))
+            raise Refused("the relay refused the stream: " + line[6:].decode("utf-8", "replace"))
         return rest
 
 
@@ -107,12 +126,20 @@ class StreamSender(protocol.Protocol, _SkipHello):
     def dataReceived(self, data: bytes) -> None:
         try:
             data = self._take(data)
+        except Refused:
+            self._end(CUT)  # a relay restarting, say: the receiver asks again
+            return
         except TransferError as e:
             self._end(str(e))
             return
         if self.file is not None or not data:
             return
         self._position += data
+        try:
+            self._refused(self._position)
+        except Refused:
+            self._end(CUT)
+            return
         if len(self._position) < _POSITION.size:
             return
         (start,) = _POSITION.unpack(self._position[: _POSITION.size])
@@ -147,10 +174,11 @@ class StreamSender(protocol.Protocol, _SkipHello):
         self.progress(min(self.index * FRAME_SIZE, self.size))
 
     def stopProducing(self) -> None:
-        self._end("the stream was closed")
+        # The transport is going away (it says so before connectionLost).
+        self._end(None if self.index >= self.frames else CUT)
 
     def connectionLost(self, reason=None) -> None:
-        self._end(None if self.index >= self.frames else "the stream was cut")
+        self._end(None if self.index >= self.frames else CUT)
 
     def _end(self, error: str | None) -> None:
         if self.finished:
@@ -176,7 +204,7 @@ class StreamReceiver(protocol.Protocol, _SkipHello):
                  progress: Callable[[int], None], done: Callable[[str | None], None]) -> None:
         self.incoming, self.key, self.token = incoming, key, token
         self.progress, self.done = progress, done
-        self.index = start
+        self.index = self.start = start
         self.frames = frames_for(incoming.size)
         self._head, self._greeted = b"", False
         self._buffer = bytearray()
@@ -192,11 +220,15 @@ class StreamReceiver(protocol.Protocol, _SkipHello):
             data = self._take(data)
             self._buffer += data
             self._frames()
+        except Refused:
+            self._end(CUT)  # not the data's fault: try again with a new stream
         except TransferError as e:
             self._end(str(e))
 
     def _frames(self) -> None:
         buffer = self._buffer
+        if self.index == self.start:
+            self._refused(buffer)
         while len(buffer) >= _LENGTH.size:
             (length,) = _LENGTH.unpack_from(buffer)
             if not NONCE + TAG <= length <= self.MAX_BODY:
@@ -217,13 +249,15 @@ class StreamReceiver(protocol.Protocol, _SkipHello):
                 return
 
     def connectionLost(self, reason=None) -> None:
-        self._end("the stream was cut")
+        self._end(CUT)
 
     def _end(self, error: str | None) -> None:
         if self.finished:
             return
         self.finished = True
-        if error is not None:
+        if error == CUT:
+            self.incoming.pause()  # what was verified stays, to resume from
+        elif error is not None:
             self.incoming.fail()  # nothing unverified is kept
         if self.transport is not None and self.transport.connected:
             self.transport.loseConnection()

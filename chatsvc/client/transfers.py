@@ -28,7 +28,7 @@ from twisted.internet import defer, task
 
 from chatsvc.client import files
 from chatsvc.client.files import Incoming, Outgoing, TransferError
-from chatsvc.client.stream import StreamReceiver, StreamSender
+from chatsvc.client.stream import CUT, StreamReceiver, StreamSender
 from chatsvc.grammar import name_key, is_valid_proof
 
 
@@ -85,6 +85,10 @@ MAX_INCOMING_PER_SENDER = 3
 MAX_INCOMING = 8
 #: Offers waiting for /accept, at most (the oldest are forgotten).
 MAX_WAITING_OFFERS = 20
+#: Times a cut stream is resumed before the transfer is given up, and the
+#: pause before each try (times the try's number).
+MAX_RESUMES = 5
+RESUME_DELAY = 1.0
 
 
 @dataclass
@@ -121,7 +125,8 @@ class Transfers:
         # transfer id -> receiver protocol
         self.stream_out: dict[tuple[str, str], StreamSender] = {}
         self.stream_in: dict[str, StreamReceiver] = {}
-        self._streams_done: dict[tuple[str, str], float] = {}  # all sent, awaiting the receiver's ack
+        self._streams_done: dict[tuple[str, str], float] = {}  # all sent or cut: awaiting an ack or a resume
+        self._receivers: dict[tuple[str, str], str] = {}  # the receiver's nick, as written
         self._ticker: task.LoopingCall | None = None
         self._turn = 0
 
@@ -195,6 +200,23 @@ class Transfers:
             self.host.problem(f"file transfer with {sender} stopped: {e}")
 
     def _on_offer(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
+        existing = self.incoming.get(offer_id)
+        if existing is not None:
+            # The sender is back after a drop and offers again: resume what
+            # was cut.  A stream that has carried nothing yet may be waiting
+            # for an answer to an accept that never reached the sender (it
+            # was away): replace it.  One that is moving needs nothing.
+            if existing.stream_key is None or name_key(existing.sender) != name_key(sender):
+                return
+            waiting = self.stream_in.get(offer_id)
+            if waiting is not None and waiting.index == waiting.start:
+                del self.stream_in[offer_id]
+                waiting.finished = True
+                if waiting.transport is not None:
+                    waiting.transport.loseConnection()
+            if offer_id not in self.stream_in:
+                self._open_receiving_stream(existing)
+            return
         try:
             size = int(fields["size"])
         except (KeyError, TypeError, ValueError):
@@ -239,18 +261,32 @@ class Transfers:
         if key is None:
             self.host.send_control(sender, files.encode("accept", id=incoming.id))  # chunks in the chat
         else:
-            # Our own token, inside the encrypted accept: only the sender
-            # learns it, and each receiver's stream is bound to its own.
-            token = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
-            receiver = StreamReceiver(
-                incoming, key, token, 0,
-                progress=lambda done, i=incoming: self._stream_progress_in(i, done),
-                done=lambda error, i=incoming: self._stream_received(i, error),
-            )
-            self.stream_in[incoming.id] = receiver
-            self.host.send_control(sender, files.encode("accept", id=incoming.id, stream=token))
-            self.host.open_stream(receiver)
+            incoming.stream_key, incoming.stream_target = key, target
+            self._open_receiving_stream(incoming)
         self._ensure_ticking()  # also watches for stalled receives
+
+    def _open_receiving_stream(self, incoming: Incoming) -> None:
+        # The key again: after a relay restart its salt, and so the key, may
+        # be new (the sender derives it afresh too).
+        key = self.host.stream_key(incoming.stream_target, incoming.id, incoming.sender)
+        if key is None:
+            del self.incoming[incoming.id]
+            incoming.fail()
+            self.host.problem(f"cannot resume {incoming.name} from {incoming.sender}: the relay has no streams now")
+            return
+        incoming.stream_key = key
+        # Our own token, inside the encrypted accept: only the sender learns
+        # it, and each receiver's stream (and each resumption) has its own.
+        token = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+        receiver = StreamReceiver(
+            incoming, key, token, incoming.next_frame,
+            progress=lambda done, i=incoming: self._stream_progress_in(i, done),
+            done=lambda error, i=incoming: self._stream_received(i, error),
+        )
+        self.stream_in[incoming.id] = receiver
+        incoming.last_heard = self.clock.seconds()
+        self.host.send_control(incoming.sender, files.encode("accept", id=incoming.id, stream=token))
+        self.host.open_stream(receiver)
 
     def _stream_progress_in(self, incoming: Incoming, done: int) -> None:
         incoming.last_heard = self.clock.seconds()
@@ -258,8 +294,19 @@ class Transfers:
 
     def _stream_received(self, incoming: Incoming, error: str | None) -> None:
         self.stream_in.pop(incoming.id, None)
-        if self.incoming.pop(incoming.id, None) is None:
+        if incoming.id not in self.incoming:
             return  # cancelled or timed out meanwhile
+        if error == CUT and incoming.resumes < MAX_RESUMES:
+            # Cut, not corrupted: what was verified stays; pick up from
+            # there now, or once the chat connection is back.
+            incoming.resumes += 1
+            percent = incoming.received * 100 // max(1, incoming.size)
+            self.host.notice(f"receiving {incoming.name} from {incoming.sender} was cut at {percent}%; resuming")
+            # A moment first: the cut may be the relay going away, and the
+            # chat connection's drop not noticed yet.
+            self.clock.callLater(RESUME_DELAY * incoming.resumes, self._resume_if_ready, incoming)
+            return
+        del self.incoming[incoming.id]
         if error is not None:
             incoming.fail()
             self.host.send_control(incoming.sender, files.encode("cancel", id=incoming.id))
@@ -310,8 +357,10 @@ class Transfers:
         token = fields.get("stream")
         key = self.host.stream_key(outgoing.target, offer_id) if outgoing.streamable else None
         if isinstance(token, str) and is_valid_proof(token) and len(token) >= 22 and key is not None:
-            if (offer_id, name_key(sender)) in self.stream_out:
-                return
+            previous = self.stream_out.get((offer_id, name_key(sender)))
+            if previous is not None and not previous.finished:
+                return  # a stream to that receiver is going already
+            self._streams_done.pop((offer_id, name_key(sender)), None)
             proto = StreamSender(
                 outgoing.path, key, offer_id, token, outgoing.size,
                 progress=lambda done, o=outgoing, r=sender: self._progress(
@@ -319,7 +368,11 @@ class Transfers:
                 done=lambda error, o=outgoing, r=sender: self._stream_sent(o, r, error),
             )
             self.stream_out[(offer_id, name_key(sender))] = proto
-            self.host.notice(f"{sender} accepted {outgoing.name}; sending it over a stream")
+            self._receivers[(offer_id, name_key(sender))] = sender
+            if previous is None:
+                self.host.notice(f"{sender} accepted {outgoing.name}; sending it over a stream")
+            else:
+                self.host.notice(f"{sender} resumes {outgoing.name}")
             self.host.open_stream(proto)
             return
         self.streams.append(Stream(outgoing, sender, last_heard=self.clock.seconds()))
@@ -328,6 +381,12 @@ class Transfers:
 
     def _stream_sent(self, outgoing: Outgoing, receiver: str, error: str | None) -> None:
         key = (outgoing.id, name_key(receiver))
+        if error == CUT and key in self.stream_out:
+            # The receiver resumes it with a new accept; until then (or a
+            # timeout) it stays in flight.
+            self._streams_done[key] = self.clock.seconds()
+            self._ensure_ticking()
+            return
         if error is not None:
             if self.stream_out.pop(key, None) is not None:
                 self.host.problem(f"sending {outgoing.name} to {receiver} failed: {error}")
@@ -423,7 +482,11 @@ class Transfers:
                 self.streams.remove(stream)
                 self.host.problem(f"{stream.receiver} stopped answering; gave up sending {stream.outgoing.name}")
         for offer_id, (outgoing, when) in list(self.offered.items()):
-            if now - when > OFFER_LIFETIME and not any(s.outgoing.id == offer_id for s in self.streams):
+            if (
+                now - when > OFFER_LIFETIME
+                and not any(s.outgoing.id == offer_id for s in self.streams)
+                and not any(key[0] == offer_id for key in self.stream_out)
+            ):
                 del self.offered[offer_id]
         self.host.transfers_changed()
         if not self.streams and not self.incoming and not self.stream_out and not self._fresh_offers(now):
@@ -483,16 +546,50 @@ class Transfers:
         self.host.notice(f"{what}: {quarter * 25}%")
 
     def disconnected(self) -> None:
-        """The connection dropped: transfers in flight cannot resume."""
-        for incoming in self.incoming.values():
+        """
+        The chat connection dropped.  Files over bulk streams resume once
+        it is back (see L{reconnected}); those in the chat connection cannot.
+        """
+        for offer_id, incoming in list(self.incoming.items()):
+            if incoming.stream_key is not None:
+                continue
             incoming.fail()
+            del self.incoming[offer_id]
             self.host.problem(f"receiving {incoming.name} from {incoming.sender} was interrupted")
-        self.incoming.clear()
         for stream in self.streams:
             self.host.problem(f"sending {stream.outgoing.name} to {stream.receiver} was interrupted")
         self.streams.clear()
 
+    def _resume_if_ready(self, incoming: Incoming) -> None:
+        if self.incoming.get(incoming.id) is incoming and incoming.id not in self.stream_in and self.host.ready:
+            self._open_receiving_stream(incoming)
+        # not ready: reconnected() picks it up
+
+    def reconnected(self) -> None:
+        """
+        The chat connection is back: resume the streams that were cut --
+        as a receiver by accepting again, as a sender by offering again
+        (whichever of the two comes back last gets it going).
+        """
+        for incoming in list(self.incoming.values()):
+            if incoming.stream_key is not None and incoming.id not in self.stream_in:
+                self._open_receiving_stream(incoming)
+        for key, proto in list(self.stream_out.items()):
+            entry = self.offered.get(key[0])
+            if proto.finished and entry is not None:
+                self._streams_done[key] = self.clock.seconds()  # a fresh wait for the answer
+                self.host.send_control(self._receivers.get(key, key[1]), entry[0].offer())
+
     def stop(self) -> None:
+        for incoming in self.incoming.values():
+            incoming.fail()
+        self.incoming.clear()
+        for end in list(self.stream_in.values()) + list(self.stream_out.values()):
+            end.finished = True
+            if end.transport is not None:
+                end.transport.loseConnection()
+        self.stream_in.clear()
+        self.stream_out.clear()
         self.disconnected()
         if self._ticker is not None and self._ticker.running:
             self._ticker.stop()
