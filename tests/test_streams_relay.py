@@ -85,3 +85,63 @@ def test_stream_ends_never_time_out_as_unregistered():
     receiver = stream(factory, role="recv", host="10.0.0.2")
     clock.advance(3600)  # long after register and idle timeouts
     assert not sender.closed and not receiver.closed
+
+
+def test_a_receiver_that_stops_reading_slows_its_sender_and_the_relay_holds_nothing(relay_process):
+    # Level 4, the real relay: a receiver that reads nothing. The sender is
+    # held back by TCP (its writes stop going through), and the relay's
+    # memory stays flat; once the receiver reads, everything arrives.
+    import socket
+    import threading
+    import time
+
+    from tests.support import LineSocket
+
+    def rss_kib(pid):
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+    relay = relay_process()
+    token = "s" * 22
+    receiver = LineSocket(socket.create_connection(("127.0.0.1", relay.port), timeout=30))
+    receiver.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    receiver.readline()
+    receiver.send(f"STREAM {token} recv\n")
+    sender = LineSocket(socket.create_connection(("127.0.0.1", relay.port), timeout=30))
+    sender.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    sender.readline()
+    sender.send(f"STREAM {token} send\n")
+    before = rss_kib(relay.proc.pid)
+    total = 64 * 1024 * 1024
+    sent = [0]
+    block = b"z" * (256 * 1024)
+
+    def push():
+        try:
+            while sent[0] < total:
+                sender.sock.sendall(block)
+                sent[0] += len(block)
+        except OSError:
+            pass
+
+    pusher = threading.Thread(target=push, daemon=True)
+    pusher.start()
+    deadline = time.monotonic() + 3
+    stalled_at = -1
+    while time.monotonic() < deadline:  # wait until the sender stops making progress
+        now = sent[0]
+        time.sleep(0.3)
+        if sent[0] == now:
+            stalled_at = now
+            break
+    assert 0 <= stalled_at < total // 4  # held back, not soaked up by the relay
+    assert rss_kib(relay.proc.pid) - before < 8 * 1024  # KiB: a few socket buffers, not the data
+    received = 0
+    receiver.sock.settimeout(30)
+    while received < total:
+        chunk = receiver.sock.recv(1 << 20)
+        assert chunk
+        received += len(chunk)
+    pusher.join(30)
+    assert received == total == sent[0]

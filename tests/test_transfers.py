@@ -141,3 +141,61 @@ def test_only_the_sender_can_cancel_a_transfer(tmp_path):
     assert "00000000000000bb" in t.incoming
     t.handle("bob", "alice", files.decode(files.encode("cancel", id="00000000000000bb")))
     assert "00000000000000bb" not in t.incoming
+
+
+def test_transfers_lists_and_cancel_stops_what_is_in_flight(tmp_path):
+    clock, session = Clock(), FakeSession()
+    t = Transfers(session, tmp_path / "in", 10 * 1024 * 1024, clock)
+    t.handle("bob", "alice", offer("00000000000000cc", size=100))
+    source = tmp_path / "out.bin"
+    source.write_bytes(b"y" * 1000)
+    t.send("#room", str(source))
+    session.notices.clear()
+    t.list()
+    assert any(n.startswith("000000 receiving f.txt from bob: 0%") for n in session.notices)
+    assert any(" sending out.bin offered to #room" in n for n in session.notices)
+    t.cancel("000000")
+    assert "00000000000000cc" not in t.incoming
+    assert ("bob", {"t": "cancel", "id": "00000000000000cc"}) in session.sent
+    outgoing_id = next(iter(t.offered))
+    t.cancel(outgoing_id[:6])
+    assert not t.offered
+    session.notices.clear()
+    t.cancel("ffff")
+    assert session.notices == ["no such transfer (/transfers lists them)"]
+
+
+def test_rate_and_time_left():
+    assert transfers.rate_and_eta((0.0, 0), 2.0, 200 * 1024 * 1024, 400 * 1024 * 1024) == ", 100.0 MiB/s, 2 s left"
+    assert transfers.rate_and_eta((0.0, 0), 0.1, 10, 100) == ""  # too early to say
+
+
+def test_a_sender_that_started_afresh_resumes_where_the_receiver_stands(tmp_path):
+    import hashlib
+
+    class StreamingSession(FakeSession):
+        def __init__(self):
+            super().__init__()
+            self.opened = []
+            self.ready = True
+
+        def stream_key(self, target, transfer_id, sender=None):
+            return bytes(32)
+
+        def open_stream(self, stream):
+            self.opened.append(stream)
+
+    clock, session = Clock(), StreamingSession()
+    t = Transfers(session, tmp_path / "in", 10 * 1024 * 1024, clock)
+    data = b"q" * 2500
+    first = dict(offer("00000000000000d1", size=len(data)), sha256=hashlib.sha256(data).hexdigest(), stream=1)
+    t.handle("bob", "#room", first)
+    incoming = t.incoming["00000000000000d1"]
+    incoming.add_frame(0, data[:1000], 1000)  # two frames verified before bob went away
+    incoming.add_frame(1, data[1000:2000], 1000)
+    incoming.pause()
+    again = dict(first, id="00000000000000d2")  # bob's client restarted: a new offer, the same file
+    t.handle("bob", "#room", again)
+    assert list(t.incoming) == ["00000000000000d2"] and t.incoming["00000000000000d2"] is incoming
+    assert session.opened[-1].start == 2  # asks for frame 2 on: what it has, it keeps
+    assert any("again: resuming at 80%" in n for n in session.notices)

@@ -29,6 +29,8 @@ commands:
   /nick newnick     change your nick
   /send PATH        offer a file to the current room (/send nick PATH: to one person)
   /accept [id]      accept a file offer (/reject [id] to decline)
+  /transfers        files on their way in or out, with their ids
+  /cancel id        stop receiving or sending a file
   /help             this list
   /quit [reason]    leave (FIN works too); the reason is not encrypted, and others
                     see it marked as not verified
@@ -116,6 +118,12 @@ class Commands:
 
     def cmd_reject(self, rest: str) -> None:
         self.session.transfers.reject(rest)
+
+    def cmd_transfers(self, rest: str) -> None:
+        self.session.transfers.list()
+
+    def cmd_cancel(self, rest: str) -> None:
+        self.session.transfers.cancel(rest)
 
     def cmd_names(self, rest: str) -> None:
         s = self.session

@@ -91,6 +91,16 @@ MAX_RESUMES = 5
 RESUME_DELAY = 1.0
 
 
+def rate_and_eta(started: tuple[float, int] | None, now: float, done: int, total: int) -> str:
+    """', 118 MiB/s, 3 s left' once there is something to measure."""
+    if started is None or now - started[0] < 0.5 or done <= started[1]:
+        return ""
+    rate = (done - started[1]) / (now - started[0])
+    left = (total - done) / rate
+    when = f"{left:.0f} s" if left < 120 else f"{left / 60:.0f} min"
+    return f", {files.human_size(int(rate))}/s, {when} left"
+
+
 @dataclass
 class Stream:
     outgoing: Outgoing
@@ -127,6 +137,8 @@ class Transfers:
         self.stream_in: dict[str, StreamReceiver] = {}
         self._streams_done: dict[tuple[str, str], float] = {}  # all sent or cut: awaiting an ack or a resume
         self._receivers: dict[tuple[str, str], str] = {}  # the receiver's nick, as written
+        self._began: dict[str, tuple[float, int]] = {}  # progress key -> (when, bytes) it started
+        self._state: dict[str, tuple[str, int, int]] = {}  # progress key -> (what, done, total)
         self._ticker: task.LoopingCall | None = None
         self._turn = 0
 
@@ -173,6 +185,69 @@ class Transfers:
         offer, sender, _ = self.offers.pop(offer_id)
         self.host.send_control(sender, files.encode("reject", id=offer_id))
         self.host.notice(f"declined {files.safe_name(offer.get('name', 'file'))} from {sender}")
+
+    # --- /transfers and /cancel -------------------------------------------------
+
+    def list(self) -> None:
+        """/transfers: what is in flight, with ids for /cancel and /accept."""
+        now = self.clock.seconds()
+        lines = []
+        for incoming in self.incoming.values():
+            what, done, total = self._state.get(incoming.id, ("", incoming.received, incoming.size))
+            lines.append(f"{incoming.id[:6]} receiving {incoming.name} from {incoming.sender}: "
+                         f"{done * 100 // max(1, total)}%{rate_and_eta(self._began.get(incoming.id), now, done, total)}")
+        for offer_id, (outgoing, _) in self.offered.items():
+            receivers = [self._receivers.get(k, k[1]) for k in self.stream_out if k[0] == offer_id]
+            receivers += [s.receiver for s in self.streams if s.outgoing.id == offer_id]
+            to = f" to {', '.join(receivers)}" if receivers else f" offered to {outgoing.target}"
+            lines.append(f"{offer_id[:6]} sending {outgoing.name}{to}")
+        for offer_id, (fields, sender, _) in self.offers.items():
+            lines.append(f"{offer_id[:6]} waiting: {files.safe_name(fields.get('name', 'file'))} from {sender} "
+                         f"(/accept {offer_id[:6]} or /reject {offer_id[:6]})")
+        if not lines:
+            self.host.notice("no file transfers")
+            return
+        for line in lines:
+            self.host.notice(line)
+
+    def cancel(self, prefix: str) -> None:
+        """/cancel id: stop receiving or sending a file."""
+        if not prefix:
+            self.host.problem("usage: /cancel id (/transfers lists them)")
+            return
+        incoming_ids = [i for i in self.incoming if i.startswith(prefix)]
+        outgoing_ids = [i for i in self.offered if i.startswith(prefix)]
+        matches = incoming_ids + outgoing_ids
+        if len(matches) != 1:
+            self.host.problem("no such transfer (/transfers lists them)" if not matches else
+                              "several transfers match: give more of the id")
+            return
+        offer_id = matches[0]
+        if incoming_ids:
+            incoming = self.incoming.pop(offer_id)
+            self._close(self.stream_in.pop(offer_id, None))
+            incoming.fail()
+            self.host.send_control(incoming.sender, files.encode("cancel", id=offer_id))
+            self.host.notice(f"stopped receiving {incoming.name} from {incoming.sender}")
+        else:
+            outgoing, _ = self.offered.pop(offer_id)
+            receivers = {self._receivers.get(k, k[1]) for k in self.stream_out if k[0] == offer_id}
+            receivers |= {s.receiver for s in self.streams if s.outgoing.id == offer_id}
+            for key in [k for k in self.stream_out if k[0] == offer_id]:
+                self._close(self.stream_out.pop(key))
+                self._streams_done.pop(key, None)
+            self.streams = [s for s in self.streams if s.outgoing.id != offer_id]
+            for receiver in receivers:
+                self.host.send_control(receiver, files.encode("cancel", id=offer_id))
+            self.host.notice(f"stopped sending {outgoing.name}")
+        self.host.transfers_changed()
+
+    @staticmethod
+    def _close(end) -> None:
+        if end is not None:
+            end.finished = True
+            if end.transport is not None:
+                end.transport.loseConnection()
 
     def _find(self, prefix: str) -> str | None:
         matches = [i for i in self.offers if i.startswith(prefix)] if prefix else list(self.offers)
@@ -236,6 +311,18 @@ class Transfers:
                     f"{len(self.incoming)} in all (at most {MAX_INCOMING_PER_SENDER} and {MAX_INCOMING})"
                 )
             return
+        unfinished = self._unfinished(sender, fields) if fields.get("stream") else None
+        if unfinished is not None:
+            # The same file, offered again by a sender that started afresh:
+            # keep what was verified, go on from there under the new id.
+            self._close(self.stream_in.pop(unfinished.id, None))
+            del self.incoming[unfinished.id]
+            unfinished.id, unfinished.resumes = offer_id, 0
+            self.incoming[offer_id] = unfinished
+            self.host.notice(f"{sender} sends {what} again: resuming at "
+                             f"{unfinished.received * 100 // max(1, unfinished.size)}%")
+            self._open_receiving_stream(unfinished)
+            return
         if size <= self.auto_accept_bytes:
             self.host.notice(f"{sender} sends {what}{where}: receiving it")
             self._start_receiving(fields, sender, target)
@@ -264,6 +351,17 @@ class Transfers:
             incoming.stream_key, incoming.stream_target = key, target
             self._open_receiving_stream(incoming)
         self._ensure_ticking()  # also watches for stalled receives
+
+    def _unfinished(self, sender: str, fields: dict) -> Incoming | None:
+        """A file from this sender, with this checksum and size, partly received over streams."""
+        for incoming in self.incoming.values():
+            if (
+                incoming.stream_key is not None and name_key(incoming.sender) == name_key(sender)
+                and incoming.sha256 == str(fields.get("sha256", "")).lower()
+                and incoming.size == fields.get("size")
+            ):
+                return incoming
+        return None
 
     def _open_receiving_stream(self, incoming: Incoming) -> None:
         # The key again: after a relay restart its salt, and so the key, may
@@ -529,13 +627,18 @@ class Transfers:
         )
 
     def _progress(self, what: str, key: str, done: int, total: int) -> None:
-        """A live bar in a terminal; a line per quarter when piped."""
+        """A live bar with rate and time left in a terminal; a line per quarter when piped."""
+        now = self.clock.seconds()
+        started = self._began.setdefault(key, (now, done))
+        self._state[key] = (what, done, total)
         if self.host.interactive:
             percent = 100 if total == 0 else done * 100 // total
             if percent == self.shown.get(key):
                 return
             filled = percent // 5
-            bar = None if percent >= 100 else f"{what} [{'#' * filled}{'-' * (20 - filled)}] {percent}%"
+            bar = None
+            if percent < 100:
+                bar = f"{what} [{'#' * filled}{'-' * (20 - filled)}] {percent}%{rate_and_eta(started, now, done, total)}"
             if self.host.show_progress(bar):
                 self.shown[key] = percent
                 return
