@@ -130,23 +130,33 @@ def reference(source: Path, workdir: Path) -> float:
         splice.kill()
 
 
-def chatsvc(source: Path, size: int, workdir: Path) -> dict:
+def chatsvc(source: Path, size: int, workdir: Path, extra_receivers: int = 0) -> dict:
     relay = RelayProcess(workdir)
     relay.start()
     inbox = workdir / "inbox"
     config = str(workdir / "config")
-    bob = PipedClient(relay.port, "bob", "--downloads", str(inbox), "--auto-accept-mb", str(size // 2**20 + 1),
+    accept = str(size // 2**20 + 1)
+    bob = PipedClient(relay.port, "bob", "--downloads", str(inbox), "--auto-accept-mb", accept,
                       config_dir=config + "-bob")
     bob.wait_for("* in #lobby: bob")
+    others = []
+    for n in range(extra_receivers):
+        other = PipedClient(relay.port, f"r{n}", "--downloads", str(workdir / f"inbox{n}"), "--auto-accept-mb",
+                            accept, config_dir=f"{config}-r{n}")
+        other.wait_for_prefix("* in #lobby: ")
+        others.append(other)
     alice = PipedClient(relay.port, "alice", config_dir=config + "-alice")
-    alice.wait_for("* in #lobby: bob, alice")
+    alice.wait_for_prefix("* in #lobby: ")
     peak = [rss_kib(relay.proc.pid)]
     idle = peak[0]
+    bob_peak = [rss_kib(bob.proc.pid)]
+    bob_idle = bob_peak[0]
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
             peak[0] = max(peak[0], rss_kib(relay.proc.pid))
+            bob_peak[0] = max(bob_peak[0], rss_kib(bob.proc.pid))
             time.sleep(0.05)
 
     def chat() -> None:
@@ -172,9 +182,11 @@ def chatsvc(source: Path, size: int, workdir: Path) -> dict:
             elif line.startswith("* saved "):
                 saved = line
                 break
+    for other in others:  # everyone has it before the clock stops
+        other.wait_for_prefix("* saved ", timeout=600)
     elapsed = time.monotonic() - started
     stop.set()
-    for client in (alice, bob):
+    for client in (alice, bob, *others):
         client.kill()
     relay.stop()
     if saved is None:
@@ -189,6 +201,7 @@ def chatsvc(source: Path, size: int, workdir: Path) -> dict:
         "p99_ms": delays[int(0.99 * (len(delays) - 1))] if delays else float("nan"),
         "chat_lines": len(delays),
         "rss_growth_mib": (peak[0] - idle) / 1024,
+        "receiver_rss_growth_mib": (bob_peak[0] - bob_idle) / 1024,
         "plaintext_in_log": source.name.encode().hex() in log,
     }
 
@@ -196,6 +209,7 @@ def chatsvc(source: Path, size: int, workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=200)
+    parser.add_argument("--receivers", type=int, default=1, help="people in the room who all take the file")
     args = parser.parse_args()
     size = args.mib * 2**20
     with tempfile.TemporaryDirectory(prefix="chatsvc-files-") as tmp:
@@ -205,7 +219,7 @@ def main() -> None:
             for _ in range(args.mib):
                 f.write(os.urandom(2**20))
         ref = reference(source, workdir)
-        run = chatsvc(source, size, workdir)
+        run = chatsvc(source, size, workdir, args.receivers - 1)
     mib = size / 2**20
     print(f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {args.mib} MiB")
     print(f"reference (AES-GCM frames, SHA-256, file write, bare splice): {mib / ref:.0f} MiB/s ({ref:.2f} s)")
@@ -214,7 +228,11 @@ def main() -> None:
         f"{run['seconds'] and (ref / run['seconds']):.2f}x the reference; bytes identical: {run['identical']}"
     )
     print(f"chat during the transfer: {run['chat_lines']} lines, p99 {run['p99_ms']:.1f} ms")
-    print(f"relay RSS growth during the transfer: {run['rss_growth_mib']:.1f} MiB")
+    print(f"relay RSS growth during the transfer: {run['rss_growth_mib']:.1f} MiB; "
+          f"bob's client: {run['receiver_rss_growth_mib']:.1f} MiB")
+    if args.receivers > 1:
+        print(f"{args.receivers} receivers, each over its own stream (the sender encrypts per stream): "
+              f"{args.receivers * mib / run['seconds']:.0f} MiB/s delivered in all")
 
 
 if __name__ == "__main__":
