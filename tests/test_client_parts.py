@@ -119,3 +119,30 @@ def test_commands_refuse_what_cannot_work(typed):
     s = StandIn()
     Commands(s).run(typed)
     assert s.calls == [] and len(s.problems) == 1
+
+
+def test_send_takes_quoted_paths_with_spaces(tmp_path):
+    class Transfers:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, target, path):
+            self.sent.append((target, path))
+
+    s = StandIn()
+    s.transfers = Transfers()
+    spaced = tmp_path / "with spaces.txt"
+    spaced.write_text("hi")
+    Commands(s).run(f'/send "{spaced}"')
+    Commands(s).run(f"/send bob '{spaced}'")
+    Commands(s).run(f"/send {spaced}")  # unquoted, but the file exists as typed
+    assert s.transfers.sent == [("#lobby", str(spaced)), ("bob", str(spaced)), ("#lobby", str(spaced))]
+
+
+def test_a_missing_file_says_so(tmp_path):
+    from chatsvc.client.files import Outgoing, TransferError
+
+    with pytest.raises(TransferError, match="no such file"):
+        Outgoing.open(str(tmp_path / "nope.txt"), "#a")
+    with pytest.raises(TransferError, match="not a file"):
+        Outgoing.open(str(tmp_path), "#a")

@@ -66,7 +66,7 @@ def test_registration_flow():
     assert h.display.take() == [
         "* connected to example:8000 (hi there)",
         "! warning: the caesar cipher is not secure -- anyone who sees the traffic can read it; "
-        "the default cipher (aes) is",
+        "the default cipher, aes, is secure",
         "* you are alice",
         "* you joined #lobby",
         "* in #lobby: bob, alice",
@@ -162,7 +162,11 @@ def test_commands_on_the_wire(typed, wire):
         ("/join #-x", "! #-x is not a valid room name"),
         ("/msg bob", "! usage: /msg nick text"),
         ("/msg #lobby hi", "! /msg is for people; to talk in a room, /join it and type"),
-        ("/nick -bad", "! -bad is not a valid nick"),
+        ("/nick -bad", "! -bad is not a valid nick: it may not start with - or ."),
+        ("/nick bad nick", "! bad nick is not a valid nick: nicks have no spaces (1-32 letters, digits, _ - .)"),
+        ("/nick b@d", "! b@d is not a valid nick: '@' is not allowed (letters, digits, _ - . only)"),
+        ("/nick alice\u3164", "! alice\u3164 is not a valid nick: it holds an invisible character"),
+        ("/nick " + "x" * 33, "! " + "x" * 33 + " is not a valid nick: at most 32 characters"),
         ("/nick", "! usage: /nick newnick"),
     ],
 )

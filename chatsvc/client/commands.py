@@ -37,8 +37,30 @@ commands:
   //text            send text starting with a slash"""
 
 
+def nick_problem(text: str) -> str:
+    """Why a nick breaks the rules, in words."""
+    if len(text) > grammar.MAX_NICK_CHARS:
+        return f"at most {grammar.MAX_NICK_CHARS} characters"
+    if text[0] in "-.":
+        return "it may not start with - or ."
+    bad = next((ch for ch in text if not (ch.isalnum() or ch in "_-.") or grammar.is_default_ignorable(ch)), None)
+    if bad is not None and grammar.is_default_ignorable(bad):
+        return "it holds an invisible character"
+    return f"{clean(bad or '?')!r} is not allowed (letters, digits, _ - . only)"
+
+
 def normalize_room(text: str) -> str:
     return text if text.startswith("#") else "#" + text
+
+
+def _shell_words(text: str) -> list[str]:
+    """Split as a shell would ("a b" and 'a b' are one word); unbalanced quotes: as typed."""
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
 
 
 class Commands:
@@ -102,16 +124,18 @@ class Commands:
 
     def cmd_send(self, rest: str) -> None:
         s = self.session
-        if not rest:
-            s.problem("usage: /send PATH (to the current room) or /send nick PATH")
+        words = _shell_words(rest)
+        if not words or len(words) > 2:
+            s.problem('usage: /send PATH (to the current room) or /send nick PATH; quote a path with spaces: "my file.txt"')
             return
-        nick, _, path = rest.partition(" ")
-        if path and grammar.is_valid_nick(nick) and not Path(rest).expanduser().exists():
-            s.transfers.send(nick, path.strip())
+        if len(words) == 2 and grammar.is_valid_nick(words[0]) and not Path(rest).expanduser().exists():
+            s.transfers.send(words[0], words[1])
+        elif len(words) == 2 and Path(rest).expanduser().exists():
+            s.transfers.send(s.current, rest) if s.current else s.problem("you are not in a room; /join #room first")
         elif s.current is None:
             s.problem("you are not in a room; /join #room first, or /send nick PATH")
         else:
-            s.transfers.send(s.current, rest)
+            s.transfers.send(s.current, words[0] if len(words) == 1 else rest)
 
     def cmd_accept(self, rest: str) -> None:
         self.session.transfers.accept(rest)
@@ -136,11 +160,14 @@ class Commands:
 
     def cmd_nick(self, rest: str) -> None:
         s = self.session
-        if not rest or " " in rest:
+        if not rest:
             s.problem("usage: /nick newnick")
             return
+        if " " in rest:
+            s.problem(f"{clean(rest)} is not a valid nick: nicks have no spaces (1-32 letters, digits, _ - .)")
+            return
         if not grammar.is_valid_nick(rest):
-            s.problem(f"{clean(rest)} is not a valid nick")
+            s.problem(f"{clean(rest)} is not a valid nick: {nick_problem(rest)}")
             return
         s.wanted_nick = rest
         s.protocol.register(rest)

@@ -185,8 +185,10 @@ class Outgoing:
     def open(cls, path: str, target: str) -> "Outgoing":
         p = Path(path).expanduser()
         try:
+            if not p.exists():
+                raise TransferError(f"{path}: no such file")
             if not p.is_file():
-                raise TransferError(f"{path}: not a file")
+                raise TransferError(f"{path}: not a file (a folder?)")
             digest = hashlib.sha256()
             with p.open("rb") as f:
                 head = f.read(64 * 1024)

@@ -392,7 +392,7 @@ class ChatSession:
             self._warned = True
             self.problem(
                 f"warning: the {self.cipher.scheme} cipher is not secure -- anyone who sees "
-                "the traffic can read it; the default cipher (aes) is"
+                "the traffic can read it; the default cipher, aes, is secure"
             )
         if version != str(grammar.PROTOCOL_VERSION):
             self.problem(f"server speaks protocol {clean(version)}; this client knows {grammar.PROTOCOL_VERSION}")

@@ -168,7 +168,7 @@ class Transfers:
         self._ensure_ticking()  # also watches for answers
         self.host.notice(
             f"offered {outgoing.name} ({files.describe(outgoing.size, outgoing.image)}) to {target}; "
-            "it is sent to each who accepts"
+            + ("it is sent to each who accepts" if target.startswith("#") else "it is sent if they accept")
         )
 
     def accept(self, prefix: str) -> None:
