@@ -91,6 +91,8 @@ class StandIn:
         self.calls.append(("send", target, text))
         return True
 
+    send_private = send_encrypted
+
     def leave(self, reason):
         self.calls.append(("leave", reason))
 

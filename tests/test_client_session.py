@@ -520,3 +520,15 @@ def test_a_greeting_in_time_stops_the_timer():
     protocol.makeConnection(StringTransport())
     protocol.dataReceived(b"HELLO chatsvc 1 hi\n")
     assert not [c for c in clock.getDelayedCalls() if c.active() and c.func == session._greeting_missing]
+
+
+def test_a_private_message_shows_as_sent_only_once_delivered():
+    h = Harness().ready()
+    h.session.user_line("/msg nosuchnick hi")
+    assert h.sent() == ["MSG nosuchnick caesar:rs"]
+    assert h.display.take() == []  # not yet: the server has not said
+    h.server("ERROR no-such-nick nobody is called nosuchnick")
+    assert h.display.take() == ["! nobody is called nosuchnick — not delivered: hi"]
+    h.session.user_line("/msg bob psst")
+    h.server("OK MSG bob")
+    assert h.display.take() == ["[you → bob] psst"]

@@ -119,8 +119,7 @@ class Commands:
         if nick.startswith("#"):
             s.problem("/msg is for people; to talk in a room, /join it and type")
             return
-        if s.send_encrypted(nick, text):
-            s.display.show(f"[you → {clean(nick)}] {clean(text)}")
+        s.send_private(nick, text)
 
     def cmd_send(self, rest: str) -> None:
         s = self.session

@@ -117,6 +117,10 @@ class ChatSession:
         self._drained = False
         self._tokens = itertools.count(1)
         self.delivery = Delivery()  # ids, cids, resends, history catch-up
+        # private messages sent and not yet answered, oldest first: the
+        # server answers each with OK MSG <nick> or ERROR no-such-nick, in
+        # order; a typed one is shown once it was delivered
+        self._private_pending: list[tuple[str, str | None]] = []
         self.commands = Commands(self)
         self._run_slow = run_slow
         self.clock = clock
@@ -309,8 +313,14 @@ class ChatSession:
             cid = self.delivery.track(target, text)
             self.protocol.send_message(target, payload, cid)
         else:
+            self._private_pending.append((target, None))
             self.protocol.send_message(target, payload)
         return True
+
+    def send_private(self, nick: str, text: str) -> None:
+        """/msg: shown as sent once the server says it was delivered."""
+        if self.send_encrypted(nick, text):
+            self._private_pending[-1] = (nick, text)
 
     def send_control(self, target: str, text: str) -> None:
         """Send a file-transfer message (encrypted like chat, not shown)."""
@@ -453,6 +463,12 @@ class ChatSession:
             self._join(self.first_room)
 
     def message_accepted(self, target: str, msg_id: int | None = None, cid: str | None = None) -> None:
+        if not target.startswith("#"):
+            if self._private_pending:
+                nick, text = self._private_pending.pop(0)
+                if text is not None:
+                    self.display.show(f"[you → {clean(target)}] {clean(text)}")
+            return
         # Shown when sent; here it only stops being "unacknowledged".
         self.delivery.acknowledged(target, msg_id, cid)
         self._maybe_finish_drain()
@@ -462,6 +478,12 @@ class ChatSession:
             return  # an older server without history: nothing to show
         if code == "unknown-command" and text.startswith("CAPS"):
             self.caps(None)  # an older server: aes1 without join proofs
+            return
+        if code == "no-such-nick" and cid is None and self._private_pending:
+            nick, said = self._private_pending.pop(0)
+            if said is None:
+                return  # a file message to someone who left: the transfer notices
+            self.problem(f"{clean(text or code)} — not delivered: {clean(said)}")
             return
         room = self.delivery.refused(cid)
         if room is not None:
@@ -626,6 +648,10 @@ class ChatSession:
 
     def disconnected(self, reason: str) -> None:
         self.delivery.connection_lost()
+        for nick, text in self._private_pending:
+            if text is not None:
+                self.problem(f"a private message to {clean(nick)} may not have been delivered: {clean(text)}")
+        self._private_pending.clear()
         self._cancel_hello_timer()
         if self._no_greeting:
             reason = f"no chatsvc greeting within {HELLO_TIMEOUT:g} s — a TLS port? try --tls or --ca-file"
