@@ -276,3 +276,21 @@ def test_the_relays_line_limit_comes_from_caps():
     s.session.user_line("x" * 2000)
     assert s.display.take()[0].startswith("! message too long to send")
     assert s.sent() == []
+
+
+def test_unreadable_history_is_told_once_per_sender_and_marked_as_earlier():
+    s = Session()
+    s.server("HELLO chatsvc 1 test", f"CAPS join-proof salt={SALT}", "OK NICK alice")
+    other = AesGcmCipher(bytes(range(100, 132)), now=s.clock)  # another passphrase
+    other.use_v2(bytes(range(200, 232)), SALT)
+    lines = ["JOIN #lobby alice", "NAMES #lobby alice", "ENDNAMES #lobby"]
+    lines += [f"@id={n};time=0;history MSG bob #lobby {other.encrypt(f'm{n}', Context('#lobby', 'bob'))}"
+              for n in range(1, 13)]
+    lines += [f"@id=13;time=0;history MSG carol #lobby {other.encrypt('x', Context('#lobby', 'carol'))}"]
+    s.server(*lines, "ENDHISTORY #lobby complete")
+    problems = [line for line in s.display.take() if line.startswith("!")]
+    assert problems == [
+        "! 12 earlier messages from bob in #lobby could not be read — a different passphrase?",
+        "! cannot read a message from carol in #lobby (earlier): it does not authenticate: a different "
+        "passphrase, or the message was altered, moved to another conversation or misattributed",
+    ]

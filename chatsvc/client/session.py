@@ -121,6 +121,9 @@ class ChatSession:
         # server answers each with OK MSG <nick> or ERROR no-such-nick, in
         # order; a typed one is shown once it was delivered
         self._private_pending: list[tuple[str, str | None]] = []
+        # history lines that could not be read, per (room key, sender):
+        # told once per HISTORY reply, not once per line
+        self._unreadable: dict[tuple[str, str], list] = {}
         self.commands = Commands(self)
         self._run_slow = run_slow
         self.clock = clock
@@ -576,6 +579,10 @@ class ChatSession:
         try:
             opened = self._open(payload, context)
         except DecryptError as e:
+            if from_history:
+                entry = self._unreadable.setdefault((name_key(target), sender), [0, str(e)])
+                entry[0] += 1
+                return
             where = f"in {clean(target)}" if target.startswith("#") else "(private)"
             self.problem(f"cannot read a message from {clean(sender)} {where}: {clean(str(e))}")
             return
@@ -613,6 +620,16 @@ class ChatSession:
 
     def history_end(self, room: str, more: bool) -> None:
         self.delivery.history_ended(room)
+        mode = self.delivery.history_mode(room)
+        for (key, sender), (count, reason) in list(self._unreadable.items()):
+            if key != name_key(room):
+                continue
+            del self._unreadable[(key, sender)]
+            if count == 1:
+                self.problem(f"cannot read a message from {clean(sender)} in {clean(room)} ({mode}): {clean(reason)}")
+            else:
+                guess = " — a different passphrase?" if "does not authenticate" in reason else f": {clean(reason)}"
+                self.problem(f"{count} {mode} messages from {clean(sender)} in {clean(room)} could not be read{guess}")
         if more and name_key(room) in self.rooms:
             self.protocol.request_history(room, *self.delivery.more_history(room))
 
