@@ -311,13 +311,7 @@ class Incoming:
         if self.received + len(data) > self.size:
             self.fail()
             raise TransferError("more data than announced")
-        if self.file is None:
-            self._open()
-        self.file.write(data)
-        self.digest.update(data)
-        if len(self.head) < 64 * 1024:
-            self.head += data[: 64 * 1024 - len(self.head)]
-        self.received += len(data)
+        self._write(data)
         self.next_index += 1
         if self.next_index < self.chunks:
             return False
@@ -328,6 +322,16 @@ class Incoming:
             self.fail()
             raise TransferError("the file does not match its checksum")
         return True
+
+    def _write(self, data: bytes) -> None:
+        """Checked data goes to the partial file and into the running hash."""
+        if self.file is None:
+            self._open()
+        self.file.write(data)
+        self.digest.update(data)
+        if len(self.head) < 64 * 1024:
+            self.head += data[: 64 * 1024 - len(self.head)]
+        self.received += len(data)
 
     def add_frame(self, index: int, data: bytes, frame_size: int) -> bool:
         """
@@ -342,13 +346,7 @@ class Incoming:
         if (not last and len(data) != frame_size) or self.received + len(data) > self.size:
             self.fail()
             raise TransferError(f"frame {index} has the wrong size")
-        if self.file is None:
-            self._open()
-        self.file.write(data)
-        self.digest.update(data)
-        if len(self.head) < 64 * 1024:
-            self.head += data[: 64 * 1024 - len(self.head)]
-        self.received += len(data)
+        self._write(data)
         self.next_frame += 1
         if not last:
             return False
