@@ -197,3 +197,13 @@ def test_offer_carries_the_checksum(outgoing):
 def test_transfer_ids_are_checked(bad_id):
     with pytest.raises(TransferError):
         files.decode(files.MARKER + '{"t":"offer","id":%s}' % __import__("json").dumps(bad_id))
+
+
+def test_a_text_file_is_described_as_text():
+    from chatsvc.client import files as f
+
+    assert f.describe(27, None, b"hello\nworld\tok\n") == "text, 27 bytes"
+    assert f.describe(27, None, "héllo".encode()[:2]) == "text, 27 bytes"  # a character cut at the end
+    assert f.describe(27, None, b"\x00\x01binary") == "file, 27 bytes"
+    assert f.describe(27, None, b"\x1b[2Jesc") == "file, 27 bytes"
+    assert f.describe(27, None) == "file, 27 bytes"

@@ -153,8 +153,24 @@ def _jpeg_size(data: bytes) -> tuple[str, int, int]:
     return "JPEG", 0, 0
 
 
-def describe(size: int, image: tuple[str, int, int] | None) -> str:
-    kind = f"{image[0]} image, {image[1]}×{image[2]}" if image and image[1] else (f"{image[0]} image" if image else "file")
+def looks_like_text(head: bytes) -> bool:
+    """UTF-8 with no control characters but line ends and tabs: a text file."""
+    if not head or b"\x00" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:  # not just a character cut at the end
+            return False
+        text = head[: e.start].decode("utf-8")
+    return all(ch.isprintable() or ch in "\n\r\t" for ch in text)
+
+
+def describe(size: int, image: tuple[str, int, int] | None, head: bytes = b"") -> str:
+    if image:
+        kind = f"{image[0]} image, {image[1]}×{image[2]}" if image[1] else f"{image[0]} image"
+    else:
+        kind = "text" if looks_like_text(head) else "file"
     return f"{kind}, {human_size(size)}"
 
 
@@ -180,6 +196,7 @@ class Outgoing:
     sha256: str
     target: str  # room or nick it was offered to
     image: tuple[str, int, int] | None
+    head: bytes = b""  # the first 64 KiB, to say what it is
 
     @classmethod
     def open(cls, path: str, target: str) -> "Outgoing":
@@ -198,7 +215,7 @@ class Outgoing:
             size = p.stat().st_size
         except OSError as e:
             raise TransferError(f"cannot read {path}: {e.strerror}")
-        return cls(new_transfer_id(), p, safe_name(p.name), size, digest.hexdigest(), target, sniff_image(head))
+        return cls(new_transfer_id(), p, safe_name(p.name), size, digest.hexdigest(), target, sniff_image(head), head)
 
     @property
     def chunks(self) -> int:

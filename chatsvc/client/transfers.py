@@ -167,7 +167,7 @@ class Transfers:
         self.host.send_control(target, outgoing.offer())
         self._ensure_ticking()  # also watches for answers
         self.host.notice(
-            f"offered {outgoing.name} ({files.describe(outgoing.size, outgoing.image)}) to {target}; "
+            f"offered {outgoing.name} ({files.describe(outgoing.size, outgoing.image, outgoing.head)}) to {target}; "
             + ("it is sent to each who accepts" if target.startswith("#") else "it is sent if they accept")
         )
 
@@ -414,7 +414,7 @@ class Transfers:
             final = incoming.finish()
             self.host.notice(
                 f"saved {incoming.name} from {incoming.sender} as {final} "
-                f"({files.describe(incoming.size, incoming.image)})"
+                f"({files.describe(incoming.size, incoming.image, incoming.head)})"
             )
         self.host.transfers_changed()
 
@@ -437,7 +437,7 @@ class Transfers:
             self._declined_from.discard(name_key(sender))
             final = incoming.finish()
             self.host.notice(
-                f"saved {incoming.name} from {sender} as {final} ({files.describe(incoming.size, incoming.image)})"
+                f"saved {incoming.name} from {sender} as {final} ({files.describe(incoming.size, incoming.image, incoming.head)})"
             )
             self.host.transfers_changed()
 
