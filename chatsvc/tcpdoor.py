@@ -152,8 +152,10 @@ class LineDoor:
         return bool(self.transport.disconnecting)
 
     def send(self, data: bytes) -> None:
-        if self.transport.disconnecting:
-            return  # closing: what it has not read by now is moot
+        if self.transport.disconnecting or self._partner is not None:
+            # closing: what it has not read by now is moot; a spliced
+            # stream carries its partner's bytes and nothing of ours
+            return
         if self._paused:
             self._queued += len(data)
             conn = self.conn

@@ -145,3 +145,14 @@ def test_a_receiver_that_stops_reading_slows_its_sender_and_the_relay_holds_noth
         received += len(chunk)
     pusher.join(30)
     assert received == total == sent[0]
+
+
+def test_shutdown_puts_nothing_of_the_relays_into_a_spliced_stream():
+    # An ERROR line in the middle of the frames would read as a corrupt
+    # frame, and a cut that could resume would be fatal instead.
+    factory = make_factory()
+    sender = stream(factory)
+    receiver = stream(factory, role="recv", host="10.0.0.2", extra=b"\x00" * 8)
+    receiver.transport.clear()
+    factory.close_all()
+    assert receiver.transport.value() == b"" and receiver.closed
