@@ -117,6 +117,11 @@ def is_valid_proof(text: str) -> bool:
     return MIN_PROOF_CHARS <= len(text) <= MAX_PROOF_CHARS and all(ch in _B64URL_CHARS for ch in text)
 
 
+def is_valid_stream_token(text: str) -> bool:
+    """A bulk stream's token: base64url, at least 128 bits (22 characters), at most 64."""
+    return 22 <= len(text) <= MAX_PROOF_CHARS and all(ch in _B64URL_CHARS for ch in text)
+
+
 # --- parsing ---------------------------------------------------------------
 
 

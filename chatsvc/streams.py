@@ -36,11 +36,6 @@ USED_MEMORY = 100_000
 ROLES = ("send", "recv")
 
 
-def is_valid_token(text: str) -> bool:
-    """At least 128 bits of base64url (22 characters), at most 64."""
-    return 22 <= len(text) <= 64 and grammar.is_valid_proof(text)
-
-
 class StreamPairing:
     """The tokens waiting for a partner, and the pairs spliced."""
 
@@ -57,7 +52,7 @@ class StreamPairing:
         A connection asks to be one end of a stream.  Returns None (it waits
         or is spliced now) or an error code and text, ``code text``.
         """
-        if role not in ROLES or not is_valid_token(token):
+        if role not in ROLES or not grammar.is_valid_stream_token(token):
             return "stream-invalid STREAM <token> send|recv, the token 22-64 base64url characters"
         if token in self.used:
             return "stream-used that stream token was used already"

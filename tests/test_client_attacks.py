@@ -294,3 +294,23 @@ def test_unreadable_history_is_told_once_per_sender_and_marked_as_earlier():
         "! cannot read a message from carol in #lobby (earlier): it does not authenticate: a different "
         "passphrase, or the message was altered, moved to another conversation or misattributed",
     ]
+
+
+def test_a_long_reason_is_cut_short():
+    from chatsvc.client import session as session_module
+
+    s = Session().ready()
+    s.server("JOIN #lobby outsider", "PART #lobby outsider " + "x" * 500)
+    shown = s.display.take()[-1]
+    assert "x" * session_module.MAX_REASON_SHOWN + "…" in shown and "x" * 81 not in shown
+
+
+def test_a_names_list_that_never_ends_is_cut_off():
+    from chatsvc.client import protocol
+
+    s = Session().ready()
+    batch = " ".join(f"n{i}" for i in range(1000))
+    for _ in range(protocol.MAX_GATHERED // 1000 + 1):
+        s.server(f"NAMES #lobby {batch}")
+    assert len(s.protocol._names.get("#lobby", [])) <= protocol.MAX_GATHERED
+    assert any("NAMES list too long" in line for line in s.display.take())

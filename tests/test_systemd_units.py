@@ -51,7 +51,6 @@ def test_fake_socket_activation_gives_true_peer_addresses(tmp_path):
     their true address, and the per-address limit counts them right.
     """
     import socket
-    import time
 
     from tests.support import LineSocket, subprocess_env
 
@@ -67,17 +66,19 @@ def test_fake_socket_activation_gives_true_peer_addresses(tmp_path):
         "os.execv(sys.executable, [sys.executable, '-c', 'from twisted.scripts.twistd import run; run()', "
         "'-n', '--pidfile=', 'chat', '--max-per-ip', '1', '--port', sys.argv[2]])"
     )
-    log = open(tmp_path / "relay.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-c", launcher, str(listener.fileno()), port_arg],
-        pass_fds=(listener.fileno(),), cwd=tmp_path, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
+        pass_fds=(listener.fileno(),), cwd=tmp_path, env=subprocess_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     listener.close()  # the relay has it now
+    started = []
     try:
-        deadline = time.monotonic() + 20
-        while b"listening on" not in (tmp_path / "relay.log").read_bytes():
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "relay.log").read_text()
-            time.sleep(0.05)
+        for line in proc.stdout:  # blocks until the relay says it listens (or exits: EOF)
+            started.append(line)
+            if "listening on" in line:
+                break
+        assert "listening on" in "".join(started), "".join(started)
         first = LineSocket(socket.create_connection(("127.0.0.1", port), timeout=10))
         assert first.readline().startswith("HELLO ")
         second = LineSocket(socket.create_connection(("127.0.0.1", port), timeout=10))
@@ -86,9 +87,8 @@ def test_fake_socket_activation_gives_true_peer_addresses(tmp_path):
         second.close()
     finally:
         proc.terminate()
-        proc.wait(10)
-        log.close()
-    text = (tmp_path / "relay.log").read_text()
+        rest, _ = proc.communicate(timeout=10)
+    text = "".join(started) + rest
     assert "connection from ::ffff:127.0.0.1:" in text
     assert "refused ::ffff:127.0.0.1:" in text
 

@@ -199,3 +199,36 @@ def test_a_sender_that_started_afresh_resumes_where_the_receiver_stands(tmp_path
     assert list(t.incoming) == ["00000000000000d2"] and t.incoming["00000000000000d2"] is incoming
     assert session.opened[-1].start == 2  # asks for frame 2 on: what it has, it keeps
     assert any("again: resuming at 80%" in n for n in session.notices)
+
+
+def test_offers_waiting_for_accept_are_bounded(tmp_path):
+    clock, session = Clock(), FakeSession()
+    t = Transfers(session, tmp_path / "in", 0, clock)  # nothing auto-accepted
+    for n in range(transfers.MAX_WAITING_OFFERS + 5):
+        t.handle(f"s{n}", "alice", offer(f"{n:016x}"))
+    assert len(t.offers) == transfers.MAX_WAITING_OFFERS
+    assert f"{0:016x}" not in t.offers  # the oldest went first
+
+
+def test_a_stream_cut_too_often_is_given_up_and_its_partial_removed(tmp_path):
+    from chatsvc.client import stream
+
+    class StreamingSession(FakeSession):
+        ready = True
+
+        def stream_key(self, target, transfer_id, sender=None):
+            return bytes(32)
+
+        def open_stream(self, s):
+            pass
+
+    clock, session = Clock(), StreamingSession()
+    t = Transfers(session, tmp_path / "in", 10 * 1024 * 1024, clock)
+    t.handle("bob", "#room", dict(offer("00000000000000e1"), stream=1))
+    incoming = t.incoming["00000000000000e1"]
+    for _ in range(transfers.MAX_RESUMES + 1):
+        t.stream_in["00000000000000e1"]._end(stream.CUT)
+        clock.advance(transfers.RESUME_DELAY * transfers.MAX_RESUMES)
+    assert "00000000000000e1" not in t.incoming
+    assert incoming.file is None and not list((tmp_path / "in").glob(".*.partial"))
+    assert any("failed: the stream was cut" in n for n in session.notices)

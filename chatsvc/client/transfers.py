@@ -29,7 +29,7 @@ from twisted.internet import defer, task
 from chatsvc.client import files
 from chatsvc.client.files import Incoming, Outgoing, TransferError
 from chatsvc.client.stream import CUT, StreamReceiver, StreamSender
-from chatsvc.grammar import name_key, is_valid_proof
+from chatsvc.grammar import is_valid_stream_token, name_key
 
 
 class TransferHost(Protocol):
@@ -454,7 +454,7 @@ class Transfers:
         self.answered.add(offer_id)
         token = fields.get("stream")
         key = self.host.stream_key(outgoing.target, offer_id) if outgoing.streamable else None
-        if isinstance(token, str) and is_valid_proof(token) and len(token) >= 22 and key is not None:
+        if isinstance(token, str) and is_valid_stream_token(token) and key is not None:
             previous = self.stream_out.get((offer_id, name_key(sender)))
             if previous is not None and not previous.finished:
                 return  # a stream to that receiver is going already
