@@ -81,16 +81,33 @@ def test_flooding_client_is_slowed_not_dropped(relay_process):
 
 
 def test_silent_client_is_pinged_then_dropped(relay_process):
+    import threading
+
     relay = relay_process("--idle-timeout", "1", "--ping-timeout", "1")
     awake, silent = relay.pair()
+    # awake answers every ping, all along (with 1-second timeouts, however
+    # slow this machine), and records what it is told
+    told, quit_seen = [], threading.Event()
+
+    def answer() -> None:
+        try:
+            while not quit_seen.is_set():
+                line = awake.readline(timeout=30)
+                told.append(line)
+                if line.startswith("PING "):
+                    awake.send("PONG " + line.split()[1] + "\n")
+                elif line.startswith("QUIT bob"):
+                    quit_seen.set()
+        except (EOFError, TimeoutError):
+            quit_seen.set()
+
+    threading.Thread(target=answer, daemon=True).start()
     ping = silent.read_until("PING ")[-1]
     assert ping.startswith("PING ")
-    # awake answers its pings and stays
-    awake_ping = awake.read_until("PING ")[-1]
-    awake.send("PONG " + awake_ping.split()[1] + "\n")
     assert silent.read_until("ERROR")[-1].startswith("ERROR ping-timeout ")
     assert silent.at_eof()
-    assert "QUIT bob ping timeout" in awake.read_until("QUIT bob")
+    assert quit_seen.wait(30)
+    assert "QUIT bob ping timeout" in told, told
 
 
 def test_unregistered_connection_times_out(relay_process):
