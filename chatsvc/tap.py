@@ -98,6 +98,13 @@ class Options(usage.Options):
          "Seconds of silence after which a client is sent PING."],
         ["ping-timeout", None, f"{Limits.ping_timeout:g}",
          "Seconds a client has to answer that PING before it is disconnected."],
+        ["web", None, None,
+         "Also serve the browser client (the page and its WebSocket) here: a port number or an endpoint "
+         "description, e.g. 8080 or ssl:8443:privateKey=key.pem:certKey=cert.pem.  Browsers allow the "
+         "page's encryption only over https, or http on localhost."],
+        ["web-origin", None, None,
+         "Comma-separated origins allowed to open the chat socket (e.g. https://chat.example.org); "
+         "default: the page's own, as the browser names it."],
     ]
 
     # Limits where 0 means "off" (a limit that must stay on is validated
@@ -134,6 +141,13 @@ class Options(usage.Options):
                     "(start chatsvc through its .socket unit, see README)"
                 )
             raise usage.UsageError(f"bad --port {self['port']!r}: {e}")
+        if self["web"]:
+            self["web"] = normalize_port(self["web"])
+            try:
+                endpoints.serverFromString(_ParseOnlyReactor(), self["web"])
+            except Exception as e:
+                raise usage.UsageError(f"bad --web {self['web']!r}: {e}")
+        self["web-origin"] = _origins(self["web-origin"])
         self["max-line"] = _positive_int("max-line", self["max-line"])
         self["history"] = int(_limit("history", self["history"]))
         for name in self._zero_allowed:
@@ -158,6 +172,20 @@ class Options(usage.Options):
         )
 
 
+def _origins(value: str | None) -> frozenset[str]:
+    """--web-origin: scheme://host[:port], comma-separated."""
+    if not value:
+        return frozenset()
+    origins = set()
+    for item in value.split(","):
+        item = item.strip().lower().rstrip("/")
+        scheme, sep, rest = item.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise usage.UsageError(f"bad --web-origin {item!r}: write it as https://host or https://host:port")
+        origins.add(item)
+    return frozenset(origins)
+
+
 def _limit(name: str, value: str):
     """A non-negative number; whole numbers stay ints."""
     try:
@@ -180,10 +208,13 @@ class ListeningService(service.Service):
 
     log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory, description: str) -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, factory, description: str,
+                 what: str = "chatsvc relay", close_all: bool = True) -> None:
         self.endpoint = endpoint
         self.factory = factory
         self.description = description
+        self.what = what
+        self.close_all = close_all  # one listener says goodbye to every client
         self.port: IListeningPort | None = None
         self._listening = None
 
@@ -207,18 +238,30 @@ class ListeningService(service.Service):
         host = port.getHost()
         address = getattr(host, "host", None)
         self.log.info(
-            "chatsvc relay listening on {description} ({address})",
+            "{what} listening on {description} ({address})",
+            what=self.what,
             description=self.description,
             address=f"{address} port {host.port}" if address is not None else host,
         )
-        if address in ("0.0.0.0", "::", ""):
+        if address in ("0.0.0.0", "::", "") and self.close_all:
             shown = netinfo.local_addresses()
             self.log.info(
                 "clients can connect to {addresses} port {port}",
                 addresses=", ".join(shown) or "this machine's address",
                 port=host.port,
             )
+        if self.what == "chatsvc web client":
+            self._web_hint(host.port)
         return port
+
+    def _web_hint(self, port: int) -> None:
+        secure = self.description.startswith("ssl:")
+        self.log.info("browsers: open {url}", url=f"{'https' if secure else 'http'}://localhost:{port}/")
+        if not secure:
+            self.log.info(
+                "over plain http, browsers run the page's encryption only for localhost; "
+                "for other machines serve --web ssl:PORT:privateKey=KEY:certKey=CERT (README, Browser client)"
+            )
 
     def stopService(self) -> defer.Deferred:
         super().stopService()
@@ -226,6 +269,8 @@ class ListeningService(service.Service):
         # for the returned Deferred before the process exits.
         stopped = defer.maybeDeferred(self.port.stopListening) if self.port else defer.succeed(None)
         self.port = None
+        if not self.close_all:
+            return stopped
         return stopped.addCallback(lambda _: self.factory.close_all())
 
 
@@ -288,10 +333,14 @@ def makeService(config: Options, reactor=None) -> service.MultiService:
         history=History(config["history"], int(reactor.seconds() * 1000), store),
         now=reactor.seconds,
     )
-    listener = ListeningService(
-        endpoints.serverFromString(reactor, config["port"]),
-        ChatFactory(relay, config.limits(), clock=reactor),
-        config["port"],
-    )
-    listener.setServiceParent(top)
+    factory = ChatFactory(relay, config.limits(), clock=reactor)
+    ListeningService(endpoints.serverFromString(reactor, config["port"]), factory, config["port"]).setServiceParent(top)
+    if config["web"]:
+        from chatsvc.webpage import WebSite
+
+        site = WebSite(factory.hub, config["web-origin"])
+        ListeningService(
+            endpoints.serverFromString(reactor, config["web"]), site, config["web"],
+            what="chatsvc web client", close_all=False,
+        ).setServiceParent(top)
     return top

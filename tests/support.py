@@ -109,6 +109,7 @@ class RelayProcess:
     """``twistd -n chat`` on 127.0.0.1 with an ephemeral port."""
 
     LISTENING = re.compile(r"listening on .* \(127\.0\.0\.1 port (\d+)\)")
+    WEB_LISTENING = re.compile(r"web client listening on .* \(127\.0\.0\.1 port (\d+)\)")
 
     def __init__(self, workdir: Path, extra_args=(), listen: str = "tcp:{port}:interface=127.0.0.1") -> None:
         self.workdir = workdir
@@ -131,9 +132,12 @@ class RelayProcess:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            match = self.LISTENING.search(self.log()[self._log_offset :])
-            if match:
+            log = self.log()[self._log_offset :]
+            match = self.LISTENING.search(log)
+            web = self.WEB_LISTENING.search(log)
+            if match and (web or "--web" not in self.extra_args):
                 self.port = int(match.group(1))
+                self.web_port = int(web.group(1)) if web else None
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(f"twistd exited early:\n{self.log()}")

@@ -136,7 +136,10 @@ def test_plugin_folder_layout():
     assert len(statements) == 1  # the single ServiceMaker(...)
 
 
-SERVER_MODULES = ["grammar", "relay", "fanout", "core", "hub", "streams", "tcpdoor", "tap", "netinfo", "ratelimit", "history", "skeleton"]
+SERVER_MODULES = [
+    "grammar", "relay", "fanout", "core", "hub", "streams", "tcpdoor", "webdoor", "webpage", "tap", "netinfo",
+    "ratelimit", "history", "skeleton",
+]
 
 
 def test_server_never_imports_cipher_code():

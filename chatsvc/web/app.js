@@ -1,0 +1,290 @@
+// The page's view: the join form, conversations, the message log. It draws
+// what session.js decides and feeds it what the user types. Every name and
+// message goes into the page as text (textContent), never as HTML.
+
+import { hasWebCrypto } from "./crypto.js";
+import { ChatSession, key } from "./session.js";
+
+const $ = (id) => document.getElementById(id);
+const MAX_SHOWN = 1000; // lines kept per conversation in the page
+const REMEMBER = "chatsvc.remember";
+
+const logs = new Map(); // conversation key -> [li]
+let session = null;
+let current = null;
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function clock(ms) {
+  const d = new Date(ms);
+  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+}
+
+function day(ms) {
+  return new Date(ms).toLocaleDateString([], { weekday: "long", day: "numeric", month: "long" });
+}
+
+// --- what the session tells the view -------------------------------------------------------
+
+const view = {
+  line(conv, entry) {
+    if (conv === null || conv === undefined) conv = current ?? "";
+    const list = logs.get(conv) || [];
+    logs.set(conv, list);
+    const li = el("li", entry.kind + (entry.own ? " own" : "") + (entry.pending ? " pending" : "") +
+                        (entry.mention ? " mention" : "") + (entry.history ? " history" : ""));
+    if (entry.cid) li.dataset.cid = entry.cid;
+    const when = el("time", null, clock(entry.time));
+    when.dateTime = new Date(entry.time).toISOString();
+    when.title = day(entry.time);
+    li.append(when);
+    if (entry.kind === "msg") {
+      li.append(el("span", "from", entry.from), el("span", "text", entry.text));
+      if (entry.history) li.append(el("span", "mark", `(${entry.history})`));
+      if (entry.pending) li.append(el("span", "mark sending", "sending…"));
+    } else {
+      li.append(el("span", "text", entry.text));
+    }
+    list.push(li);
+    if (list.length > MAX_SHOWN) list.splice(0, list.length - MAX_SHOWN).forEach((n) => n.remove());
+    if (conv === current) {
+      const log = $("log");
+      const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+      log.append(li);
+      if (atBottom || entry.own) li.scrollIntoView({ block: "end" });
+    }
+    if (entry.mention && document.hidden) notify(conv, entry);
+  },
+  acked(cid) {
+    for (const li of document.querySelectorAll(`li[data-cid="${CSS.escape(cid)}"]`)) {
+      li.classList.remove("pending");
+      li.querySelector(".sending")?.remove();
+    }
+    for (const list of logs.values()) {
+      for (const li of list) {
+        if (li.dataset.cid === cid) {
+          li.classList.remove("pending");
+          li.querySelector(".sending")?.remove();
+        }
+      }
+    }
+  },
+  refused(cid) {
+    for (const list of logs.values()) {
+      for (const li of list) {
+        if (li.dataset.cid === cid) {
+          li.classList.replace("pending", "failed");
+          const mark = li.querySelector(".sending");
+          if (mark) mark.textContent = "not delivered";
+        }
+      }
+    }
+  },
+  status(text) {
+    $("status").textContent = text;
+  },
+  current(conv) {
+    current = conv;
+    if (logs.has("") && conv !== "") {
+      // what was said before any conversation existed (connecting, errors)
+      logs.set(conv, [...logs.get(""), ...(logs.get(conv) || [])]);
+      logs.delete("");
+    }
+    const log = $("log");
+    log.replaceChildren(...(logs.get(conv) || []));
+    log.lastElementChild?.scrollIntoView({ block: "end" });
+    const c = session.conversations.get(conv);
+    $("title").textContent = c ? c.name : "";
+    $("message").placeholder = c ? `Message ${c.name} — /help for commands` : "Message";
+    closeMenu();
+  },
+  changed() {
+    drawConversations();
+    drawMembers();
+  },
+  clear(conv) {
+    logs.set(conv, []);
+    if (conv === current) $("log").replaceChildren();
+  },
+  ended(reason) {
+    $("chat").hidden = true;
+    $("join").hidden = false;
+    $("join-error").textContent = reason;
+    $("passphrase").value = "";
+    session = null;
+    logs.clear();
+    document.title = "chatsvc";
+  },
+};
+
+function drawConversations() {
+  const ul = $("conversations");
+  const items = [];
+  let unreadTotal = 0;
+  let index = 0;
+  for (const [k, conv] of session.conversations) {
+    if (conv.room && !conv.joined) continue;
+    index += 1;
+    const li = el("li");
+    const button = el("button", conv.room ? "room" : "person");
+    button.type = "button";
+    button.append(el("span", "name", conv.name));
+    if (conv.unread) {
+      const badge = el("span", "badge" + (conv.mentions ? " mention" : ""), conv.mentions ? `${conv.unread}!` : String(conv.unread));
+      badge.setAttribute("aria-label", `${conv.unread} unread${conv.mentions ? `, ${conv.mentions} mentioning you` : ""}`);
+      button.append(badge);
+      unreadTotal += conv.unread;
+    }
+    if (!conv.room) button.setAttribute("aria-label", `private conversation with ${conv.name}`);
+    if (k === current) button.setAttribute("aria-current", "page");
+    if (index <= 9) button.title = `Alt+${index}`;
+    button.addEventListener("click", () => session.setCurrent(k));
+    li.append(button);
+    items.push(li);
+  }
+  ul.replaceChildren(...items);
+  document.title = unreadTotal ? `(${unreadTotal}) chatsvc` : "chatsvc";
+}
+
+function drawMembers() {
+  const conv = session && session.conversations.get(current);
+  const ul = $("members");
+  if (!conv || !conv.room) {
+    ul.replaceChildren();
+    $("people").hidden = true;
+    return;
+  }
+  $("people").hidden = false;
+  const nicks = [...conv.members.values()].sort((a, b) => a.localeCompare(b));
+  ul.replaceChildren(...nicks.map((nick) => {
+    const li = el("li");
+    const button = el("button", "person", nick);
+    button.type = "button";
+    button.title = `private conversation with ${nick}`;
+    button.addEventListener("click", () => session.typed(`/query ${nick}`));
+    li.append(button);
+    return li;
+  }));
+  if (conv.count && conv.count > nicks.length) ul.append(el("li", "count", `${conv.count} members`));
+}
+
+function notify(conv, entry) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const where = session.conversations.get(conv);
+  const n = new Notification(`${entry.from} in ${where ? where.name : "chatsvc"}`, { body: entry.text, tag: conv });
+  n.onclick = () => {
+    window.focus();
+    session.setCurrent(conv);
+  };
+}
+
+function closeMenu() {
+  document.body.classList.remove("menu-open");
+  $("menu").setAttribute("aria-expanded", "false");
+}
+
+// --- what the user does ---------------------------------------------------------------------
+
+function socketUrl() {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/chat`;
+}
+
+function join(nick, passphrase, room) {
+  $("join").hidden = true;
+  $("chat").hidden = false;
+  session = new ChatSession({
+    url: socketUrl(), nick, passphrase, room, ui: view,
+    store: window.sessionStorage, replayStore: window.localStorage,
+  });
+  window.chatsvcSession = session; // for the browser tests and the curious
+  session.start();
+  addEventListener("pagehide", () => session && session.save());
+  setInterval(() => session && session.replay.save(), 2000);
+  $("message").focus();
+}
+
+function setUp() {
+  if (!hasWebCrypto()) {
+    $("insecure-host").textContent = location.host;
+    $("insecure").hidden = false;
+    return;
+  }
+  const form = $("join");
+  form.hidden = false;
+  let remembered = null;
+  try {
+    remembered = JSON.parse(localStorage.getItem(REMEMBER) || "null");
+  } catch (e) {
+    remembered = null;
+  }
+  let saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem("chatsvc.session") || "null");
+  } catch (e) {
+    saved = null;
+  }
+  if (saved && saved.nick) $("nick").value = saved.nick;
+  if (saved && saved.rooms && saved.rooms.find((r) => r.startsWith("#"))) $("room").value = saved.rooms.find((r) => r.startsWith("#"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const nick = $("nick").value.trim();
+    const passphrase = $("passphrase").value;
+    let room = $("room").value.trim() || "#lobby";
+    if (!room.startsWith("#")) room = "#" + room;
+    if ($("remember").checked) {
+      localStorage.setItem(REMEMBER, JSON.stringify({ nick, passphrase, room }));
+    } else {
+      localStorage.removeItem(REMEMBER);
+    }
+    $("join-error").textContent = "";
+    join(nick, passphrase, room);
+  });
+  $("say").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const box = $("message");
+    if (box.value && session) session.typed(box.value);
+    box.value = "";
+  });
+  $("leave").addEventListener("click", () => {
+    localStorage.removeItem(REMEMBER);
+    if (session) session.typed("/quit");
+  });
+  $("notify").addEventListener("click", async () => {
+    if (!("Notification" in window)) return view.line(current, { kind: "problem", text: "this browser has no notifications", time: Date.now() });
+    const answer = await Notification.requestPermission();
+    $("notify").textContent = answer === "granted" ? "Notifying" : "Notify me";
+  });
+  $("menu").addEventListener("click", () => {
+    const open = document.body.classList.toggle("menu-open");
+    $("menu").setAttribute("aria-expanded", String(open));
+  });
+  addEventListener("keydown", (event) => {
+    // Alt-1..9 switch conversations, as in irssi and weechat.
+    if (!session || !event.altKey || !/^[1-9]$/.test(event.key)) return;
+    const shown = [...session.conversations].filter(([, c]) => !c.room || c.joined);
+    const target = shown[Number(event.key) - 1];
+    if (target) {
+      event.preventDefault();
+      session.setCurrent(target[0]);
+      $("message").focus();
+    }
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && session && current) session.setCurrent(current);
+  });
+  if (remembered && remembered.nick && remembered.passphrase) {
+    $("nick").value = remembered.nick;
+    $("room").value = remembered.room || $("room").value;
+    $("remember").checked = true;
+    join(remembered.nick, remembered.passphrase, remembered.room || "#lobby");
+    return;
+  }
+  ($("nick").value ? $("passphrase") : $("nick")).focus();
+}
+
+setUp();

@@ -1,0 +1,269 @@
+// End-to-end encryption in the page: schemes aes1 and aes2 of
+// docs/encryption.md, byte for byte, with WebCrypto only (PBKDF2, HKDF,
+// AES-256-GCM). No JavaScript crypto fallback: without crypto.subtle (an
+// insecure context) the page says so and does not chat.
+//
+// The reference is chatsvc/client/aesgcm.py; tests/js/crypto.test.mjs checks
+// this module against the published vectors under Node, and the browser
+// test runs the same vectors in the page.
+
+import { casefold } from "./casefold.js";
+import { ReplayGuard, Replayed } from "./replay.js";
+
+const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+export const ITERATIONS = 600000;
+export const HEADER_SIZE = 37;
+export const TAG_SIZE = 16;
+export const MAX_AGE_MS = 10 * 60 * 1000;
+
+export const SCHEMES = {
+  aes1: { name: "aes1", version: 1, info: "chatsvc/e2e/v1/key ", aad: "chatsvc/e2e/v1" },
+  aes2: { name: "aes2", version: 2, info: "chatsvc/e2e/v2/key ", aad: "chatsvc/e2e/v2" },
+};
+const V1_SALT = "chatsvc/e2e/v1/pbkdf2-salt";
+const V2_SALT_PREFIX = "chatsvc/e2e/v2/salt ";
+const JOIN_INFO = "chatsvc/e2e/v2/join ";
+const FILE_INFO = "chatsvc/e2e/v2/file ";
+
+export class DecryptError extends Error {}
+
+export function hasWebCrypto() {
+  return Boolean(globalThis.crypto && globalThis.crypto.subtle && globalThis.isSecureContext !== false);
+}
+
+// --- bytes ------------------------------------------------------------------------
+
+export function b64url(bytes) {
+  let text = "";
+  for (const b of bytes) text += String.fromCharCode(b);
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+export function unb64url(text) {
+  if (!text || !/^[A-Za-z0-9_-]+$/.test(text) || text.length % 4 === 1) {
+    throw new DecryptError("damaged message (not base64url)");
+  }
+  const raw = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4));
+  const out = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+  return out;
+}
+
+export function hex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export function unhex(text) {
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.substr(i * 2, 2), 16);
+  return out;
+}
+
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function field(bytes) {
+  return concat(new Uint8Array([bytes.length >> 8, bytes.length & 255]), bytes);
+}
+
+// Python sorts strings by code point; JavaScript's default sort compares
+// UTF-16 units, which differs above U+FFFF.
+export function compareCodePoints(a, b) {
+  const x = Array.from(a, (c) => c.codePointAt(0));
+  const y = Array.from(b, (c) => c.codePointAt(0));
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
+// --- keys --------------------------------------------------------------------------
+
+async function pbkdf2(password, salt) {
+  const key = await crypto.subtle.importKey("raw", password, "PBKDF2", false, ["deriveBits"]);
+  const bits = await crypto.subtle.deriveBits(
+    { name: "PBKDF2", hash: "SHA-256", salt, iterations: ITERATIONS }, key, 256);
+  return new Uint8Array(bits);
+}
+
+async function hkdf(master, info) {
+  const key = await crypto.subtle.importKey("raw", master, "HKDF", false, ["deriveBits"]);
+  const bits = await crypto.subtle.deriveBits(
+    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: utf8.encode(info) }, key, 256);
+  return new Uint8Array(bits);
+}
+
+/** aes1's master key: the passphrase's UTF-8 as typed. */
+export function deriveMasterV1(passphrase) {
+  return pbkdf2(utf8.encode(passphrase), utf8.encode(V1_SALT));
+}
+
+/** aes2's master key: NFC passphrase, the relay's salt. */
+export function deriveMasterV2(passphrase, salt) {
+  return pbkdf2(utf8.encode(passphrase.normalize("NFC")), utf8.encode(V2_SALT_PREFIX + salt));
+}
+
+/** The conversation's name: room:<room> or dm:<nick> <nick>, case-folded. */
+export function contextLabel(target, sender) {
+  if (target.startsWith("#")) return "room:" + casefold(target);
+  return "dm:" + [casefold(sender), casefold(target)].sort(compareCodePoints).join(" ");
+}
+
+export function contextKey(master, label, scheme = SCHEMES.aes1) {
+  return hkdf(master, scheme.info + label);
+}
+
+export async function joinProof(masterV2, room) {
+  return b64url(await hkdf(masterV2, JOIN_INFO + contextLabel(room, "")));
+}
+
+export function fileKey(masterV2, label, transferId) {
+  return hkdf(masterV2, FILE_INFO + label + " " + transferId);
+}
+
+export function associatedData(label, sender, header, scheme = SCHEMES.aes1) {
+  return concat(utf8.encode(scheme.aad), field(utf8.encode(label)), field(utf8.encode(casefold(sender))), header);
+}
+
+function header(version, senderId, counter, stampMs, nonce) {
+  const out = new Uint8Array(HEADER_SIZE);
+  const view = new DataView(out.buffer);
+  out[0] = version;
+  out.set(senderId, 1);
+  view.setBigUint64(9, BigInt(counter));
+  view.setBigUint64(17, BigInt(stampMs));
+  out.set(nonce, 25);
+  return out;
+}
+
+// --- the cipher --------------------------------------------------------------------------
+
+/**
+ * One page session's cipher, as AesGcmCipher in aesgcm.py: its sender id
+ * and counter, the keys per conversation, and what it has seen (replay).
+ */
+export class Cipher {
+  constructor({ masterV1, now = () => Date.now(), random = (n) => crypto.getRandomValues(new Uint8Array(n)),
+                replay = new ReplayGuard() } = {}) {
+    this.masters = { aes1: masterV1 };
+    this.sending = SCHEMES.aes1;
+    this.salt = null;
+    this.now = now;
+    this.random = random;
+    this.senderId = random(8);
+    this.counter = 0;
+    this.keys = new Map(); // scheme + label -> CryptoKey
+    this.replay = replay;
+  }
+
+  get scheme() {
+    return this.sending.name;
+  }
+
+  useV2(masterV2, salt) {
+    if (this.salt !== salt) for (const k of [...this.keys.keys()]) if (k.startsWith("aes2 ")) this.keys.delete(k);
+    this.masters.aes2 = masterV2;
+    this.salt = salt;
+    this.sending = SCHEMES.aes2;
+  }
+
+  joinProof(room) {
+    return this.masters.aes2 ? joinProof(this.masters.aes2, room) : Promise.resolve(null);
+  }
+
+  async aead(scheme, label) {
+    const id = scheme.name + " " + label;
+    let key = this.keys.get(id);
+    if (!key) {
+      const raw = await contextKey(this.masters[scheme.name], label, scheme);
+      key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
+      if (this.keys.size >= 256) this.keys.delete(this.keys.keys().next().value);
+      this.keys.set(id, key);
+    }
+    return key;
+  }
+
+  /** text for target (a room, or a nick), sent as sender (our nick) -> payload */
+  async encrypt(text, target, sender) {
+    const scheme = this.sending;
+    this.counter += 1;
+    const label = contextLabel(target, sender);
+    const head = header(scheme.version, this.senderId, this.counter, Math.floor(this.now()), this.random(12));
+    const nonce = head.subarray(25);
+    const key = await this.aead(scheme, label);
+    const sealed = new Uint8Array(await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv: nonce, additionalData: associatedData(label, sender, head, scheme), tagLength: 128 },
+      key, utf8.encode(text)));
+    return scheme.name + ":" + b64url(concat(head, sealed));
+  }
+
+  /**
+   * Decrypt and check a payload the relay says `sender` sent to `target`.
+   * Returns {text, sentMs}; throws DecryptError saying why not.
+   */
+  async open(payload, target, sender, history = false) {
+    const colon = payload.indexOf(":");
+    const name = colon < 0 ? "" : payload.slice(0, colon);
+    const scheme = SCHEMES[name];
+    if (!scheme) throw new DecryptError(`sent with cipher '${name || "?"}', which this client does not know`);
+    if (!this.masters[name]) throw new DecryptError(`sent with ${name}, but this client has no ${name} key for this server`);
+    const envelope = unb64url(payload.slice(colon + 1));
+    if (envelope.length < HEADER_SIZE + TAG_SIZE) throw new DecryptError("damaged message (too short)");
+    const head = envelope.subarray(0, HEADER_SIZE);
+    if (head[0] !== scheme.version) throw new DecryptError(`envelope version ${head[0]} does not belong to ${name}`);
+    const view = new DataView(envelope.buffer, envelope.byteOffset);
+    const senderId = head.slice(1, 9);
+    const counter = view.getBigUint64(9);
+    const stampMs = Number(view.getBigUint64(17));
+    const label = contextLabel(target, sender);
+    let plain;
+    try {
+      plain = await crypto.subtle.decrypt(
+        { name: "AES-GCM", iv: head.subarray(25), additionalData: associatedData(label, sender, head, scheme), tagLength: 128 },
+        await this.aead(scheme, label), envelope.subarray(HEADER_SIZE));
+    } catch (e) {
+      throw new DecryptError("it does not authenticate: a different passphrase, or the message " +
+                             "was altered, moved to another conversation or misattributed");
+    }
+    const age = this.now() - stampMs;
+    if (!history && Math.abs(age) > MAX_AGE_MS) {
+      throw new DecryptError(`stale message (${Math.round(Math.abs(age) / 60000)} minutes ${age > 0 ? "old" : "in the future"}); possibly replayed`);
+    }
+    try {
+      this.replay.check(casefold(sender), hex(senderId), counter, history);
+    } catch (e) {
+      if (e instanceof Replayed) throw new DecryptError("replayed message (already received)");
+      throw e;
+    }
+    try {
+      return { text: strictUtf8.decode(plain), sentMs: stampMs };
+    } catch (e) {
+      throw new DecryptError("message is not UTF-8 text");
+    }
+  }
+}
+
+// --- file frames (docs/encryption.md, Files over streams) -----------------------------------
+
+export function frameAad(transferId, token, index, last) {
+  const tail = new Uint8Array(9);
+  new DataView(tail.buffer).setBigUint64(0, BigInt(index));
+  tail[8] = last ? 1 : 0;
+  return concat(utf8.encode("chatsvc/file/v2"), field(utf8.encode(transferId)), field(utf8.encode(token)), tail);
+}
+
+export async function sealFrame(rawKey, transferId, token, index, last, data, nonce) {
+  const key = await crypto.subtle.importKey("raw", rawKey, "AES-GCM", false, ["encrypt"]);
+  const sealed = new Uint8Array(await crypto.subtle.encrypt(
+    { name: "AES-GCM", iv: nonce, additionalData: frameAad(transferId, token, index, last), tagLength: 128 }, key, data));
+  const size = new Uint8Array(4);
+  new DataView(size.buffer).setUint32(0, 12 + sealed.length);
+  return concat(size, nonce, sealed);
+}

@@ -1,0 +1,256 @@
+"""
+The WebSocket front door: the browser client's way in.
+
+Each WebSocket text message is one protocol-v1 line, without its ``\\n``;
+each connection is one more member of the same relay, through the same
+connection core (``core.py``) as TCP clients -- the same limits, the same
+replies.  Nothing here reads or changes a payload.
+
+Built on autobahn's Twisted flavour rather than ``twisted.web.websocket``:
+autobahn refuses an oversized message while it arrives (close code 1009)
+instead of buffering it whole, validates UTF-8 (1007), lets us refuse a
+handshake by its Origin, and closes cleanly; Twisted's module (26.10)
+buffers messages of any size, has no Origin hook and could leave a closed
+connection in CLOSE-WAIT (docs/protocol.md, *WebSocket*).
+
+What this module adds to autobahn: the Origin rule (the page's own origin,
+or a configured list), output accounting (the same send-queue limits as a
+TCP client, from the transport's producer callbacks), reading paused by the
+flood limit, and the page (``webpage.py``) and socket served on one port.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import interfaces
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from chatsvc.core import Connection, IDoor
+from chatsvc.hub import Hub
+
+#: Where the page opens its socket.
+CHAT_PATH = b"chat"
+
+#: Close codes (RFC 6455 7.4.1; autobahn sends 1009 and 1007 itself).
+CLOSE_NORMAL = 1000
+CLOSE_UNSUPPORTED = 1003  # autobahn only lets us send 1000 and 3000-4999:
+CLOSE_BINARY = 4003  # ...so "binary frames are not chat lines" is 4003
+
+# What the transport buffers before it pauses its producer; counted as
+# already queued once paused, as for a TCP client (tcpdoor.py).
+TRANSPORT_BUFFER = 64 * 1024
+REPORT_STEP = 16 * 1024
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]) -> bool:
+    """
+    A browser always sends Origin: it must be one of ``allowed`` or, when
+    that list is empty, name the host the page was served from (the Host
+    header the browser sent, port included).  No Origin means no browser
+    (a script, a terminal tool): such a client is no more than a TCP one.
+    """
+    if origin is None:
+        return True
+    origin = origin.strip().lower()
+    if allowed:
+        return origin.rstrip("/") in allowed
+    if not host:
+        return False
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    return parts.netloc == host.strip().lower()
+
+
+@implementer(interfaces.IPushProducer)
+class _OutputWatch:
+    """The transport tells us here when its buffer fills and drains."""
+
+    __slots__ = ("door",)
+
+    def __init__(self, door: "WebDoor") -> None:
+        self.door = door
+
+    def pauseProducing(self) -> None:
+        self.door.output_paused()
+
+    def resumeProducing(self) -> None:
+        self.door.output_resumed()
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@implementer(IDoor)
+class WebDoor(WebSocketServerProtocol):
+    """One browser (or other WebSocket client), as lines for its L{Connection}."""
+
+    log = Logger()
+
+    conn: Connection | None = None
+    peer = "?"
+    host: str | None = None
+    _closing = False
+    _paused = False
+    _queued = 0
+    _reported = 0
+
+    # --- autobahn's callbacks --------------------------------------------------------
+
+    def onConnect(self, request):
+        factory = self.factory
+        if not origin_allowed(request.headers.get("origin"), request.headers.get("host"), factory.origins):
+            self.log.info("refused a WebSocket from {peer}: origin {origin!r} is not this page's",
+                          peer=request.peer, origin=request.headers.get("origin"))
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "this chat only accepts its own page (Origin)")
+        return None
+
+    def onOpen(self) -> None:
+        address = self.transport.getPeer()
+        self.host = getattr(address, "host", None)
+        self.peer = f"{self.host}:{getattr(address, 'port', '')} (web)" if self.host else str(address)
+        # The HTTP channel was the transport's producer until the upgrade;
+        # now we want its pause/resume (our send queue).
+        if getattr(self.transport, "producer", None) is not None:
+            self.transport.unregisterProducer()
+        self.transport.registerProducer(_OutputWatch(self), True)
+        self.conn = Connection(self.factory.hub, self)
+        self.conn.open()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        conn = self.conn
+        if conn is None or self._closing:
+            return
+        if isBinary:
+            self.log.info("{peer} sent a binary message; closing", peer=self.peer)
+            self._close_with(CLOSE_BINARY, "binary messages are not chat lines: send each line as a text message")
+            return
+        # One message, one line; a newline inside would smuggle a second.
+        if b"\n" in payload:
+            conn.send_line(b"ERROR bad-syntax one line per message: no line breaks inside; dropped\n")
+            return
+        conn.lines_received([payload])
+
+    def onClose(self, wasClean: bool, code, reason) -> None:
+        self._closing = True
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.lost()
+
+    # --- IDoor ---------------------------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def send(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._paused:
+            self._queued += len(data)
+            conn = self.conn
+            if conn.admitted and self._queued - self._reported >= REPORT_STEP:
+                self._reported = self._queued
+                conn.hub.queued(conn, self._queued)
+                if self._closing:
+                    return  # cut off to keep all clients' output within budget
+            limit = conn.limits.max_sendq
+            if limit and TRANSPORT_BUFFER + self._queued > limit:
+                self._paused = False
+                self.log.warn("{peer} is not reading; dropping it (send queue over {limit} bytes)",
+                              peer=self.peer, limit=limit)
+                conn.close(
+                    "sendq-exceeded",
+                    f"you are not reading fast enough (over {limit} bytes queued); closing",
+                    "send queue exceeded",
+                    abort=True,
+                )
+                return
+        self.sendMessage(data[:-1] if data.endswith(b"\n") else data, isBinary=False)
+
+    def close(self, abort: bool) -> None:
+        if abort:
+            self._closing = True
+            if self.transport is not None:
+                self.transport.abortConnection()
+            return
+        self._close_with(CLOSE_NORMAL, None)
+
+    def _close_with(self, code: int, reason: str | None) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.sendClose(code, reason)
+
+    def pause_reading(self) -> None:
+        if not self._closing:
+            self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        if not self._closing:
+            self.transport.resumeProducing()
+
+    # --- the transport's buffer ----------------------------------------------------------
+
+    def output_paused(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self._queued = self._reported = 0
+
+    def output_resumed(self) -> None:
+        self._paused = False
+        self._queued = 0
+        if self._reported and self.conn is not None:
+            self._reported = 0
+            self.conn.hub.queued(self.conn, 0)
+
+
+class WebDoorFactory(WebSocketServerFactory):
+    """
+    WebSocket connections for one relay's hub.
+
+    @param origins: the Origins allowed (``scheme://host[:port]``); empty
+        means the page's own, whichever host name it was loaded by.
+    """
+
+    protocol = WebDoor
+    noisy = False
+
+    def __init__(self, hub: Hub, origins: frozenset[str] = frozenset()) -> None:
+        super().__init__()
+        self.hub = hub
+        self.origins = frozenset(o.strip().lower().rstrip("/") for o in origins)
+        limits = hub.limits
+        self.setProtocolOptions(
+            # A message is a line: refused while it arrives (close 1009),
+            # never buffered past the relay's line limit.
+            maxMessagePayloadSize=limits.max_line,
+            maxFramePayloadSize=limits.max_line,
+            # Origins are checked in onConnect (own page or the list).
+            allowedOrigins=["*"],
+            # The chat's own PING/idle timeouts apply as to TCP clients;
+            # these only bound the WebSocket handshakes themselves.
+            openHandshakeTimeout=10,
+            # A broken rule (a message over the limit, invalid UTF-8) is
+            # answered with a close frame saying which, not a bare drop.
+            failByDrop=False,
+            closeHandshakeTimeout=5,
+            # No permessage-deflate: ciphertext does not compress, and
+            # compression would let a small frame inflate past the limit.
+            perMessageCompressionAccept=lambda offers: None,
+        )
+
+
+class ChatSocketResource(WebSocketResource):
+    """The socket at /chat, inside the page's web site."""
+
+    def render(self, request):
+        # The HTTP channel's idle timer would otherwise still run on a
+        # connection it no longer owns and cut it off after a minute.
+        request.channel.setTimeout(None)
+        return super().render(request)

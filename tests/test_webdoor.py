@@ -1,0 +1,248 @@
+"""
+The WebSocket door and the page's web site, against the real ``twistd``:
+a browser's connection is one more member of the same relay, under the
+same limits, and the site serves only the page, with strict headers.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+
+from chatsvc.webdoor import origin_allowed
+from tests.support import RelayProcess
+from tests.wsclient import Closed, Refused, WsClient
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory):
+    proc = RelayProcess(
+        tmp_path_factory.mktemp("web"),
+        ["--web", "tcp:0:interface=127.0.0.1", "--max-line", "2048", "--max-per-ip", "6"],
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def get(port: int, path: str):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def ws_register(client: WsClient, nick: str, *rooms: str) -> None:
+    assert client.recv().startswith("HELLO chatsvc 1 ")
+    client.send(f"NICK {nick}")
+    assert client.recv() == f"OK NICK {nick}"
+    for room in rooms:
+        client.send(f"JOIN {room}")
+        client.read_until(f"ENDNAMES {room}")
+
+
+# --- the site -------------------------------------------------------------------------------
+
+
+def test_the_page_and_its_modules_are_served_with_strict_headers(relay):
+    status, headers, body = get(relay.web_port, "/")
+    assert status == 200 and b'<script type="module" src="app.js">' in body
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    csp = headers["Content-Security-Policy"]
+    for rule in ("default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'",
+                 "frame-ancestors 'none'"):
+        assert rule in csp
+    assert "unsafe" not in csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    status, headers, body = get(relay.web_port, "/crypto.js")
+    assert status == 200 and headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert b"AES-GCM" in body
+
+
+@pytest.mark.parametrize("path", ["/nope.js", "/web/app.js", "/../pyproject.toml", "/app.js/x", "/webpage.py"])
+def test_nothing_but_the_page_is_served(relay, path):
+    status, headers, body = get(relay.web_port, path)
+    assert status == 404 and body == b"not found\n"
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+
+
+# --- one relay, two doors ----------------------------------------------------------------------
+
+
+def test_a_websocket_member_and_a_tcp_member_share_a_room(relay):
+    web = WsClient(relay.web_port)
+    tcp = relay.connect()
+    try:
+        ws_register(web, "webby", "#both")
+        tcp.register("tcpy", "#both")
+        assert web.recv() == "JOIN #both tcpy"
+        web.send("@cid=c1 MSG #both aes2:AAAA")
+        assert web.recv().startswith("@cid=c1 OK MSG #both ")
+        assert tcp.readline().endswith("MSG webby #both aes2:AAAA")
+        tcp.send("MSG webby aes2:BBBB\n")
+        assert web.recv() == "MSG tcpy webby aes2:BBBB"
+        assert tcp.readline() == "OK MSG webby"
+        web.send("QUIT bye")
+        assert tcp.readline() == "QUIT webby bye"
+        assert web.expect_close().code == 1000
+    finally:
+        web.close()
+        tcp.close()
+
+
+def test_the_same_errors_as_over_tcp(relay):
+    web = WsClient(relay.web_port)
+    try:
+        assert web.recv().startswith("HELLO ")
+        web.send("JOIN #x")
+        assert web.recv().startswith("ERROR not-registered ")
+        web.send("NICK bad nick")
+        assert web.recv().startswith("ERROR bad-syntax ")
+        web.send("CAPS")
+        caps = web.recv()
+        assert caps.startswith("CAPS ") and "max-line=2048" in caps and "salt=" in caps
+        web.send("PING one\nPING two")  # a line break would smuggle a second line
+        assert web.recv().startswith("ERROR bad-syntax one line per message")
+        web.send("PING ok")
+        assert web.recv() == "PONG ok"
+    finally:
+        web.close()
+
+
+def test_a_flood_is_slowed_never_dropped(relay):
+    web = WsClient(relay.web_port)
+    try:
+        ws_register(web, "flooder")
+        for i in range(120):  # burst 50, then 20 a second
+            web.send(f"PING {i}")
+        assert [web.recv() for _ in range(120)] == [f"PONG {i}" for i in range(120)]
+    finally:
+        web.close()
+
+
+# --- what a hostile WebSocket client gets ------------------------------------------------------
+
+
+def test_a_message_over_the_line_limit_is_refused_while_it_arrives(relay):
+    web = WsClient(relay.web_port)
+    try:
+        assert web.recv().startswith("HELLO ")
+        web.send("PING " + "x" * 5000)
+        assert web.expect_close().code == 1009
+    finally:
+        web.close()
+
+
+def test_a_binary_frame_gets_a_clear_close(relay):
+    web = WsClient(relay.web_port)
+    try:
+        assert web.recv().startswith("HELLO ")
+        web.send_frame(0x2, b"NICK bin")
+        closed = web.expect_close()
+        assert closed.code == 4003 and "text" in closed.reason
+    finally:
+        web.close()
+
+
+def test_invalid_utf8_closes_with_1007(relay):
+    web = WsClient(relay.web_port)
+    try:
+        assert web.recv().startswith("HELLO ")
+        web.send_frame(0x1, b"NICK \xff\xfe")
+        assert web.expect_close().code == 1007
+    finally:
+        web.close()
+
+
+def test_a_foreign_origin_is_refused_and_the_page_s_own_accepted(relay):
+    with pytest.raises(Refused, match="403"):
+        WsClient(relay.web_port, origin="https://evil.example")
+    with pytest.raises(Refused, match="403"):
+        WsClient(relay.web_port, origin=f"http://localhost:{relay.web_port}")  # another host name
+    with pytest.raises(Refused, match="40[03]"):
+        WsClient(relay.web_port, origin="null")  # autobahn itself refuses it (400)
+    WsClient(relay.web_port).close()  # http://127.0.0.1:<port>, as the page
+    WsClient(relay.web_port, origin=None).close()  # no Origin: not a browser, like a TCP client
+
+
+def test_per_address_limits_count_both_doors(relay):
+    held = [relay.connect() for _ in range(3)] + [WsClient(relay.web_port) for _ in range(3)]
+    try:
+        extra = WsClient(relay.web_port)
+        assert extra.recv().startswith("ERROR too-many-connections ")
+        assert extra.expect_close().code == 1000
+        extra.close()
+        tcp = relay.connect()
+        assert tcp.readline().startswith("ERROR too-many-connections ")
+        tcp.close()
+    finally:
+        for client in held:
+            client.close()
+
+
+def test_shutdown_says_why_to_websocket_members(tmp_path):
+    proc = RelayProcess(tmp_path, ["--web", "tcp:0:interface=127.0.0.1"])
+    proc.start()
+    try:
+        web = WsClient(proc.web_port)
+        ws_register(web, "stayer")
+        proc.proc.terminate()
+        assert web.recv().startswith("ERROR server-shutdown ")
+        assert web.expect_close().code == 1000
+        assert proc.proc.wait(15) in (0, -15)  # twistd ends by its own signal once clean
+    finally:
+        proc.stop()
+
+
+def test_a_websocket_client_that_stops_reading_is_cut_off_alone(tmp_path):
+    proc = RelayProcess(tmp_path, ["--web", "tcp:0:interface=127.0.0.1", "--max-sendq", "200000",
+                                   "--flood-burst", "0", "--flood-rate", "0"])
+    proc.start()
+    try:
+        sleeper = WsClient(proc.web_port)
+        sleeper.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ws_register(sleeper, "sleeper", "#busy")
+        talker, listener = proc.connect(), proc.connect()
+        talker.register("talker", "#busy")
+        listener.register("listener", "#busy")
+        talker.readline()  # JOIN #busy listener
+        payload = "x" * 30000
+        seen = []
+        for i in range(300):  # 9 MB: far past what the sockets buffer
+            talker.send(f"MSG #busy {payload}\n")
+            seen.append(listener.readline())
+            if seen[-1].startswith("QUIT"):
+                seen.append(listener.readline())
+        # The listener, reading, got every message; the sleeper alone went.
+        assert sum(line.endswith(payload) for line in seen) == 300
+        assert "QUIT sleeper send queue exceeded" in seen
+        assert "(web) is not reading" in proc.log()
+    finally:
+        proc.stop()
+
+
+# --- the Origin rule alone ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "origin, host, allowed, ok",
+    [
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", (), True),
+        ("HTTPS://Chat.Example.org", "chat.example.org", (), True),
+        ("https://chat.example.org", "chat.example.org:8443", (), False),
+        ("https://evil.example", "chat.example.org", (), False),
+        ("null", "chat.example.org", (), False),
+        ("file://", "chat.example.org", (), False),
+        ("https://chat.example.org", "127.0.0.1:8080", ("https://chat.example.org",), True),
+        ("https://chat.example.org/", "x", ("https://chat.example.org",), True),
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", ("https://chat.example.org",), False),
+        (None, None, (), True),
+    ],
+)
+def test_origin_rule(origin, host, allowed, ok):
+    assert origin_allowed(origin, host, frozenset(allowed)) is ok
