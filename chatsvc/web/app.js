@@ -104,6 +104,7 @@ const view = {
     closeMenu();
   },
   changed() {
+    if (!session) return;
     drawConversations();
     drawMembers();
   },

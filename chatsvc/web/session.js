@@ -613,6 +613,9 @@ export class ChatSession {
     const nick = space < 0 ? args : args.slice(0, space);
     const text = space < 0 ? "" : args.slice(space + 1).trim();
     if (!isNick(nick) || !text) return this.problem(this.current, "usage: /msg nick text");
+    // A page has room for it: the conversation opens, as a click on a name does.
+    this.conversation(nick, true);
+    this.setCurrent(key(nick));
     await this.sendPrivate(nick, text);
   }
 
@@ -771,8 +774,9 @@ export class ChatSession {
     this.unacked = new Map(saved.unacked || []);
     this.transcript = saved.transcript || {};
     for (const name of saved.rooms || []) {
-      const conv = this.conversation(name, !name.startsWith("#"));
-      conv.joined = conv.room;
+      // (quietly: the view is not listening yet)
+      this.conversations.set(key(name), { name, room: name.startsWith("#"), joined: name.startsWith("#"),
+                                          members: new Map(), unread: 0, mentions: 0 });
     }
     this.current = saved.current ?? null;
   }

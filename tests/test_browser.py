@@ -1,0 +1,285 @@
+"""
+The page in a real headless Chromium (Debian's chromium and chromedriver,
+driven by selenium), against the real ``twistd``: two browser users chat;
+a browser user and a terminal client read each other; the published test
+vectors pass in the page; a hostile message stays text; a reload loses
+and doubles nothing; a foreign page cannot open the socket; and over
+plain http on a LAN address the page says why it cannot encrypt.
+
+One relay and, per test, fresh browsers (about a second each).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from chatsvc import netinfo
+from tests.support import PASSPHRASE, PipedClient, RelayProcess
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+selenium = pytest.importorskip("selenium")
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    pytest.skip("chromium and chromium-driver are not installed (apt)", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+WAIT = 20
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory):
+    # The page on every interface: the insecure-context test needs a LAN address.
+    proc = RelayProcess(tmp_path_factory.mktemp("browser"), ["--web", "tcp:0"])
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def browsers():
+    made = []
+
+    def make():
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                    "--disable-sync", f"--user-data-dir={tempfile.mkdtemp(prefix='chatsvc-chromium-')}",
+                    "--window-size=1100,800"):
+            options.add_argument(arg)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        made.append(driver)
+        return driver
+
+    yield make
+    for driver in made:
+        driver.quit()
+
+
+def page_url(relay) -> str:
+    return f"http://127.0.0.1:{relay.web_port}/"
+
+
+def labelled(driver, label: str):
+    """The input whose <label> says ``label`` (as a screen reader finds it)."""
+    return driver.find_element(By.XPATH, f"//input[@id=//label[normalize-space()='{label}']/@for]")
+
+
+def join(driver, relay, nick: str, room: str = "#lobby", passphrase: str = PASSPHRASE, load: bool = True) -> None:
+    if load:
+        driver.get(page_url(relay))
+    labelled(driver, "Nickname").clear()
+    labelled(driver, "Nickname").send_keys(nick)
+    labelled(driver, "Passphrase").send_keys(passphrase)
+    labelled(driver, "Room").clear()
+    labelled(driver, "Room").send_keys(room)
+    driver.find_element(By.XPATH, "//button[normalize-space()='Join']").click()
+    wait_status(driver, f"signed in as {nick}")
+
+
+def wait_status(driver, text: str) -> None:
+    WebDriverWait(driver, WAIT).until(lambda d: text in d.find_element(By.ID, "status").text,
+                                      f"status never said {text!r}")
+
+
+def log_lines(driver) -> list[str]:
+    return [li.text for li in driver.find_elements(By.CSS_SELECTOR, "[role=log] li")]
+
+
+def wait_line(driver, *parts: str) -> str:
+    """A line of the message log holding all of ``parts``."""
+    def found(d):
+        return next((line for line in log_lines(d) if all(p in line for p in parts)), None)
+
+    try:
+        return WebDriverWait(driver, WAIT).until(found)
+    except Exception:
+        raise AssertionError(f"no log line with {parts!r}; the log: {log_lines(driver)!r}; console: "
+                             f"{driver.get_log('browser')!r}")
+
+
+def say(driver, text: str) -> None:
+    box = labelled(driver, "Message")
+    box.send_keys(text)
+    box.submit()
+
+
+def open_conversation(driver, name: str) -> str:
+    """Click the Rooms entry ``name`` once it exists; returns its text before."""
+    def entry(d):
+        return next((b for b in d.find_elements(By.CSS_SELECTOR, "nav[aria-label=Rooms] button")
+                     if b.text.split("\n")[0].lstrip("@") == name), None)
+
+    button = WebDriverWait(driver, WAIT).until(entry, f"no conversation {name!r}")
+    text = button.text
+    button.click()
+    return text
+
+
+def no_page_errors(driver) -> None:
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+
+def test_the_published_vectors_pass_in_the_page(relay, browsers):
+    driver = browsers()
+    driver.get(page_url(relay))
+    result = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        (async () => {
+          const c = await import("./crypto.js");
+          const v2 = await c.deriveMasterV2("correct horse battery staple", "AAECAwQFBgcICQoLDA0ODw");
+          const fixed = [c.unhex("0001020304050607"), c.unhex("101112131415161718191a1b")];
+          const cipher = new c.Cipher({masterV1: await c.deriveMasterV1("correct horse battery staple"),
+                                       now: () => 1767225600000, random: () => fixed.shift()});
+          cipher.useV2(v2, "AAECAwQFBgcICQoLDA0ODw");
+          return {master: c.hex(v2), proof: await c.joinProof(v2, "#Lobby"),
+                  payload: await cipher.encrypt("Hello, 世界!", "#Lobby", "Alice")};
+        })().then(done, (e) => done({error: String(e)}));
+    """)
+    assert result == {
+        "master": "7f32341638165b4d488876d3d63044123558f0abd66356c3c6dbb902bba904c8",
+        "proof": "OD7trhWlSg2EvqrbNMWSofcWx9YJLbjC8gKfDXSQjPM",
+        "payload": "aes2:AgABAgMEBQYHAAAAAAAAAAEAAAGbdtqoABAREhMUFRYXGBkaG6Aj84_2r7haQ5OT6be9hW0ueHabY1RXhWftvWr3-Q",
+    }
+
+
+def test_two_browser_users_chat_and_markup_stays_text(relay, browsers):
+    alice, bob = browsers(), browsers()
+    join(alice, relay, "alice", "#pair")
+    join(bob, relay, "bob", "#pair")
+    wait_line(alice, "bob joined #pair")
+    say(alice, "hello bob")
+    wait_line(bob, "alice", "hello bob")
+    hostile = "<img src=x onerror=alert(1)><b>bold</b>"
+    say(bob, hostile)
+    wait_line(alice, "bob", hostile)  # shown literally...
+    assert not alice.find_elements(By.CSS_SELECTOR, "[role=log] img, [role=log] b")  # ...and made no element
+    # Private conversations are entries of their own.
+    say(alice, "/msg bob just us")
+    wait_line(alice, "alice", "just us")  # shown once the relay delivered it
+    entry = open_conversation(bob, "alice")
+    assert "1" in entry  # it had an unread count
+    wait_line(bob, "alice", "just us")
+    no_page_errors(alice)
+    no_page_errors(bob)
+
+
+def test_a_browser_user_and_a_terminal_user_read_each_other(relay, browsers):
+    terminal = PipedClient(relay.port, "termy", "--room", "#mixed")
+    try:
+        terminal.wait_for("* in #mixed: termy")
+        web = browsers()
+        join(web, relay, "webby", "#mixed")
+        terminal.wait_for("* webby joined #mixed")
+        say(web, "from the browser, ünïcode ✓")
+        terminal.wait_for("[#mixed] webby: from the browser, ünïcode ✓")
+        terminal.type("from the terminal")
+        wait_line(web, "termy", "from the terminal")
+        terminal.type("/msg webby private from terminal")
+        open_conversation(web, "termy")
+        wait_line(web, "termy", "private from terminal")
+        say(web, "/msg termy private from browser")
+        terminal.wait_for("[webby → you] private from browser")
+    finally:
+        terminal.kill()
+
+
+def test_a_reload_catches_up_with_nothing_lost_or_doubled(relay, browsers):
+    terminal = PipedClient(relay.port, "writer", "--room", "#reload")
+    try:
+        terminal.wait_for("* in #reload: writer")
+        web = browsers()
+        join(web, relay, "reader", "#reload")
+        terminal.wait_for("* reader joined #reload")
+        terminal.type("before the reload")
+        wait_line(web, "writer", "before the reload")
+        say(web, "mine, before")
+        terminal.wait_for("[#reload] reader: mine, before")
+        web.refresh()  # the socket closes; the form comes back with nick and room
+        terminal.wait_for_prefix("* reader quit")
+        terminal.type("while away")
+        labelled(web, "Passphrase").send_keys(PASSPHRASE)
+        web.find_element(By.XPATH, "//button[normalize-space()='Join']").click()
+        wait_status(web, "signed in as reader")
+        wait_line(web, "writer", "while away")
+        terminal.type("after the reload")
+        wait_line(web, "writer", "after the reload")
+        lines = log_lines(web)
+        for text in ("before the reload", "mine, before", "while away", "after the reload"):
+            assert sum(text in line for line in lines) == 1, (text, lines)
+        no_page_errors(web)
+    finally:
+        terminal.kill()
+
+
+def test_a_foreign_page_cannot_open_the_chat_socket(relay, browsers, tmp_path):
+    (tmp_path / "index.html").write_text("<!doctype html><title>elsewhere</title>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        driver = browsers()
+        driver.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        outcome = driver.execute_async_script(f"""
+            const done = arguments[arguments.length - 1];
+            const ws = new WebSocket("ws://127.0.0.1:{relay.web_port}/chat");
+            ws.onmessage = (e) => done("message: " + e.data);
+            ws.onclose = (e) => done("closed " + e.code);
+        """)
+        assert outcome == "closed 1006"  # the handshake was refused (403)
+        driver.get(page_url(relay))  # the page's own origin is let in
+        outcome = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            const ws = new WebSocket(`ws://${location.host}/chat`);
+            ws.onmessage = (e) => { done(e.data.split(" ").slice(0, 2).join(" ")); ws.close(); };
+            ws.onclose = (e) => done("closed " + e.code);
+        """)
+        assert outcome == "HELLO chatsvc"
+    finally:
+        server.shutdown()
+
+
+def test_over_plain_http_on_a_lan_address_the_page_says_why_it_cannot_encrypt(relay, browsers):
+    addresses = [a for a in netinfo.local_addresses() if ":" not in a]
+    if not addresses:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    driver = browsers()
+    driver.get(f"http://{addresses[0]}:{relay.web_port}/")
+    notice = WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "insecure").is_displayed()
+                                               and d.find_element(By.ID, "insecure"))
+    assert "cannot encrypt" in notice.text and "https" in notice.text and "--web ssl:" in notice.text
+    assert f"{addresses[0]}:{relay.web_port}" in notice.text
+    assert not driver.find_element(By.ID, "join").is_displayed()
+    assert driver.execute_script("return window.isSecureContext") is False
+
+
+def test_the_page_is_usable_at_phone_width(relay, browsers):
+    driver = browsers()
+    driver.set_window_size(375, 740)
+    join(driver, relay, "phone", "#small")
+    menu = driver.find_element(By.XPATH, "//button[normalize-space()='Rooms']")
+    assert menu.is_displayed()
+    rooms = driver.find_element(By.CSS_SELECTOR, "nav[aria-label=Rooms]")
+    assert not rooms.is_displayed()
+    menu.click()
+    assert rooms.is_displayed()
+    width = driver.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 375  # nothing wider than the screen
