@@ -100,7 +100,7 @@ class LineDoor:
         conn = self.conn
         if self._partner is not None:
             self._bytes += len(data)
-            self._partner.transport.write(data)
+            self._partner.raw_write(data)
             return
         if self.transport.disconnecting or not conn.admitted:
             return
@@ -142,7 +142,7 @@ class LineDoor:
                 "stream from {peer} ended: {size} bytes in {seconds:.1f} s",
                 peer=self.peer, size=self._bytes, seconds=time.monotonic() - self._since,
             )
-            partner.transport.loseConnection()  # after what is queued for it
+            partner.end_stream()  # after what is queued for it
         self.conn.lost()
 
     # --- IDoor ----------------------------------------------------------------------------
@@ -185,24 +185,18 @@ class LineDoor:
         else:
             self.transport.loseConnection()
 
-    def splice(self, other: "LineDoor") -> None:
-        """
-        Join two stream ends: each one's bytes go to the other's transport,
-        and each transport is the other's producer (backpressure end to end).
-        """
-        for a, b in ((self, other), (other, self)):
-            a._partner = b
-            a._fast(False)
-            a._since = time.monotonic()
-            a.transport.unregisterProducer()  # it was the door's; now the partner's
-        for a, b in ((self, other), (other, self)):
-            b.transport.registerProducer(a.transport, True)
-        for a, b in ((self, other), (other, self)):
-            held, a._held = a._held, b""
-            if held:
-                a._bytes += len(held)
-                b.transport.write(held)
-            a.transport.resumeProducing()
+    def splice(self, other) -> None:
+        splice(self, other)
+
+    # --- a stream end (splice) ----------------------------------------------------------------
+
+    def raw_write(self, data: bytes) -> None:
+        """The partner's bytes, as they came."""
+        self.transport.write(data)
+
+    def end_stream(self) -> None:
+        """The partner is gone: close once what is queued has gone out."""
+        self.transport.loseConnection()
 
     def pause_reading(self) -> None:
         if not self.transport.disconnecting:
@@ -240,6 +234,28 @@ class LineDoor:
         member = self.conn.member if self.conn is not None else None
         if member is not None:
             member.send = self.transport.write if on else self.send
+
+
+def splice(one, other) -> None:
+    """
+    Join two stream ends, whatever their doors (TCP, TLS, WebSocket): each
+    one's bytes go to the other (``raw_write``), and each one's transport
+    is the other's producer -- a receiver that reads slowly stops the relay
+    reading from its sender, backpressure end to end.
+    """
+    for a, b in ((one, other), (other, one)):
+        a._partner = b
+        a._fast(False)
+        a._since = time.monotonic()
+        a.transport.unregisterProducer()  # it was the door's; now the partner's
+    for a, b in ((one, other), (other, one)):
+        b.transport.registerProducer(a.transport, True)
+    for a, b in ((one, other), (other, one)):
+        held, a._held = a._held, b""
+        if held:
+            a._bytes += len(held)
+            b.raw_write(held)
+        a.transport.resumeProducing()
 
 
 class ChatFactory(protocol.ServerFactory):

@@ -21,8 +21,10 @@ flood limit, and the page (``webpage.py``) and socket served on one port.
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
+import txaio
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
@@ -32,6 +34,7 @@ from zope.interface import implementer
 
 from chatsvc.core import Connection, IDoor
 from chatsvc.hub import Hub
+from chatsvc.tcpdoor import splice
 
 #: Where the page opens its socket.
 CHAT_PATH = b"chat"
@@ -40,6 +43,9 @@ CHAT_PATH = b"chat"
 CLOSE_NORMAL = 1000
 CLOSE_UNSUPPORTED = 1003  # autobahn only lets us send 1000 and 3000-4999:
 CLOSE_BINARY = 4003  # ...so "binary frames are not chat lines" is 4003
+
+#: The largest binary message a stream end may send (the page sends 64 KiB).
+STREAM_MESSAGE_MAX = 256 * 1024
 
 # What the transport buffers before it pauses its producer; counted as
 # already queued once paused, as for a TCP client (tcpdoor.py).
@@ -90,7 +96,7 @@ class _OutputWatch:
 class WebDoor(WebSocketServerProtocol):
     """One browser (or other WebSocket client), as lines for its L{Connection}."""
 
-    log = Logger()
+    # (not ``log``: autobahn's own logger lives there, and it is chatty)
 
     conn: Connection | None = None
     peer = "?"
@@ -99,13 +105,18 @@ class WebDoor(WebSocketServerProtocol):
     _paused = False
     _queued = 0
     _reported = 0
+    # as one end of a bulk stream (streams.py): binary messages carry its bytes
+    _partner = None
+    _held = b""
+    _bytes = 0
+    _since = 0.0
 
     # --- autobahn's callbacks --------------------------------------------------------
 
     def onConnect(self, request):
         factory = self.factory
         if not origin_allowed(request.headers.get("origin"), request.headers.get("host"), factory.origins):
-            self.log.info("refused a WebSocket from {peer}: origin {origin!r} is not this page's",
+            _log.info("refused a WebSocket from {peer}: origin {origin!r} is not this page's",
                           peer=request.peer, origin=request.headers.get("origin"))
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "this chat only accepts its own page (Origin)")
         return None
@@ -126,8 +137,20 @@ class WebDoor(WebSocketServerProtocol):
         conn = self.conn
         if conn is None or self._closing:
             return
+        if conn.streaming:
+            # A bulk stream: binary messages are its bytes (a text message
+            # now is a mistake).  Before the partner comes, they wait here
+            # (reading is paused, so only what was already in flight).
+            if not isBinary:
+                self._close_with(CLOSE_BINARY, "a stream carries binary messages only")
+            elif self._partner is not None:
+                self._bytes += len(payload)
+                self._partner.raw_write(payload)
+            else:
+                self._held += payload
+            return
         if isBinary:
-            self.log.info("{peer} sent a binary message; closing", peer=self.peer)
+            _log.info("{peer} sent a binary message; closing", peer=self.peer)
             self._close_with(CLOSE_BINARY, "binary messages are not chat lines: send each line as a text message")
             return
         # One message, one line; a newline inside would smuggle a second.
@@ -135,9 +158,20 @@ class WebDoor(WebSocketServerProtocol):
             conn.send_line(b"ERROR bad-syntax one line per message: no line breaks inside; dropped\n")
             return
         conn.lines_received([payload])
+        if conn.streaming:
+            # Now a bulk stream: its binary messages are file bytes, not
+            # lines, so the line limit gives way to the stream's own.
+            self.maxMessagePayloadSize = self.maxFramePayloadSize = STREAM_MESSAGE_MAX
 
     def onClose(self, wasClean: bool, code, reason) -> None:
         self._closing = True
+        partner, self._partner = self._partner, None
+        if partner is not None:
+            _log.info(
+                "stream from {peer} ended: {size} bytes in {seconds:.1f} s",
+                peer=self.peer, size=self._bytes, seconds=time.monotonic() - self._since,
+            )
+            partner.end_stream()
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.lost()
@@ -149,8 +183,8 @@ class WebDoor(WebSocketServerProtocol):
         return self._closing
 
     def send(self, data: bytes) -> None:
-        if self._closing:
-            return
+        if self._closing or self._partner is not None:
+            return  # a spliced stream carries its partner's bytes, nothing of ours
         if self._paused:
             self._queued += len(data)
             conn = self.conn
@@ -162,7 +196,7 @@ class WebDoor(WebSocketServerProtocol):
             limit = conn.limits.max_sendq
             if limit and TRANSPORT_BUFFER + self._queued > limit:
                 self._paused = False
-                self.log.warn("{peer} is not reading; dropping it (send queue over {limit} bytes)",
+                _log.warn("{peer} is not reading; dropping it (send queue over {limit} bytes)",
                               peer=self.peer, limit=limit)
                 conn.close(
                     "sendq-exceeded",
@@ -187,6 +221,21 @@ class WebDoor(WebSocketServerProtocol):
         self._closing = True
         self.sendClose(code, reason)
 
+    # --- a stream end (tcpdoor.splice) ----------------------------------------------------
+
+    def splice(self, other) -> None:
+        splice(self, other)
+
+    def raw_write(self, data: bytes) -> None:
+        if not self._closing:
+            self.sendMessage(data, isBinary=True)
+
+    def end_stream(self) -> None:
+        self._close_with(CLOSE_NORMAL, None)
+
+    def _fast(self, on: bool) -> None:
+        pass  # no fast path to switch off: every line goes through send()
+
     def pause_reading(self) -> None:
         if not self._closing:
             self.transport.pauseProducing()
@@ -208,6 +257,12 @@ class WebDoor(WebSocketServerProtocol):
         if self._reported and self.conn is not None:
             self._reported = 0
             self.conn.hub.queued(self.conn, 0)
+
+
+_log = Logger(namespace="chatsvc.webdoor")
+
+# autobahn logs every frame at debug level; the relay's log is for people.
+txaio.set_global_log_level("warn")
 
 
 class WebDoorFactory(WebSocketServerFactory):

@@ -125,6 +125,54 @@ def test_a_flood_is_slowed_never_dropped(relay):
         web.close()
 
 
+def test_a_websocket_stream_end_pairs_with_a_tcp_one(relay):
+    token = "W" * 22
+    web = WsClient(relay.web_port)
+    tcp = relay.connect()
+    try:
+        assert web.recv().startswith("HELLO ")
+        web.send(f"STREAM {token} send")
+        web.send_binary(b"early bytes wait;")  # before the partner: held, not lost
+        assert tcp.readline().startswith("HELLO ")
+        tcp.send(f"STREAM {token} recv\n".encode() + b"\0" * 8)
+        assert web.recv_bytes(8) == b"\0" * 8
+        blob = bytes(range(256)) * 800  # 200 KiB, several messages
+        for i in range(0, len(blob), 30000):
+            web.send_binary(blob[i : i + 30000])
+        wanted = b"early bytes wait;" + blob
+        got = b""
+        tcp.sock.settimeout(10)
+        while len(got) < len(wanted):
+            chunk = tcp.sock.recv(65536)
+            assert chunk, f"closed after {len(got)} bytes: {got[:200]!r}"
+            got += chunk
+        assert got == wanted
+        web.send("PING not now")  # text in a stream: refused, and the partner is closed
+        assert web.expect_close().code == 4003
+        assert tcp.at_eof()
+    finally:
+        web.close()
+        tcp.close()
+
+
+def test_two_websocket_stream_ends_pair(relay):
+    token = "V" * 22
+    sender, receiver = WsClient(relay.web_port), WsClient(relay.web_port)
+    try:
+        for end, role in ((sender, "send"), (receiver, "recv")):
+            assert end.recv().startswith("HELLO ")
+            end.send(f"STREAM {token} {role}")
+        receiver.send_binary(b"\0" * 8)
+        assert sender.recv_bytes(8) == b"\0" * 8
+        sender.send_binary(b"frame bytes")
+        assert receiver.recv_bytes(11) == b"frame bytes"
+        sender.sock.close()  # the sender goes: the receiver is closed after what it was sent
+        assert receiver.expect_close().code == 1000
+    finally:
+        sender.close()
+        receiver.close()
+
+
 # --- what a hostile WebSocket client gets ------------------------------------------------------
 
 

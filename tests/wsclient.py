@@ -70,6 +70,18 @@ class WsClient:
     def send(self, text: str) -> None:
         self.send_frame(0x1, text.encode())
 
+    def send_binary(self, data: bytes) -> None:
+        self.send_frame(0x2, data)
+
+    def recv_bytes(self, n: int, timeout: float = 10.0) -> bytes:
+        """Binary messages until n bytes came (a stream has no message boundaries)."""
+        out = b""
+        while len(out) < n:
+            message = self.recv(timeout)
+            assert isinstance(message, bytes), f"a text message in a stream: {message!r}"
+            out += message
+        return out
+
     def _read(self, n: int, deadline: float) -> bytes:
         while len(self.buffer) < n:
             remaining = deadline - time.monotonic()
@@ -83,8 +95,8 @@ class WsClient:
         out, self.buffer = self.buffer[:n], self.buffer[n:]
         return out
 
-    def recv(self, timeout: float = 10.0) -> str:
-        """The next text message; Closed when the server closes."""
+    def recv(self, timeout: float = 10.0) -> str | bytes:
+        """The next message (text as str, binary as bytes); Closed when the server closes."""
         deadline = time.monotonic() + timeout
         while True:
             b0, b1 = self._read(2, deadline)
@@ -97,6 +109,8 @@ class WsClient:
             opcode = b0 & 0x0F
             if opcode == 0x1:
                 return payload.decode()
+            if opcode == 0x2:
+                return payload  # binary: bytes
             if opcode == 0x8:
                 code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
                 raise Closed(code, payload[2:].decode(errors="replace"))
