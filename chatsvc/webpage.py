@@ -31,7 +31,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; "
     # blob: for thumbnails of received images; data: never (an image is
     # only ever shown from bytes the client has verified)
-    "img-src 'self' blob:; connect-src 'self'; manifest-src 'self'; "
+    "img-src 'self' blob:; connect-src 'self' blob:; manifest-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 

@@ -202,6 +202,64 @@ def test_a_browser_user_and_a_terminal_user_read_each_other(relay, browsers):
         terminal.kill()
 
 
+def png(width: int = 40, height: int = 30) -> bytes:
+    """A real, small PNG (the page shows it inline only after verifying it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + bytes([200, 80, 40]) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_files_go_both_ways_between_a_browser_and_a_terminal(relay, browsers, tmp_path):
+    import hashlib
+    import os
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    terminal = PipedClient(relay.port, "filer", "--room", "#files", "--downloads", str(downloads))
+    try:
+        terminal.wait_for("* in #files: filer")
+        web = browsers()
+        join(web, relay, "webfiles", "#files")
+        terminal.wait_for("* webfiles joined #files")
+
+        # Browser -> terminal: 2.5 MiB, three stream frames; the terminal auto-accepts.
+        data = os.urandom(2_500_000)
+        upload = tmp_path / "from browser.bin"
+        upload.write_bytes(data)
+        web.find_element(By.ID, "attach").send_keys(str(upload))
+        saved = terminal.wait_for_prefix("* saved from browser.bin from webfiles as ", timeout=60)
+        path = saved.split(" as ", 1)[1].rsplit(" (", 1)[0]
+        assert Path(path).read_bytes() == data
+        wait_line(web, "filer has from browser.bin ✓")
+
+        # Terminal -> browser: an image, shown inline once verified.
+        image = png()
+        (tmp_path / "picture.png").write_bytes(image)
+        terminal.type(f"/send {tmp_path / 'picture.png'}")
+        wait_line(web, "filer offers picture.png (PNG image")
+        web.find_element(By.XPATH, "//button[@aria-label='Accept picture.png']").click()
+        thumb = WebDriverWait(web, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[role=log] img.thumb"))[0]
+        assert thumb.get_attribute("alt") == "picture.png" and thumb.get_attribute("src").startswith("blob:")
+        WebDriverWait(web, WAIT).until(lambda d: d.execute_script("return arguments[0].naturalWidth", thumb) == 40)
+        digest = web.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            fetch(arguments[0]).then((r) => r.arrayBuffer()).then((b) => crypto.subtle.digest("SHA-256", b))
+              .then((h) => done(Array.from(new Uint8Array(h), (x) => x.toString(16).padStart(2, "0")).join("")))
+              .catch((e) => done("error: " + e));
+        """, thumb.get_attribute("src"))
+        assert digest == hashlib.sha256(image).hexdigest()
+        terminal.wait_for("* webfiles has picture.png")
+        no_page_errors(web)
+    finally:
+        terminal.kill()
+
+
 def test_a_reload_catches_up_with_nothing_lost_or_doubled(relay, browsers):
     terminal = PipedClient(relay.port, "writer", "--room", "#reload")
     try:

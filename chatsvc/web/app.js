@@ -3,6 +3,7 @@
 // message goes into the page as text (textContent), never as HTML.
 
 import { hasWebCrypto } from "./crypto.js";
+import { humanSize } from "./files.js";
 import { ChatSession, key } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
@@ -112,6 +113,69 @@ const view = {
     logs.set(conv, []);
     if (conv === current) $("log").replaceChildren();
   },
+  // --- files (files.js) ---
+  offer(conv, offer, acceptable) {
+    const li = fileEntry(conv, offer.id, `${offer.sender} offers ${offer.name} (${describe(offer)})`);
+    const actions = el("span", "actions");
+    if (acceptable) {
+      const yes = el("button", null, "Accept");
+      const no = el("button", null, "Decline");
+      yes.type = no.type = "button";
+      yes.setAttribute("aria-label", `Accept ${offer.name}`);
+      no.setAttribute("aria-label", `Decline ${offer.name}`);
+      yes.addEventListener("click", () => {
+        actions.remove();
+        session.transfers.accept(offer.id);
+      });
+      no.addEventListener("click", () => {
+        actions.remove();
+        session.transfers.reject(offer.id);
+      });
+      actions.append(yes, no);
+    } else {
+      actions.append(el("span", "mark", "too large for the page, or this relay has no streams: take it with the terminal client"));
+    }
+    li.append(actions);
+  },
+  offered(target, info) {
+    fileEntry(session.conversations.has(current) ? current : "", info.id, `you offered ${info.name} (${describe(info)}) to ${target}`);
+  },
+  progress(id, what, done, total) {
+    const li = transfers.get(id) || fileEntry(current, id, what);
+    let bar = li.querySelector("progress");
+    if (!bar) {
+      bar = el("progress");
+      bar.max = 1;
+      li.append(bar);
+    }
+    bar.value = total ? done / total : 1;
+    bar.setAttribute("aria-label", what);
+    bar.title = `${what}: ${Math.floor(100 * bar.value)}%`;
+  },
+  received(id, file) {
+    const li = transfers.get(id) || fileEntry(current, id, file.name);
+    li.querySelector("progress")?.remove();
+    const link = el("a", "download");
+    link.href = file.url;
+    link.download = file.name;
+    if (file.image) {
+      // Shown only now that the whole file checked out, from its verified bytes.
+      const img = el("img", "thumb");
+      img.src = file.url;
+      img.alt = file.name;
+      link.append(img);
+    } else {
+      link.textContent = `${file.name} (${humanSize(file.size)})`;
+    }
+    li.append(link);
+  },
+  transferEnded(id, text, failed) {
+    const li = transfers.get(id) || fileEntry(current, id, "");
+    li.querySelector("progress")?.remove();
+    li.querySelector(".actions")?.remove();
+    li.append(el("span", failed ? "mark failed-note" : "mark", text));
+  },
+
   ended(reason) {
     $("chat").hidden = true;
     $("join").hidden = false;
@@ -122,6 +186,21 @@ const view = {
     document.title = "chatsvc";
   },
 };
+
+const transfers = new Map(); // transfer id (or id + receiver) -> its log entry
+
+function describe(info) {
+  return info.type && info.type !== "file" ? `${info.type} image, ${humanSize(info.size)}` : humanSize(info.size);
+}
+
+function fileEntry(conv, id, text) {
+  let li = transfers.get(id);
+  if (li) return li;
+  view.line(conv, { kind: "file", text, time: Date.now() });
+  li = (logs.get(conv ?? current ?? "") || []).at(-1);
+  transfers.set(id, li);
+  return li;
+}
 
 function drawConversations() {
   const ul = $("conversations");
@@ -250,6 +329,23 @@ function setUp() {
     const box = $("message");
     if (box.value && session) session.typed(box.value);
     box.value = "";
+  });
+  $("attach").addEventListener("change", () => {
+    for (const file of $("attach").files) session && session.sendFile(file);
+    $("attach").value = "";
+  });
+  const main = $("main");
+  main.addEventListener("dragover", (event) => {
+    if (!session || !event.dataTransfer.types.includes("Files")) return;
+    event.preventDefault();
+    main.classList.add("dropping");
+  });
+  main.addEventListener("dragleave", () => main.classList.remove("dropping"));
+  main.addEventListener("drop", (event) => {
+    main.classList.remove("dropping");
+    if (!session || !event.dataTransfer.files.length) return;
+    event.preventDefault();
+    for (const file of event.dataTransfer.files) session.sendFile(file);
   });
   $("leave").addEventListener("click", () => {
     localStorage.removeItem(REMEMBER);

@@ -8,6 +8,7 @@ import { casefold } from "./casefold.js";
 import { Cipher, DecryptError, deriveMasterV1, deriveMasterV2 } from "./crypto.js";
 import { formatLine, isDecimal, isNick, isRoom, nickProblem, parseLine } from "./proto.js";
 import { ReplayGuard } from "./replay.js";
+import { MARKER as FILE_MARKER, Transfers, decode as decodeFile } from "./files.js";
 
 export const key = (name) => casefold(name);
 /** Messages shown from a room's history the first time it is joined. */
@@ -17,7 +18,6 @@ export const TRANSCRIPT = 300;
 export const HELLO_TIMEOUT_MS = 10000;
 const RETRY_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 const MAX_REASON = 80;
-const FILE_MARKER = "\x1fchatsvc-file:";
 
 export const HELP = [
   "text — send to the current room or conversation",
@@ -95,6 +95,7 @@ export class ChatSession {
     // decryption and encryption are asynchronous, and a later line must not
     // overtake an earlier one.
     this.chain = Promise.resolve();
+    this.transfers = new Transfers(this, ui);
     this.restore();
   }
 
@@ -498,7 +499,17 @@ export class ChatSession {
       return this.problem(conv, `cannot read a message from ${from} ${target.startsWith("#") ? "in " + target : "(private)"}: ${opened.error}`);
     }
     if (opened.text.startsWith(FILE_MARKER)) {
-      if (!history) this.notice(conv, `${from} offered a file; this page cannot receive files yet — use the terminal client`);
+      let fields;
+      try {
+        fields = decodeFile(opened.text);
+      } catch (e) {
+        return this.problem(conv, `bad file message from ${from}: ${e.message}`);
+      }
+      // Offers in history are old news; our own come back only from history.
+      if (!history && key(from) !== me) {
+        this.conversation(target.startsWith("#") ? target : from, !target.startsWith("#"));
+        await this.transfers.handle(from, target, fields);
+      }
       return;
     }
     this.conversation(target.startsWith("#") ? target : from, !target.startsWith("#"));
@@ -560,12 +571,12 @@ export class ChatSession {
     return await this.sendPrivate(conv.name, text);
   }
 
-  async sendRoom(room, text) {
+  async sendRoom(room, text, shown = true) {
     const payload = await this.cipher.encrypt(text, room, this.nick);
     const cid = `${this.cidBase}-${this.cidNext++}`;
     if (!this.fits(room, payload, cid)) return;
     this.unacked.set(cid, { room, payload, nick: this.nick });
-    this.own(key(room), room, text, cid);
+    if (shown) this.own(key(room), room, text, cid);
     this.send({ cid }, "MSG", room, payload);
     this.save();
   }
@@ -575,6 +586,27 @@ export class ChatSession {
     if (!this.fits(nick, payload, null)) return;
     this.privatePending.push([nick, text]);
     this.send("MSG", nick, payload);
+  }
+
+  /** A file-transfer message (files.js): encrypted like chat, never shown as text. */
+  sendControl(target, text) {
+    if (!this.ready) return Promise.resolve();
+    if (target.startsWith("#")) return this.sendRoom(target, text, false);
+    return (async () => {
+      const payload = await this.cipher.encrypt(text, target, this.nick);
+      this.privatePending.push([target, null]);
+      this.send("MSG", target, payload);
+    })();
+  }
+
+  /** Offer a file (a File from the picker or a drop) to the current conversation. */
+  sendFile(file) {
+    return this.run(async () => {
+      const conv = this.conversations.get(this.current);
+      if (!conv || !this.ready) return this.problem(null, "not connected: files go once signed in");
+      if (conv.room && !conv.joined) return this.problem(this.current, `you are not in ${conv.name}`);
+      await this.transfers.offer(file, conv.name);
+    });
   }
 
   fits(target, payload, cid) {
@@ -787,13 +819,13 @@ export class ChatSession {
     for (const [conv, entries] of Object.entries(this.transcript)) {
       for (const [from, target, payload, , own] of entries) {
         const opened = await this.open(payload, target, from, true);
-        if (opened.error) continue;
+        if (opened.error || opened.text.startsWith(FILE_MARKER)) continue;
         this.ui.line(conv, { kind: "msg", own: Boolean(own), from, text: opened.text, time: opened.sentMs });
       }
     }
     for (const [cid, entry] of this.unacked) {
       const opened = await this.open(entry.payload, entry.room, entry.nick, true);
-      if (!opened.error) this.ui.line(key(entry.room), { kind: "msg", own: true, from: entry.nick, text: opened.text,
+      if (!opened.error && !opened.text.startsWith(FILE_MARKER)) this.ui.line(key(entry.room), { kind: "msg", own: true, from: entry.nick, text: opened.text,
                                                          time: opened.sentMs, cid, pending: true });
     }
     if (this.current) this.ui.current(this.current);

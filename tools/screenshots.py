@@ -1,0 +1,72 @@
+"""
+Makes docs/screenshots/*.png: the browser client's main view at desktop
+and phone width, with a terminal user in the room.  Needs what the browser
+tests need (chromium, chromium-driver, selenium).
+
+    python tools/screenshots.py
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support import PipedClient, RelayProcess  # noqa: E402
+from tests.test_browser import (  # noqa: E402
+    CHROMEDRIVER, CHROMIUM, By, Service, WebDriverWait, join, png, say, wait_line, webdriver,
+)
+
+
+def browser(width: int, height: int):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--hide-scrollbars",
+                f"--user-data-dir={tempfile.mkdtemp()}", f"--window-size={width},{height}"):
+        options.add_argument(arg)
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp())
+    relay = RelayProcess(work, ["--web", "tcp:0"])
+    relay.start()
+    bob = PipedClient(relay.port, "bob", "--room", "#lobby")
+    desktop, phone = browser(1100, 640), browser(375, 740)
+    try:
+        bob.wait_for("* in #lobby: bob")
+        join(desktop, relay, "alice")
+        join(phone, relay, "carol")
+        say(desktop, "Morning! The relay only ever sees ciphertext.")
+        bob.wait_for("[#lobby] alice: Morning! The relay only ever sees ciphertext.")
+        bob.type("From my terminal: hello, browsers 👋")
+        say(phone, "And from a phone, @alice")
+        (work / "sunset.png").write_bytes(png(160, 90))
+        bob.type(f"/send {work / 'sunset.png'}")
+        wait_line(desktop, "bob offers sunset.png")
+        desktop.find_element(By.XPATH, "//button[@aria-label='Accept sunset.png']").click()
+        WebDriverWait(desktop, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "img.thumb"))
+        say(desktop, "/join #dev")
+        bob.type("/join #dev")
+        bob.wait_for("* you joined #dev")
+        bob.type("anyone seen the new build? alice?")
+        desktop.find_element(By.XPATH, "//nav[@aria-label='Rooms']//button[contains(., '#dev')]")
+        desktop.find_element(By.XPATH, "//nav[@aria-label='Rooms']//button[contains(., '#lobby')]").click()
+        wait_line(phone, "sunset.png")
+        out = REPO / "docs" / "screenshots"
+        out.mkdir(exist_ok=True)
+        desktop.save_screenshot(str(out / "desktop.png"))
+        phone.save_screenshot(str(out / "phone.png"))
+        print("wrote", out / "desktop.png", out / "phone.png")
+    finally:
+        desktop.quit()
+        phone.quit()
+        bob.kill()
+        relay.stop()
+
+
+if __name__ == "__main__":
+    main()
