@@ -331,6 +331,25 @@ def test_aes2_vectors_from_an_independent_implementation():
     assert "aes2:" + base64.urlsafe_b64encode(header + sealed).rstrip(b"=").decode() == V2_PAYLOAD
 
 
+@pytest.mark.parametrize(
+    "target, sender, label, key, proof",
+    [
+        ("#Straße", "x", "room:#strasse", "b4e757e5dbc7c145f8804b6a981afe37190b49d8d6f1f7042f985004caa1b99a",
+         "RAAov6IqvOj1KEiDHlsQZ0swyakNATa2gKCOgbif5I4"),
+        ("#ΌΣΟΣ", "x", "room:#όσοσ", "b833b6e3d6bdabedca24e6eb7900c23dd7d2e2f812c62e6d717b8b5819c7d549",
+         "OWy8v-hM0Zuz_AXfE0kJb1goL9y3hLI-UEYO4Pa3zLk"),
+        ("İlkay", "ẞen", "dm:i\u0307lkay ssen", "eed91a56af6f42a1f819137582b6b2df7b014e2d3d608d430124acdf0c0fc9b3", None),
+    ],
+)
+def test_case_folding_vectors(target, sender, label, key, proof):
+    # docs/encryption.md, "Case folding": the names JavaScript's toLowerCase gets wrong.
+    assert aesgcm.context_label(Context(target, sender)).decode() == label
+    assert _hkdf_sha256(V2_MASTER, b"chatsvc/e2e/v2/key " + label.encode()).hex() == key
+    assert aesgcm.context_key(V2_MASTER, label.encode(), aesgcm.AES2).hex() == key
+    if proof:
+        assert aesgcm.join_proof(V2_MASTER, target) == proof
+
+
 def test_aes2_round_trip_and_old_aes1_history_stays_readable():
     clock = Clock()
     alice, bob = pair(clock)

@@ -99,3 +99,14 @@ test("names sort by code point, as Python does", () => {
   assert.ok(compareCodePoints("\u{1F600}", "\uFF21") > 0); // UTF-16 order says otherwise
   assert.equal(contextLabel("\uFF21", "\u{1F600}"), "dm:\uff41 \u{1F600}");
 });
+
+test("names fold as Python's casefold before they enter keys (docs/encryption.md, Case folding)", async () => {
+  assert.equal(contextLabel("#Straße", "x"), "room:#strasse");
+  assert.equal(hex(await contextKey(v2, "room:#strasse", SCHEMES.aes2)), "b4e757e5dbc7c145f8804b6a981afe37190b49d8d6f1f7042f985004caa1b99a");
+  assert.equal(await joinProof(v2, "#Straße"), "RAAov6IqvOj1KEiDHlsQZ0swyakNATa2gKCOgbif5I4");
+  assert.equal(contextLabel("#ΌΣΟΣ", "x"), "room:#όσοσ");
+  assert.equal(await joinProof(v2, "#ΌΣΟΣ"), "OWy8v-hM0Zuz_AXfE0kJb1goL9y3hLI-UEYO4Pa3zLk");
+  const label = contextLabel("İlkay", "ẞen");
+  assert.equal(hex(new TextEncoder().encode(label)), "646d3a69cc876c6b6179207373656e");
+  assert.equal(hex(await contextKey(v2, label, SCHEMES.aes2)), "eed91a56af6f42a1f819137582b6b2df7b014e2d3d608d430124acdf0c0fc9b3");
+});
