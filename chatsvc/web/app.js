@@ -283,8 +283,6 @@ function join(nick, passphrase, room) {
   });
   window.chatsvcSession = session; // for the browser tests and the curious
   session.start();
-  addEventListener("pagehide", () => session && session.save());
-  setInterval(() => session && session.replay.save(), 2000);
   $("message").focus();
 }
 
@@ -383,5 +381,10 @@ function setUp() {
   }
   ($("nick").value ? $("passphrase") : $("nick")).focus();
 }
+
+// What was seen is written every 2 s and when the page goes away (a replay
+// after a crash or reload is refused only if it was written down).
+addEventListener("pagehide", () => session && session.save());
+setInterval(() => session && session.replay.save(), 2000);
 
 setUp();

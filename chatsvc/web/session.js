@@ -88,6 +88,7 @@ export class ChatSession {
     this.cidNext = 1;
     this.maxLine = 65536;
     this.retries = 0;
+    this.triedNicks = 0;
     this.helloTimer = null;
     this.cipher = null;
     this.salt = null;
@@ -312,7 +313,7 @@ export class ChatSession {
     if ((code === "nick-taken" || code === "nick-invalid") && this.nick === null) {
       if (code === "nick-taken" && this.conversations.size && this.triedNicks < 9) {
         // Back after a drop: the old connection may still hold the nick.
-        this.triedNicks = (this.triedNicks || 0) + 1;
+        this.triedNicks += 1;
         this.send("NICK", (this.wantedNick.slice(0, 30) + "_" + (this.triedNicks > 1 ? this.triedNicks : "")).slice(0, 32));
         return;
       }
