@@ -315,3 +315,83 @@ def test_new_passphrase_is_generated_and_strong():
     assert out.returncode == 0 and len(words) == passphrases.GENERATED_WORDS
     assert passphrases.generated_bits() >= 100
     assert passphrases.strength_bits(out.stdout.strip()) >= passphrases.WARN_BELOW_BITS
+
+
+class Tmux:
+    """The interactive client in a real terminal (tmux), read back as the screen shows it."""
+
+    def __init__(self, relay, nick: str, columns: int = 120) -> None:
+        self.name = f"chatsvc-{uuid.uuid4().hex[:8]}"
+        env = client_env()
+        env_args = [arg for key in ("PYTHONPATH", "CHATSVC_PASSPHRASE", "XDG_CONFIG_HOME")
+                    for arg in ("-e", f"{key}={env[key]}")]
+        command = " ".join(CLIENT + ["127.0.0.1", "--port", str(relay.port), "--nick", nick]) + "; sleep 30"
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(columns), "-y", "30",
+                        *env_args, command], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True).stdout
+
+    def rows(self) -> list[str]:
+        return [row.rstrip() for row in self.screen().splitlines() if row.strip()]
+
+    def wait(self, test, what: str) -> list[str]:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            rows = self.rows()
+            if test(rows):
+                return rows
+            time.sleep(0.05)
+        raise AssertionError(f"{what} never appeared:\n{self.screen()}")
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to drive a real terminal")
+def test_wide_characters_edit_by_display_width(relay_process, clients):
+    # Issue #17, bug 1: type ab😀cd, Left, Left, Backspace, X.
+    relay = relay_process()
+    term = Tmux(relay, "tia")
+    try:
+        term.wait(lambda rows: "* in #lobby: tia" in rows, "the join")
+        bob = clients(relay.port, "bob")
+        bob.wait_for("* in #lobby: tia, bob")
+        term.keys("ab😀cd", literal=True)
+        term.wait(lambda rows: rows[-1] == "[#lobby] ab😀cd", "the typed line")
+        term.keys("Left", "Left", "BSpace")
+        term.wait(lambda rows: rows[-1] == "[#lobby] abcd", "the line without the emoji")
+        term.keys("X", literal=True)
+        term.wait(lambda rows: rows[-1] == "[#lobby] abXcd", "X where the cursor is")
+        term.keys("Enter")
+        bob.wait_for("[#lobby] tia: abXcd")
+    finally:
+        term.close()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to drive a real terminal")
+def test_input_wider_than_the_terminal_leaves_no_stale_rows(relay_process, clients):
+    # Issue #17, bug 2: the input scrolls sideways in one row, so neither a
+    # message arriving mid-typing nor Enter leaves pieces of it behind.
+    relay = relay_process()
+    term = Tmux(relay, "tia", columns=60)
+    try:
+        term.wait(lambda rows: "* in #lobby: tia" in rows, "the join")
+        bob = clients(relay.port, "bob")
+        bob.wait_for("* in #lobby: tia, bob")
+        typed = "".join(f"{n:03d}-" for n in range(40))  # 160 characters
+        term.keys(typed, literal=True)
+        term.wait(lambda rows: rows[-1].endswith("039-"), "the end of the long input")
+        bob.type("interrupting!")
+        rows = term.wait(lambda rows: "[#lobby] bob: interrupting!" in rows, "bob's line")
+        assert rows[-1].endswith("039-") and rows[-2] == "[#lobby] bob: interrupting!"
+        assert not any("-0" in row for row in rows[:-1]), "\n".join(rows)  # no piece of the input above
+        term.keys("Enter")
+        bob.wait_for(f"[#lobby] tia: {typed}")
+        rows = term.wait(lambda rows: rows[-1] == "[#lobby]", "an empty input row")
+        assert sum(typed[:20] in row for row in rows) == 1  # the line as sent, once, and nothing else
+    finally:
+        term.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import shutil
 import sys
 
 from twisted.conch.insults import insults
@@ -24,6 +25,7 @@ from twisted.internet import defer, interfaces
 from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
+from chatsvc.client import lineview
 from chatsvc.client.text import clean
 
 CTRL_C = b"\x03"
@@ -103,8 +105,73 @@ class InteractiveFrontEnd(HistoricRecvLine):
 
     def initializeScreen(self) -> None:
         # Unlike RecvLine, don't wipe the user's screen; just start a prompt.
-        self.terminal.write(self.ps[self.pn])
-        self.setInsertMode()
+        # The terminal stays in its normal (overwrite) mode: every change
+        # redraws the one input row (lineview.py), in display columns.
+        self.mode = "insert"
+        self._draw()
+
+    # --- editing: the buffer changes, then the row is drawn again ----------
+    # (RecvLine moves the cursor one column per character, which is wrong
+    # for emoji, CJK and combining marks.)
+
+    def characterReceived(self, ch, moreCharactersComing) -> None:
+        self.lineBuffer.insert(self.lineBufferIndex, ch)
+        self.lineBufferIndex += 1
+        if not moreCharactersComing:
+            self._redraw()
+
+    def _move(self, index: int) -> None:
+        index = max(0, min(index, len(self.lineBuffer)))
+        if index != self.lineBufferIndex:
+            self.lineBufferIndex = index
+            self._redraw()
+
+    def handle_LEFT(self) -> None:
+        self._move(self.lineBufferIndex - 1)
+
+    def handle_RIGHT(self) -> None:
+        self._move(self.lineBufferIndex + 1)
+
+    def handle_HOME(self) -> None:
+        self._move(0)
+
+    def handle_END(self) -> None:
+        self._move(len(self.lineBuffer))
+
+    def handle_BACKSPACE(self) -> None:
+        if self.lineBufferIndex > 0:
+            self.lineBufferIndex -= 1
+            del self.lineBuffer[self.lineBufferIndex]
+            self._redraw()
+
+    def handle_DELETE(self) -> None:
+        if self.lineBufferIndex < len(self.lineBuffer):
+            del self.lineBuffer[self.lineBufferIndex]
+            self._redraw()
+
+    def handle_INSERT(self) -> None:
+        pass  # always inserting
+
+    def _set_line(self, line: bytes) -> None:
+        text = line.decode("utf-8", errors="replace")
+        self.lineBuffer = [ch.encode("utf-8") for ch in text]
+        self.lineBufferIndex = len(self.lineBuffer)
+        self._redraw()
+
+    def handle_UP(self) -> None:
+        if self.lineBuffer and self.historyPosition == len(self.historyLines):
+            self.historyLines.append(b"".join(self.lineBuffer))
+        if self.historyPosition > 0:
+            self.historyPosition -= 1
+            self._set_line(self.historyLines[self.historyPosition])
+
+    def handle_DOWN(self) -> None:
+        if self.historyPosition < len(self.historyLines) - 1:
+            self.historyPosition += 1
+            self._set_line(self.historyLines[self.historyPosition])
+        else:
+            self.historyPosition = len(self.historyLines)
+            self._set_line(b"")
 
     # --- keys --------------------------------------------------------------
 
@@ -168,14 +235,34 @@ class InteractiveFrontEnd(HistoricRecvLine):
         self._erase()
         self._draw()
 
+    def _columns(self) -> int:
+        # Asked on each draw (a cheap ioctl), so a resized window is right
+        # on the next keystroke.  The terminal is the one we read keys from.
+        for stream in (sys.stdin, sys.stdout):
+            try:
+                return os.get_terminal_size(stream.fileno()).columns or 80
+            except (OSError, ValueError, AttributeError):
+                continue
+        return shutil.get_terminal_size((80, 24)).columns
+
     def _draw(self) -> None:
+        columns = self._columns()
         if self.status is not None and not self._status_drawn:
-            self.terminal.write(self.status.encode("utf-8", errors="replace") + b"\n")
+            # One row, never wrapped: erasing it must take it all away.
+            status, _ = lineview.visible(list(self.status), 0, columns)
+            self.terminal.write(status.encode("utf-8", errors="replace") + b"\n")
             self._status_drawn = True
-        self.drawInputLine()
-        back = len(self.lineBuffer) - self.lineBufferIndex
-        if back:
+        prompt = self.ps[self.pn].decode("utf-8", errors="replace")
+        prompt_width = lineview.text_width(prompt)
+        chars = [ch.decode("utf-8", errors="replace") for ch in self.lineBuffer]
+        shown, column = lineview.visible(chars, self.lineBufferIndex, max(columns - prompt_width, 8))
+        self.terminal.write((prompt + shown).encode("utf-8", errors="replace"))
+        back = lineview.text_width(shown) - column
+        if back > 0:
             self.terminal.cursorBackward(back)
+
+    def drawInputLine(self) -> None:
+        self._draw()
 
     # Display
     def show(self, text: str) -> None:
