@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.conch.insults import insults
 from twisted.internet.testing import StringTransport
 
+from chatsvc.client.stamps import Stamps
 from chatsvc.client.terminal import InteractiveFrontEnd, PipedFrontEnd
 
 UP = b"\x1b[A"
@@ -26,8 +27,9 @@ class RecordingSession:
         self.input_closed = True
 
 
-def interactive():
-    front = InteractiveFrontEnd()
+def interactive(**kw):
+    kw.setdefault("stamps", Stamps(None))  # exact lines; timestamps are tested on their own
+    front = InteractiveFrontEnd(**kw)
     front.session = RecordingSession()
     terminal = insults.ServerProtocol(lambda: front)
     transport = StringTransport()
@@ -130,3 +132,64 @@ def test_status_line_stays_above_the_input_and_output_goes_above_both():
     front.set_status(None)
     assert transport.value() == b"\r\x1b[2K\x1b[1A\x1b[2K> typing"
     assert b"".join(front.lineBuffer) == b"typing"
+
+
+def test_timestamps_on_every_line_and_a_marker_when_the_day_changes():
+    import time
+
+    clock = [time.mktime((2026, 12, 1, 23, 59, 0, 0, 0, -1))]
+    front, terminal, transport = interactive(stamps=Stamps("%H:%M", now=lambda: clock[0]))
+    front.show("[#lobby] bob: late")
+    clock[0] += 120
+    front.show("[#lobby] bob: early")
+    out = transport.value().decode()
+    assert "23:59 [#lobby] bob: late\r\n" in out
+    assert "-- Wednesday 02 December 2026 --\r\n00:01 [#lobby] bob: early\r\n" in out
+
+
+def test_a_line_that_names_you_is_bold_and_rings_the_bell_unless_told_not_to():
+    front, terminal, transport = interactive()
+    front.show_alert("[#lobby] bob: tia, look")
+    assert b"\x1b[1m[#lobby] bob: tia, look\x1b[0m\r\n" in transport.value() and b"\a" in transport.value()
+    front, terminal, transport = interactive(bell=False)
+    front.show_alert("[#lobby] bob: tia, look")
+    assert b"\a" not in transport.value()
+
+
+def test_unread_counts_and_progress_share_the_status_line():
+    front, terminal, transport = interactive()
+    front.set_activity("#dev 3 #ops 1!")
+    front.set_status("sending a.bin 50%")
+    assert front.status == "[#dev 3 #ops 1!]  sending a.bin 50%"
+    front.set_status(None)
+    assert front.status == "[#dev 3 #ops 1!]"
+    front.set_activity(None)
+    assert front.status is None
+
+
+class CompletingSession(RecordingSession):
+    def completions(self, before):
+        from chatsvc.client.completion import complete
+
+        return complete(before, ["join", "jump", "msg"], ["#lobby", "#lounge"], ["alice", "Albert", "bob"])
+
+
+def test_tab_completes_nicks_commands_and_rooms():
+    front, terminal, transport = interactive()
+    front.session = CompletingSession()
+    terminal.dataReceived(b"bo\t")
+    assert b"".join(front.lineBuffer).decode() == "bob: "
+    terminal.dataReceived(b"\x15/ms\t")
+    assert b"".join(front.lineBuffer).decode() == "/msg "
+    terminal.dataReceived(b"\x15see #lou\t")
+    assert b"".join(front.lineBuffer).decode() == "see #lounge "
+    transport.clear()
+    terminal.dataReceived(b"\x15al\t")  # two match: both are shown, the common part stays
+    assert b"".join(front.lineBuffer).decode() == "al"
+    assert b"alice  Albert" in transport.value() or b"Albert  alice" in transport.value()
+
+
+def test_alt_digit_switches_window():
+    front, terminal, transport = interactive()
+    terminal.dataReceived(b"\x1b2")
+    assert front.session.typed == ["/window 2"]

@@ -325,7 +325,9 @@ class Tmux:
         env = client_env()
         env_args = [arg for key in ("PYTHONPATH", "CHATSVC_PASSPHRASE", "XDG_CONFIG_HOME")
                     for arg in ("-e", f"{key}={env[key]}")]
-        command = " ".join(CLIENT + ["127.0.0.1", "--port", str(relay.port), "--nick", nick]) + "; sleep 30"
+        # no timestamps: the rows are compared exactly (stamps are tested on their own)
+        command = " ".join(CLIENT + ["127.0.0.1", "--port", str(relay.port), "--nick", nick, "--no-timestamps"])
+        command += "; sleep 30"
         subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(columns), "-y", "30",
                         *env_args, command], check=True)
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from twisted.internet import defer, endpoints, stdio, task, threads
 
 from chatsvc import grammar
-from chatsvc.client import aesgcm, ciphers, connection, passphrases, terminal
+from chatsvc.client import aesgcm, ciphers, config, connection, passphrases, terminal
 from chatsvc.client.protocol import describe_failure
 from chatsvc.client.replay import ReplayGuard
 from chatsvc.client.session import ChatSession
+from chatsvc.client.stamps import DEFAULT_FORMAT, Stamps
 
 DEFAULT_PORT = 8000
 PASSPHRASE_ENV = "CHATSVC_PASSPHRASE"
@@ -30,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m chatsvc.client",
         description="Chat through a chatsvc relay. Messages are encrypted before they leave this machine.",
-        epilog="Type /help once connected for the chat commands. FIN or /quit leaves.",
+        epilog="Defaults for these options can live in client.toml in the config directory "
+        "(~/.config/chatsvc/client.toml; see the README); the command line wins. "
+        "Type /help once connected for the chat commands: /join /part /msg /query /me /names /whois "
+        "/away /ignore /window /send /accept /clear /quit ... FIN or /quit leaves.",
     )
     parser.add_argument("host", nargs="?", help="server address (asked for if missing)")
     parser.add_argument(
@@ -54,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
     parser.add_argument("--nick", help="your nickname (asked for if missing)")
     parser.add_argument("--room", default=DEFAULT_ROOM, help=f"room to join first (default {DEFAULT_ROOM})")
+    parser.add_argument(
+        "--rooms", metavar="#A,#B", help="rooms to join, comma-separated; the first is current (instead of --room)"
+    )
+    parser.add_argument(
+        "--timestamps", metavar="FORMAT",
+        help="time in front of each line, a strftime format (default %%H:%%M in a terminal, none when piped); "
+        "'off' for none",
+    )
+    parser.add_argument("--no-timestamps", dest="timestamps", action="store_const", const="off",
+                        help="no timestamps")
+    parser.add_argument("--no-bell", dest="bell", action="store_false", default=True,
+                        help="do not ring the terminal bell when a line names you")
     parser.add_argument(
         "--cipher",
         choices=CIPHER_NAMES,
@@ -134,10 +150,19 @@ def settle_options(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
             f"{args.nick!r} is not a valid nickname: use 1-32 letters, digits, '_', '-' or '.', "
             "not starting with '-' or '.'\n",
         )
-    if not args.room.startswith("#"):
-        args.room = "#" + args.room
-    if not grammar.is_valid_room(args.room):
-        parser.exit(1, f"{args.room!r} is not a valid room name\n")
+    rooms = [r.strip() for r in args.rooms.split(",") if r.strip()] if args.rooms else [args.room]
+    rooms = [r if r.startswith("#") else "#" + r for r in rooms]
+    for room in rooms:
+        if not grammar.is_valid_room(room):
+            parser.exit(1, f"{room!r} is not a valid room name\n")
+    args.room, args.extra_rooms = rooms[0], rooms[1:]
+    if args.timestamps not in (None, "off"):
+        import time
+
+        try:
+            time.strftime(args.timestamps)
+        except ValueError as e:
+            parser.exit(1, f"--timestamps {args.timestamps!r}: {e}\n")
     if args.auto_accept_mb < 0:
         parser.exit(1, "--auto-accept-mb must be 0 or more\n")
     if not 0 < args.port < 65536:
@@ -210,7 +235,12 @@ async def make_cipher(reactor, args: argparse.Namespace) -> ciphers.Cipher:
 async def run(reactor, args: argparse.Namespace) -> None:
     interactive = os.isatty(0) and os.isatty(1)
     server = f"{args.host}:{args.port}"
-    front_end = terminal.InteractiveFrontEnd() if interactive else terminal.PipedFrontEnd()
+    fmt = args.timestamps if args.timestamps != "off" else None
+    if interactive:
+        stamps = Stamps(fmt if args.timestamps is not None else DEFAULT_FORMAT)
+        front_end = terminal.InteractiveFrontEnd(stamps, bell=args.bell)
+    else:
+        front_end = terminal.PipedFrontEnd(Stamps(fmt))
     try:
         endpoint = connection.make_endpoint(reactor, args.host, args.port, args.tls, args.ca_file)
     except connection.CertificateFileError as e:
@@ -222,6 +252,7 @@ async def run(reactor, args: argparse.Namespace) -> None:
         downloads=Path(args.downloads).expanduser(),
         auto_accept_bytes=int(args.auto_accept_mb * 1024 * 1024),
         clock=reactor,
+        extra_rooms=args.extra_rooms,
     )
     front_end.session = session
     # Each file transfer gets a connection of its own (docs/protocol.md,
@@ -274,7 +305,21 @@ async def _flush(reactor, io: stdio.StandardIO, front_end) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
+    # The config file (in the config directory, which may be an option
+    # itself) gives defaults; then the command line is read for real.
+    early, _ = parser.parse_known_args(argv)
+    try:
+        defaults, note = config.load(Path(early.config_dir))
+    except config.ConfigError as e:
+        parser.exit(1, f"{e}\n")
+    if note:
+        sys.stderr.write(note + "\n")
+    parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    if "rooms" in defaults and any(a == "--room" or a.startswith("--room=") for a in given) \
+            and not any(a == "--rooms" or a.startswith("--rooms=") for a in given):
+        args.rooms = None  # --room on the command line wins over the file's rooms
     if args.new_passphrase:
         print(passphrases.generate())
         return

@@ -24,7 +24,14 @@ commands:
   /join #room       join a room and make it current
   /part [#room]     leave a room (default: the current one)
   /msg nick text    private message, encrypted like room messages
+  /me action        an action: /me waves shows "* you waves"
+  /query nick       talk privately with nick: typed lines go to them (/part or /window ends it)
   /names            who is in the current room
+  /whois nick       the rooms you share with nick, and their away note if any
+  /away [text]      answer private messages with "away: text" (once per person); /away alone: back
+  /ignore [nick]    hide everything from nick, files too (alone: list); /unignore nick
+  /window N         make your Nth room current (Alt-1..9 too); /window alone lists them
+  /clear            clear the screen
   /rooms            rooms on the server
   /nick newnick     change your nick
   /send PATH        offer a file to the current room (/send nick PATH: to one person)
@@ -76,6 +83,77 @@ class Commands:
             return
         handler(rest.strip())
 
+    def names(self) -> list[str]:
+        """The commands, for tab completion."""
+        return sorted(name[4:] for name in dir(self) if name.startswith("cmd_"))
+
+    def cmd_me(self, rest: str) -> None:
+        if not rest:
+            self.session.problem("usage: /me action (e.g. /me waves)")
+            return
+        self.session._say(rest, action=True)
+
+    def cmd_query(self, rest: str) -> None:
+        s = self.session
+        if not rest or " " in rest or not grammar.is_valid_nick(rest):
+            s.problem("usage: /query nick (then what you type goes to nick alone)")
+            return
+        s.set_current(rest)
+        s.notice(f"talking privately with {clean(rest)}; /part or /window N to go back to a room")
+
+    def cmd_window(self, rest: str) -> None:
+        s = self.session
+        rooms = list(s.rooms.values())
+        if not rest:
+            s.notice("rooms: " + (", ".join(f"{i} {clean(r)}" for i, r in enumerate(rooms, 1)) or "none"))
+            return
+        if not grammar.is_decimal(rest) or not 1 <= int(rest) <= len(rooms):
+            s.problem(f"usage: /window N, N from 1 to {len(rooms)}" if rooms else "you are in no room")
+            return
+        s.set_current(rooms[int(rest) - 1])
+
+    def cmd_clear(self, rest: str) -> None:
+        clear = getattr(self.session.display, "clear", None)
+        if clear is not None:
+            clear()
+
+    def cmd_ignore(self, rest: str) -> None:
+        s = self.session
+        roster = s.roster
+        if not rest:
+            s.notice("ignoring " + ", ".join(clean(n) for n in roster.ignored.values()) if roster.ignored else "ignoring nobody")
+            return
+        if not grammar.is_valid_nick(rest):
+            s.problem("usage: /ignore nick")
+            return
+        roster.ignored[name_key(rest)] = rest
+        s.notice(f"ignoring {clean(rest)} (messages and files) until /unignore {clean(rest)} or you quit")
+
+    def cmd_unignore(self, rest: str) -> None:
+        s = self.session
+        if s.roster.ignored.pop(name_key(rest or ""), None) is None:
+            s.problem(f"not ignoring {clean(rest)}" if rest else "usage: /unignore nick")
+            return
+        s.notice(f"no longer ignoring {clean(rest)}")
+
+    def cmd_whois(self, rest: str) -> None:
+        s = self.session
+        if not rest or not grammar.is_valid_nick(rest):
+            s.problem("usage: /whois nick")
+            return
+        rooms = [s.rooms.get(key, key) for key in s.roster.rooms_of(rest)]
+        where = f"in {', '.join(clean(r) for r in rooms)} with you" if rooms else "in no room you share"
+        away = s.roster.away.get(name_key(rest))
+        extra = f"; away: {clean(away)}" if away else ""
+        ignored = "; ignored" if s.roster.is_ignored(rest) else ""
+        s.notice(f"{clean(rest)} is {where}{extra}{ignored}")
+
+    def cmd_away(self, rest: str) -> None:
+        s = self.session
+        s.away_text = rest[:80] or None
+        s._away_told.clear()
+        s.notice(f"away: {clean(rest)} (sent once to whoever messages you privately)" if rest else "you are back")
+
     def cmd_help(self, rest: str) -> None:
         s = self.session
         for line in HELP.splitlines():
@@ -106,6 +184,10 @@ class Commands:
 
     def cmd_part(self, rest: str) -> None:
         s = self.session
+        if not rest and s.current and not s.current.startswith("#"):
+            s.notice(f"closed the conversation with {clean(s.current)}")
+            s.set_current(next(iter(s.rooms.values()), None))  # a /query: back to a room
+            return
         room = self._room_or_current(rest)
         if room is not None:
             s.protocol.part(room)
@@ -151,6 +233,9 @@ class Commands:
     def cmd_names(self, rest: str) -> None:
         s = self.session
         room = self._room_or_current(rest)
+        if room is not None and not room.startswith("#"):
+            s.problem("/names lists a room's members; /whois nick for a person")
+            return
         if room is not None:
             s.protocol.request_names(room)
 

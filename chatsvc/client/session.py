@@ -26,6 +26,7 @@ from chatsvc.client.lifecycle import Lifecycle, State
 from chatsvc.client.text import clean
 from chatsvc.client.transfers import Transfers
 from chatsvc.client.protocol import ChatClientProtocol
+from chatsvc.client.roster import Roster, mentions
 from chatsvc.grammar import name_key
 
 
@@ -37,6 +38,10 @@ SAVE_INTERVAL = 2.0
 HELLO_TIMEOUT = 10.0
 #: A reason (PART, QUIT) is shown at most this long: it is anyone's text.
 MAX_REASON_SHOWN = 80
+#: Inside the encrypted text (docs/protocol.md, *Actions and away notes*):
+#: ``/me waves`` and an automatic private "I am away" answer.
+ACTION_MARKER = "\x1fchatsvc-me:"
+AWAY_MARKER = "\x1fchatsvc-away:"
 
 
 class Display(Protocol):
@@ -87,11 +92,13 @@ class ChatSession:
         auto_accept_bytes: int = 10 * 1024 * 1024,
         clock=None,
         run_slow: Callable = threads.deferToThread,
+        extra_rooms: list[str] | None = None,
     ) -> None:
         self.display = display
         self.cipher = cipher
         self.wanted_nick = nick
         self.first_room = room
+        self.extra_rooms = list(extra_rooms or [])  # joined too, at the start; the first stays current
         self.server = server
         self.interactive = interactive
         self.reconnect = reconnect
@@ -125,6 +132,9 @@ class ChatSession:
         # told once per HISTORY reply, not once per line
         self._unreadable: dict[tuple[str, str], list] = {}
         self.commands = Commands(self)
+        self.roster = Roster()  # members, ignored nicks, others' away texts, unread counts
+        self.away_text: str | None = None  # ours, sent to who messages us privately
+        self._away_told: set[str] = set()
         self._run_slow = run_slow
         self.clock = clock
         #: The relay's line limit: what CAPS says, else the protocol's default.
@@ -176,8 +186,40 @@ class ChatSession:
         self.display.show(f"! {text}")
 
     def set_current(self, room: str | None) -> None:
+        """The room (or, after /query, the person) typed lines go to."""
         self.current = room
-        self.display.set_prompt(f"[{room}] " if room else "[no room] ")
+        if room is None:
+            prompt = "[no room] "
+        elif room.startswith("#"):
+            prompt = f"[{room}] "
+        else:
+            prompt = f"[→ {room}] "
+        self.display.set_prompt(prompt)
+        self.roster.read(room)
+        self._show_activity()
+
+    def _show(self, line: str, alert: bool = False) -> None:
+        """A line of conversation; ``alert``: it names you or is for you alone (bell, highlight)."""
+        if alert and hasattr(self.display, "show_alert"):
+            self.display.show_alert(line)
+        else:
+            self.display.show(line)
+
+    def _show_activity(self) -> None:
+        """Unread counts per room on the status line, where the front end has one."""
+        setter = getattr(self.display, "set_activity", None)
+        if setter is not None:
+            rooms = {**{name_key(n): n for n in self.roster.unread}, **self.rooms}
+            setter(self.roster.activity(rooms))
+
+    def completions(self, before: str) -> tuple[str, list[str]]:
+        """Tab: complete commands, rooms and the current room's nicks."""
+        from chatsvc.client.completion import complete
+
+        nicks = self.roster.nicks_in(self.current) if self.current and self.current.startswith("#") else []
+        if self.current and not self.current.startswith("#"):
+            nicks = [self.current]
+        return complete(before, self.commands.names(), list(self.rooms.values()), nicks)
 
     def _finish(self, status: int) -> None:
         self.life.to(State.CLOSED)
@@ -288,15 +330,22 @@ class ChatSession:
             return
         self.commands.run(text)
 
-    def _say(self, text: str) -> None:
+    def _say(self, text: str, action: bool = False) -> None:
         if self.current is None:
             self.problem("you are not in a room; /join #room first")
             return
         # Control characters never start typed text: a leading one marks
-        # file-transfer messages.
+        # file-transfer messages, actions and away notes.
         text = text.lstrip(files.MARKER[0]) or "?"
-        if self.send_encrypted(self.current, text):
-            self.display.show(f"[{self.current}] {self.nick}: {clean(text)}")
+        said = f"* {self.nick} {clean(text)}" if action else f"{self.nick}: {clean(text)}"
+        wire = ACTION_MARKER + text if action else text
+        if not self.current.startswith("#"):
+            # a /query: shown once the relay says it was delivered
+            if self.send_encrypted(self.current, wire):
+                self._private_pending[-1] = (self.current, said if action else text)
+            return
+        if self.send_encrypted(self.current, wire):
+            self.display.show(f"[{self.current}] {said}")
 
     def send_encrypted(self, target: str, text: str) -> bool:
         """
@@ -461,9 +510,11 @@ class ChatSession:
             for room in rejoin:
                 self._join(room)
         else:
-            self._awaiting = {name_key(self.first_room)}
+            rooms = [self.first_room, *self.extra_rooms]
+            self._awaiting = {name_key(room) for room in rooms}
             self._switch_to.add(name_key(self.first_room))
-            self._join(self.first_room)
+            for room in rooms:
+                self._join(room)
 
     def message_accepted(self, target: str, msg_id: int | None = None, cid: str | None = None) -> None:
         if not target.startswith("#"):
@@ -510,6 +561,7 @@ class ChatSession:
                 self._quit(status=1)
 
     def joined(self, room: str, nick: str) -> None:
+        self.roster.joined(room, nick)
         if self.nick is not None and name_key(nick) == name_key(self.nick):
             key = name_key(room)
             self.rooms[key] = room
@@ -522,8 +574,11 @@ class ChatSession:
 
     def parted(self, room: str, nick: str, reason: str | None) -> None:
         why = unverified(reason) if reason else ""
-        if self.nick is not None and name_key(nick) == name_key(self.nick):
+        me = self.nick is not None and name_key(nick) == name_key(self.nick)
+        self.roster.parted(room, nick, me)
+        if me:
             self.rooms.pop(name_key(room), None)
+            self._show_activity()
             self.notice(f"you left {clean(room)}{why}")
             if self.current and name_key(self.current) == name_key(room):
                 self.set_current(next(iter(self.rooms.values()), None))
@@ -532,9 +587,13 @@ class ChatSession:
 
     def quit(self, nick: str, reason: str | None) -> None:
         why = unverified(reason) if reason else ""
+        self.roster.quit(nick)
         self.notice(f"{clean(nick)} quit{why}")
 
     def nick_changed(self, old: str, new: str) -> None:
+        self.roster.renamed(old, new)
+        if self.current and name_key(self.current) == name_key(old):
+            self.set_current(new)  # a /query follows the person
         if self.nick is not None and name_key(old) == name_key(self.nick):
             self.nick = new
             self.notice(f"you are now known as {clean(new)}")
@@ -600,14 +659,39 @@ class ChatSession:
         except files.TransferError as e:
             self.problem(f"bad file message from {clean(sender)}: {e}")
             return
+        if self.roster.is_ignored(sender) and name_key(sender) != me:
+            return  # /ignore: nothing of theirs, files included
         if transfer is not None:
             if not from_history and name_key(sender) != me:
                 self.transfers.handle(sender, target, transfer)
             return
+        if text.startswith(AWAY_MARKER):
+            if not target.startswith("#") and not from_history:
+                away = text[len(AWAY_MARKER):].strip()[:MAX_REASON_SHOWN]
+                self.roster.away[name_key(sender)] = away
+                self.notice(f"{clean(sender)} is away: {clean(away)}" if away else f"{clean(sender)} is back")
+            return
+        action = text.startswith(ACTION_MARKER)
+        if action:
+            text = text[len(ACTION_MARKER):]
+        elif text.startswith(files.MARKER[0]):
+            return  # a kind a newer client knows (docs/protocol.md): nothing to show
+        said = f"* {clean(sender)} {clean(text)}" if action else f"{clean(sender)}: {clean(text)}"
+        named = not from_history and name_key(sender) != me and mentions(text, self.nick)
         if target.startswith("#"):
-            self.display.show(f"[{clean(target)}] {clean(sender)}: {clean(text)}{suffix}")
+            line = f"[{clean(target)}] {said}{suffix}"
+            if not from_history and (not self.current or name_key(target) != name_key(self.current)):
+                self.roster.message_in(target, named)
+                self._show_activity()
         else:
-            self.display.show(f"[{clean(sender)} → you] {clean(text)}")
+            line = f"[{clean(sender)} → you] {said if action else clean(text)}"
+            if not self.current or name_key(sender) != name_key(self.current):
+                self.roster.message_in(sender, True)  # a private message always wants you
+                self._show_activity()
+            if self.away_text is not None and name_key(sender) not in self._away_told:
+                self._away_told.add(name_key(sender))
+                self.send_control(sender, AWAY_MARKER + self.away_text)
+        self._show(line, alert=named or not target.startswith("#"))
 
     def _open(self, payload: str, context: Context) -> Opened:
         opener = getattr(self.cipher, "open", None)
@@ -642,6 +726,7 @@ class ChatSession:
         self._counts[name_key(room)] = count
 
     def name_list(self, room: str, nicks: list[str]) -> None:
+        self.roster.names(room, nicks, first=True)
         if nicks or name_key(room) not in self._counts:
             self.notice(f"in {clean(room)}: {', '.join(clean(n) for n in nicks)}")
         self._joining_large.discard(name_key(room))

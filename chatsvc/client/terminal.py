@@ -26,6 +26,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
 from chatsvc.client import lineview
+from chatsvc.client.stamps import Stamps
 from chatsvc.client.text import clean
 
 CTRL_C = b"\x03"
@@ -42,8 +43,10 @@ class PipedFrontEnd(LineOnlyReceiver):
     MAX_LENGTH = 1024 * 1024
     session = None
 
-    def __init__(self) -> None:
+    def __init__(self, stamps: Stamps | None = None) -> None:
         self.closed: defer.Deferred[None] = defer.Deferred()  # stdio gone
+        # Scripts read these lines: no timestamps unless asked for.
+        self.stamps = stamps or Stamps(None)
 
     def lineReceived(self, line: bytes) -> None:
         self.session.user_line(line.decode("utf-8", errors="replace"))
@@ -71,7 +74,8 @@ class PipedFrontEnd(LineOnlyReceiver):
     # Display
     def show(self, text: str) -> None:
         if self.transport is not None:
-            self.transport.write(clean(text).encode("utf-8", errors="replace") + b"\n")
+            for line in self.stamps.lines(clean(text)):
+                self.transport.write(line.encode("utf-8", errors="replace") + b"\n")
 
     def set_prompt(self, text: str) -> None:
         pass
@@ -83,8 +87,12 @@ class InteractiveFrontEnd(HistoricRecvLine):
     session = None
     ps = (b"> ", b"> ")
 
-    def __init__(self) -> None:
+    def __init__(self, stamps: Stamps | None = None, bell: bool = True) -> None:
         self.closed: defer.Deferred[None] = defer.Deferred()  # stdio gone
+        self.stamps = stamps or Stamps()
+        self.bell = bell
+        self.activity: str | None = None  # unread counts per room
+        self.progress: str | None = None  # a transfer's bar
 
     def connectionLost(self, reason=None) -> None:
         super().connectionLost(reason)
@@ -152,6 +160,18 @@ class InteractiveFrontEnd(HistoricRecvLine):
     def handle_INSERT(self) -> None:
         pass  # always inserting
 
+    def handle_TAB(self) -> None:
+        chars = [ch.decode("utf-8", errors="replace") for ch in self.lineBuffer]
+        before = "".join(chars[: self.lineBufferIndex])
+        after = chars[self.lineBufferIndex :]
+        completed, choices = self.session.completions(before)
+        if choices:
+            self.show("  ".join(choices))
+        if completed != before:
+            self.lineBuffer = [ch.encode("utf-8") for ch in completed] + [ch.encode("utf-8") for ch in after]
+            self.lineBufferIndex = len(completed)
+            self._redraw()
+
     def _set_line(self, line: bytes) -> None:
         text = line.decode("utf-8", errors="replace")
         self.lineBuffer = [ch.encode("utf-8") for ch in text]
@@ -176,6 +196,9 @@ class InteractiveFrontEnd(HistoricRecvLine):
     # --- keys --------------------------------------------------------------
 
     def keystrokeReceived(self, keyID, modifier) -> None:
+        if modifier == insults.ServerProtocol.ALT and keyID in tuple(b"%d" % n for n in range(1, 10)):
+            self.session.user_line(f"/window {keyID.decode()}")  # Alt-1..9, as in irssi
+            return
         # RecvLine only accepts printable ASCII; typed UTF-8 arrives one byte
         # at a time, so gather each character's bytes into one buffer entry.
         if isinstance(keyID, bytes) and len(keyID) == 1 and keyID[0] >= 0x80:
@@ -265,11 +288,28 @@ class InteractiveFrontEnd(HistoricRecvLine):
         self._draw()
 
     # Display
-    def show(self, text: str) -> None:
+    def show(self, text: str, highlight: bool = False) -> None:
         self._erase()
         # insults turns "\n" into "\r\n" for the raw terminal.
-        self.terminal.write(clean(text).encode("utf-8", errors="replace") + b"\n")
+        for line in self.stamps.lines(clean(text)):
+            data = line.encode("utf-8", errors="replace")
+            if highlight:
+                data = b"\x1b[1m" + data + b"\x1b[0m"  # bold: it names you
+            self.terminal.write(data + b"\n")
         self._draw()
+
+    def show_alert(self, text: str) -> None:
+        """A line that names you (or is for you alone): bold, and the bell if wanted."""
+        self.show(text, highlight=True)
+        if self.bell:
+            self.terminal.write(b"\a")
+
+    def clear(self) -> None:
+        self.handle_REDRAW()
+
+    def set_activity(self, text: str | None) -> None:
+        self.activity = clean(text) if text else None
+        self._set_status_line()
 
     def set_prompt(self, text: str) -> None:
         prompt = clean(text).encode("utf-8", errors="replace")
@@ -278,8 +318,14 @@ class InteractiveFrontEnd(HistoricRecvLine):
 
     def set_status(self, text: str | None) -> None:
         """A line kept just above the input line (e.g. a progress bar)."""
+        self.progress = clean(text) if text is not None else None
+        self._set_status_line()
+
+    def _set_status_line(self) -> None:
+        # unread counts first (they change less), then a transfer's progress
         self._erase()
-        self.status = clean(text) if text is not None else None
+        parts = [p for p in (self.activity and f"[{self.activity}]", self.progress) if p]
+        self.status = "  ".join(parts) if parts else None
         self._draw()
 
 

@@ -44,7 +44,11 @@ const view = {
     when.dateTime = new Date(entry.time).toISOString();
     when.title = day(entry.time);
     li.append(when);
-    if (entry.kind === "msg") {
+    if (entry.kind === "msg" && entry.action) {
+      li.classList.add("action");
+      li.append(el("span", "text", `* ${entry.from} ${entry.text}`));
+      if (entry.pending) li.append(el("span", "mark sending", "sending…"));
+    } else if (entry.kind === "msg") {
       li.append(el("span", "from", entry.from), el("span", "text", entry.text));
       if (entry.history) li.append(el("span", "mark", `(${entry.history})`));
       if (entry.pending) li.append(el("span", "mark sending", "sending…"));

@@ -18,12 +18,24 @@ export const TRANSCRIPT = 300;
 export const HELLO_TIMEOUT_MS = 10000;
 const RETRY_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 const MAX_REASON = 80;
+// Inside the encrypted text, as the terminal client writes them (docs/protocol.md,
+// Actions and away notes): "/me waves", and an automatic private "away" answer.
+export const ACTION_MARKER = "\x1fchatsvc-me:";
+export const AWAY_MARKER = "\x1fchatsvc-away:";
+
+/** How a decrypted text is shown: {text, action}, or null for what is not shown as a line. */
+export function present(text) {
+  if (text.startsWith(ACTION_MARKER)) return { text: text.slice(ACTION_MARKER.length), action: true };
+  if (text.startsWith("\x1f")) return null; // files, away notes, a newer client's kinds
+  return { text, action: false };
+}
 
 export const HELP = [
   "text — send to the current room or conversation",
   "/join #room — join a room and make it current",
   "/part [#room] [reason] — leave a room (default: the current one)",
   "/msg nick text — private message, encrypted like room messages",
+  "/me action — an action: /me waves shows “* you waves”",
   "/query nick — open a private conversation with nick",
   "/names — who is in the current room",
   "/rooms — rooms on the server",
@@ -513,10 +525,19 @@ export class ChatSession {
       }
       return;
     }
+    if (opened.text.startsWith(AWAY_MARKER)) {
+      if (!history && !target.startsWith("#")) {
+        const away = opened.text.slice(AWAY_MARKER.length).trim().slice(0, MAX_REASON);
+        this.notice(conv, away ? `${from} is away: ${away}` : `${from} is back`);
+      }
+      return;
+    }
+    const shown = present(opened.text);
+    if (!shown) return;
     this.conversation(target.startsWith("#") ? target : from, !target.startsWith("#"));
     this.remember(conv, [from, target, payload, tags.id || "", 0]);
-    this.show(conv, { kind: "msg", from, text: opened.text, time: opened.sentMs, history: history ? this.historyMode[conv] : null,
-                      mention: this.mentions(opened.text) });
+    this.show(conv, { kind: "msg", from, text: shown.text, action: shown.action, time: opened.sentMs,
+                      history: history ? this.historyMode[conv] : null, mention: this.mentions(shown.text) });
     this.save();
   }
 
@@ -619,7 +640,17 @@ export class ChatSession {
 
   own(conv, target, text, cid) {
     this.conversation(target, !target.startsWith("#"));
-    this.show(conv, { kind: "msg", own: true, from: this.nick, text, time: this.now(), cid, pending: Boolean(cid) });
+    const shown = present(text) || { text, action: false };
+    this.show(conv, { kind: "msg", own: true, from: this.nick, text: shown.text, action: shown.action, time: this.now(),
+                      cid, pending: Boolean(cid) });
+  }
+
+  async cmd_me(args) {
+    if (!args) return this.problem(this.current, "usage: /me action (e.g. /me waves)");
+    const conv = this.conversations.get(this.current);
+    if (!conv) return this.problem(null, "you are not in a room: /join #room first");
+    if (conv.room) return await this.sendRoom(conv.name, ACTION_MARKER + args);
+    return await this.sendPrivate(conv.name, ACTION_MARKER + args);
   }
 
   async cmd_join(args) {
@@ -820,14 +851,16 @@ export class ChatSession {
     for (const [conv, entries] of Object.entries(this.transcript)) {
       for (const [from, target, payload, , own] of entries) {
         const opened = await this.open(payload, target, from, true);
-        if (opened.error || opened.text.startsWith(FILE_MARKER)) continue;
-        this.ui.line(conv, { kind: "msg", own: Boolean(own), from, text: opened.text, time: opened.sentMs });
+        const shown = opened.error ? null : present(opened.text);
+        if (!shown) continue;
+        this.ui.line(conv, { kind: "msg", own: Boolean(own), from, text: shown.text, action: shown.action, time: opened.sentMs });
       }
     }
     for (const [cid, entry] of this.unacked) {
       const opened = await this.open(entry.payload, entry.room, entry.nick, true);
-      if (!opened.error && !opened.text.startsWith(FILE_MARKER)) this.ui.line(key(entry.room), { kind: "msg", own: true, from: entry.nick, text: opened.text,
-                                                         time: opened.sentMs, cid, pending: true });
+      const shown = opened.error ? null : present(opened.text);
+      if (shown) this.ui.line(key(entry.room), { kind: "msg", own: true, from: entry.nick, text: shown.text, action: shown.action,
+                                                 time: opened.sentMs, cid, pending: true });
     }
     if (this.current) this.ui.current(this.current);
     this.ui.changed();

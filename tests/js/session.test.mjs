@@ -142,3 +142,14 @@ test("a reload shows the recent conversation again from ciphertext, and asks onl
   await s.received("OK NICK alice");
   assert.equal(ws.sent.at(-1), "HISTORY #lobby after 40");
 });
+
+test("actions and away notes from the terminal client are shown as such", async () => {
+  const { ui, say, s, ws } = await signedIn();
+  await say(`@id=50 MSG bob #lobby ${await sealed("\x1fchatsvc-me:waves", "#lobby", "bob")}`);
+  assert.deepEqual([ui.lines.at(-1)[1].text, ui.lines.at(-1)[1].action], ["waves", true]);
+  await say(`MSG bob alice ${await sealed("\x1fchatsvc-away:at lunch", "alice", "bob")}`);
+  assert.equal(ui.texts().at(-1), "bob is away: at lunch");
+  await s.typed("/me nods");
+  assert.match(ws.sent.at(-1), /^@cid=\S+ MSG #lobby aes2:/);
+  assert.deepEqual([ui.lines.at(-1)[1].text, ui.lines.at(-1)[1].action, ui.lines.at(-1)[1].own], ["nods", true, true]);
+});
