@@ -372,6 +372,10 @@ class Connection:
     def do_CAPS(self) -> None:
         self.send_line(format_line("CAPS", *self.hub.capabilities()))
 
+    def do_TOPIC(self, room: str, payload: str | None = None) -> None:
+        # Setting one writes to every member: charged like other big replies.
+        self.charge(self.hub.relay.topic(self.member, room, payload))
+
     def do_PART(self, room: str, reason: str | None = None) -> None:
         self.hub.relay.part(self.member, room, reason)
 

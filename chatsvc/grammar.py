@@ -39,6 +39,10 @@ MAX_PROOF_CHARS = 64
 #: What ``CAPS`` announces (docs/protocol.md, *Capabilities*).
 CAP_JOIN_PROOF = "join-proof"
 CAP_STREAMS = "streams"
+CAP_TOPIC = "topic"
+#: A room topic's payload (ciphertext) is at most this long: it is kept
+#: for rooms no one is in, so it must stay small.
+MAX_TOPIC_CHARS = 2048
 
 
 class ProtocolError(Exception):
@@ -158,6 +162,7 @@ CLIENT_COMMANDS: dict[str, Shape] = {
     "QUIT": Shape(0, 1, trailing=True, usage="QUIT [reason]"),
     "CAPS": Shape(0, 0, usage="CAPS"),
     "STREAM": Shape(2, 2, usage="STREAM <token> send|recv"),
+    "TOPIC": Shape(1, 2, trailing=True, usage="TOPIC <#room> [payload]"),
 }
 
 #: Lines the server sends, for clients.  NAMES carries a variable list, so
@@ -178,6 +183,7 @@ SERVER_COMMANDS: dict[str, Shape] = {
     "ENDHISTORY": Shape(2, 2),
     "ROOM": Shape(2, 2),
     "ENDROOMS": Shape(0, 0),
+    "TOPIC": Shape(1, 4),
     "PING": Shape(0, 1),
     "PONG": Shape(0, 1),
     "CAPS": Shape(0, 64),

@@ -104,7 +104,7 @@ class Hub:
 
     def capabilities(self) -> list[str]:
         """What CAPS announces (docs/protocol.md, *Capabilities*)."""
-        caps = [grammar.CAP_JOIN_PROOF, grammar.CAP_STREAMS, f"max-line={self.limits.max_line}"]
+        caps = [grammar.CAP_JOIN_PROOF, grammar.CAP_STREAMS, grammar.CAP_TOPIC, f"max-line={self.limits.max_line}"]
         if self.relay.salt:
             caps.append(f"salt={self.relay.salt}")
         return caps

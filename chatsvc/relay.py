@@ -11,6 +11,8 @@ encoded once and the same bytes are handed to every one of them.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import time
 from typing import Callable, Iterable
 
@@ -28,6 +30,8 @@ MAX_ROOMS_PER_MEMBER = 100
 #: they were made): the whole list of a busy server would be a big answer
 #: to a 6-byte question.
 MAX_ROOMS_LISTED = 100
+#: Room topics kept (the rooms topics were set for least recently go first).
+MAX_TOPICS = 1000
 
 
 def room_key(name: str, proof: str | None) -> str:
@@ -129,6 +133,9 @@ class Relay:
         # rooms whose history the store is reading: what waits for it
         self._loading: dict[str, list[Callable[[], None]]] = {}
         self.rooms: dict[str, Room] = {}  # room_key -> Room
+        #: room_key -> (setter, time in ms, payload): opaque, like history;
+        #: kept while the room is empty too, the oldest forgotten first
+        self.topics: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
         #: Set while the server shuts down: everyone is leaving at once, so
         #: QUIT notices would only be quadratic noise.
         self.closing = False
@@ -218,6 +225,30 @@ class Relay:
             member.send(format_line("ENDNAMES", room.name))
         else:
             self.send_names(member, name)
+        topic = self.topics.get(room.key)
+        if topic is not None:
+            member.send(format_line("TOPIC", room.name, *topic))
+
+    def topic(self, member: Member, name: str, payload: str | None = None) -> int:
+        """
+        ``TOPIC <room>``: the room's topic, if any.  ``TOPIC <room> <payload>``:
+        set it (an end-to-end encrypted text the relay keeps as it came); every
+        member gets the new one.  Returns the lines sent (the command's cost).
+        """
+        room = self._my_room(member, name)
+        if payload is None:
+            topic = self.topics.get(room.key)
+            member.send(format_line("TOPIC", room.name, *topic) if topic else format_line("TOPIC", room.name))
+            return 1
+        if len(payload) > grammar.MAX_TOPIC_CHARS or " " in payload:
+            raise ProtocolError("bad-syntax", f"TOPIC payload: one word of at most {grammar.MAX_TOPIC_CHARS} characters")
+        topic = (member.nick, str(int(self.now() * 1000)), payload)
+        self.topics[room.key] = topic
+        self.topics.move_to_end(room.key)
+        while len(self.topics) > MAX_TOPICS:
+            self.topics.popitem(last=False)
+        self.fanout.to_room(room, format_line("TOPIC", room.name, *topic))
+        return len(room.members)
 
     def part(self, member: Member, name: str, reason: str | None = None) -> None:
         room = self._my_room(member, name)

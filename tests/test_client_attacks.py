@@ -314,3 +314,21 @@ def test_a_names_list_that_never_ends_is_cut_off():
         s.server(f"NAMES #lobby {batch}")
     assert len(s.protocol._names.get("#lobby", [])) <= protocol.MAX_GATHERED
     assert any("NAMES list too long" in line for line in s.display.take())
+
+
+# --- topics (issue #17): a relay cannot pass a message off as a topic, or a topic off as a message ------
+
+
+def test_a_message_passed_off_as_a_topic_is_refused_and_a_topic_passed_off_as_a_message_is_not_shown():
+    s = Session().ready()
+    message = sealed("meet at the old place", "#lobby", "bob", s.clock)
+    s.server(f"TOPIC #lobby bob 1 {message}")
+    assert any("is not a topic" in line for line in s.display.take())
+    topic = sealed("\x1fchatsvc-topic:the real topic", "#lobby", "bob", s.clock)
+    s.server(f"@id=5 MSG bob #lobby {topic}")
+    assert s.display.take() == []
+    s.server(f"TOPIC #lobby bob 1 {topic}")
+    assert any(line.startswith("* topic of #lobby: the real topic (set by bob, ") for line in s.display.take())
+    moved = sealed("\x1fchatsvc-topic:for another room", "#other", "bob", s.clock)
+    s.server(f"TOPIC #lobby bob 1 {moved}")
+    assert any("cannot read the topic of #lobby" in line for line in s.display.take())

@@ -101,3 +101,26 @@ def test_the_config_file_gives_defaults_and_the_command_line_wins(relay_process,
     proc = subprocess.run(CLIENT, input="", env=client_env(config_dir=str(config_home)),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "unknown setting 'prot'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_topics_are_end_to_end_encrypted_and_shown_on_join(relay_process, clients):
+    relay = relay_process("--log-messages")
+    bob = clients(relay.port, "bob")
+    bob.wait_for("* in #lobby: bob")
+    bob.type("/topic")
+    bob.wait_for("* #lobby has no topic; /topic text sets one")
+    alice = clients(relay.port, "alice")
+    alice.wait_for("* in #lobby: bob, alice")
+    alice.type("/topic release on Friday — tests first")
+    line = bob.wait_for_prefix("* topic of #lobby: release on Friday — tests first (set by alice, ")
+    assert line.endswith(")")
+    carol = clients(relay.port, "carol")
+    carol.wait_for_prefix("* topic of #lobby: release on Friday — tests first (set by alice, ")
+    eve = clients(relay.port, "eve", passphrase="another passphrase, another room")
+    eve.wait_for("* in #lobby: eve")
+    eve.type("/topic")
+    eve.wait_for("* #lobby has no topic; /topic text sets one")  # a proof of her own: not the same room
+    for client in (alice, bob, carol, eve):
+        client.finish()
+    relay.stop()
+    assert "Friday" not in relay.log()

@@ -204,7 +204,7 @@ def test_caps_announces_join_proof_limit_and_salt():
     client = FakeClient(factory)
     client.lines()
     client.send("CAPS\n")
-    assert client.lines() == ["CAPS join-proof streams max-line=65536 salt=c2FsdHNhbHRzYWx0c2FsdA"]
+    assert client.lines() == ["CAPS join-proof streams topic max-line=65536 salt=c2FsdHNhbHRzYWx0c2FsdA"]
 
 
 def test_outsider_without_the_proof_sees_no_messages_and_no_history():

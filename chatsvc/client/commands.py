@@ -26,6 +26,7 @@ commands:
   /msg nick text    private message, encrypted like room messages
   /me action        an action: /me waves shows "* you waves"
   /query nick       talk privately with nick: typed lines go to them (/part or /window ends it)
+  /topic [text]     show the room's topic, or set it (encrypted like messages)
   /names            who is in the current room
   /whois nick       the rooms you share with nick, and their away note if any
   /away [text]      answer private messages with "away: text" (once per person); /away alone: back
@@ -100,6 +101,16 @@ class Commands:
             return
         s.set_current(rest)
         s.notice(f"talking privately with {clean(rest)}; /part or /window N to go back to a room")
+
+    def cmd_topic(self, rest: str) -> None:
+        s = self.session
+        if not s.current or not s.current.startswith("#"):
+            s.problem("/topic is for rooms: switch to one first")
+            return
+        if rest:
+            s.set_topic(s.current, rest)
+        else:
+            s.ask_topic(s.current)
 
     def cmd_window(self, rest: str) -> None:
         s = self.session

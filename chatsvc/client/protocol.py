@@ -69,6 +69,7 @@ class ClientEvents(TypingProtocol):
     def member_count(self, room: str, count: int) -> None: ...
     def room_list(self, rooms: list[tuple[str, int]]) -> None: ...
     def pong(self, token: str | None) -> None: ...
+    def topic(self, room: str, setter: str | None, when_ms: int | None, payload: str | None) -> None: ...
     def unexpected(self, line: str, reason: str) -> None: ...
     def disconnected(self, reason: str) -> None: ...
 
@@ -118,6 +119,12 @@ class ChatClientProtocol(LineOnlyReceiver):
 
     def request_names(self, room: str) -> None:
         self._send("NAMES", room)
+
+    def request_topic(self, room: str) -> None:
+        self._send("TOPIC", room)
+
+    def set_topic(self, room: str, payload: str) -> None:
+        self._send("TOPIC", room, payload)
 
     def request_rooms(self) -> None:
         self._send("ROOMS")
@@ -214,6 +221,14 @@ class ChatClientProtocol(LineOnlyReceiver):
     def got_ENDROOMS(self) -> None:
         rooms, self._rooms = self._rooms, []
         self.handler.room_list(rooms)
+
+    def got_TOPIC(self, room: str, setter: str | None = None, when: str | None = None, payload: str | None = None) -> None:
+        if setter is None:
+            self.handler.topic(_room(room), None, None, None)
+        elif when is None or payload is None:
+            raise ValueError("TOPIC: setter, time and payload, or nothing")
+        else:
+            self.handler.topic(_room(room), _nick(setter), _decimal(when), payload)
 
     def got_PING(self, token: str | None = None) -> None:
         self._send("PONG", *([token] if token else []))

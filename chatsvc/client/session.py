@@ -38,10 +38,13 @@ SAVE_INTERVAL = 2.0
 HELLO_TIMEOUT = 10.0
 #: A reason (PART, QUIT) is shown at most this long: it is anyone's text.
 MAX_REASON_SHOWN = 80
-#: Inside the encrypted text (docs/protocol.md, *Actions and away notes*):
+#: Inside the encrypted text (docs/protocol.md, *Actions, away notes and topics*):
 #: ``/me waves`` and an automatic private "I am away" answer.
 ACTION_MARKER = "\x1fchatsvc-me:"
 AWAY_MARKER = "\x1fchatsvc-away:"
+#: A room topic's text: marked, so a relay cannot pass a message off as a
+#: topic (or a topic as a message: unknown U+001F kinds are not shown).
+TOPIC_MARKER = "\x1fchatsvc-topic:"
 
 
 class Display(Protocol):
@@ -134,6 +137,8 @@ class ChatSession:
         self.commands = Commands(self)
         self.roster = Roster()  # members, ignored nicks, others' away texts, unread counts
         self.away_text: str | None = None  # ours, sent to who messages us privately
+        self._topic_cap = False
+        self._topic_asked: set[str] = set()  # rooms whose "no topic" answer we want to show
         self._away_told: set[str] = set()
         self._run_slow = run_slow
         self.clock = clock
@@ -470,6 +475,7 @@ class ChatSession:
         if grammar.is_decimal(values.get("max-line", ""), 9):
             self.max_line = int(values["max-line"])
         self._streams_cap = grammar.CAP_STREAMS in values
+        self._topic_cap = grammar.CAP_TOPIC in values
         salt = values.get("salt", "")
         if not salt or not grammar.is_valid_proof(salt) or grammar.CAP_JOIN_PROOF not in values:
             if not self._told_no_caps:
@@ -739,6 +745,49 @@ class ChatSession:
             self.notice("no rooms")
             return
         self.notice("rooms: " + ", ".join(f"{clean(r)} ({n})" for r, n in rooms))
+
+    def topic(self, room: str, setter: str | None, when_ms: int | None, payload: str | None) -> None:
+        """A room's topic: on joining, when someone sets it, or asked with /topic."""
+        key = name_key(room)
+        if key not in self.rooms:
+            return
+        asked = key in self._topic_asked
+        self._topic_asked.discard(key)
+        if setter is None:
+            if asked:
+                self.notice(f"{clean(room)} has no topic; /topic text sets one")
+            return
+        try:
+            # Old by nature (kept by the relay): no freshness check, as for history.
+            opened = self._open(payload, Context(target=room, sender=setter, history=True))
+        except DecryptError as e:
+            self.problem(f"cannot read the topic of {clean(room)} set by {clean(setter)}: {clean(str(e))}")
+            return
+        if not opened.text.startswith(TOPIC_MARKER):
+            self.problem(f"the topic of {clean(room)} is not a topic (a message passed off as one?); ignored")
+            return
+        text = opened.text[len(TOPIC_MARKER):]
+        stamp = opened.sent_ms if opened.sent_ms is not None else when_ms
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp / 1000)) if stamp else "at an unknown time"
+        self.notice(f"topic of {clean(room)}: {clean(text)} (set by {clean(setter)}, {when})")
+
+    def set_topic(self, room: str, text: str) -> None:
+        """/topic text: encrypted for the room like a message; the relay keeps the ciphertext."""
+        if not self._topic_cap:
+            self.problem("this relay keeps no topics (it is older than this client)")
+            return
+        payload = self.cipher.encrypt(TOPIC_MARKER + text, Context(target=room, sender=self.nick))
+        if len(payload) > grammar.MAX_TOPIC_CHARS:
+            self.problem(f"topic too long ({len(payload)} characters once encrypted; at most {grammar.MAX_TOPIC_CHARS})")
+            return
+        self.protocol.set_topic(room, payload)
+
+    def ask_topic(self, room: str) -> None:
+        if not self._topic_cap:
+            self.problem("this relay keeps no topics (it is older than this client)")
+            return
+        self._topic_asked.add(name_key(room))
+        self.protocol.request_topic(room)
 
     def pong(self, token: str | None) -> None:
         if token is not None and token == self._drain_token:

@@ -104,12 +104,13 @@ const view = {
     log.replaceChildren(...(logs.get(conv) || []));
     log.lastElementChild?.scrollIntoView({ block: "end" });
     const c = session.conversations.get(conv);
-    $("title").textContent = c ? c.name : "";
+    drawTitle();
     $("message").placeholder = c ? `Message ${c.name} — /help for commands` : "Message";
     closeMenu();
   },
   changed() {
     if (!session) return;
+    drawTitle();
     drawConversations();
     drawMembers();
   },
@@ -204,6 +205,12 @@ function fileEntry(conv, id, text) {
   li = (logs.get(conv ?? current ?? "") || []).at(-1);
   transfers.set(id, li);
   return li;
+}
+
+function drawTitle() {
+  const c = session && session.conversations.get(current);
+  $("title").textContent = c ? c.name : "";
+  $("topic").textContent = c && c.topic ? c.topic : "";
 }
 
 function drawConversations() {

@@ -19,9 +19,10 @@ export const HELLO_TIMEOUT_MS = 10000;
 const RETRY_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 const MAX_REASON = 80;
 // Inside the encrypted text, as the terminal client writes them (docs/protocol.md,
-// Actions and away notes): "/me waves", and an automatic private "away" answer.
+// Actions, away notes and topics): "/me waves", an automatic private "away" answer, a topic.
 export const ACTION_MARKER = "\x1fchatsvc-me:";
 export const AWAY_MARKER = "\x1fchatsvc-away:";
+export const TOPIC_MARKER = "\x1fchatsvc-topic:";
 
 /** How a decrypted text is shown: {text, action}, or null for what is not shown as a line. */
 export function present(text) {
@@ -37,6 +38,7 @@ export const HELP = [
   "/msg nick text — private message, encrypted like room messages",
   "/me action — an action: /me waves shows “* you waves”",
   "/query nick — open a private conversation with nick",
+  "/topic [text] — show the room's topic, or set it (encrypted like messages)",
   "/names — who is in the current room",
   "/rooms — rooms on the server",
   "/nick newnick — change your nick",
@@ -469,6 +471,37 @@ export class ChatSession {
       this.historyOpen[k] = (this.historyOpen[k] || 0) + 1;
       this.send("HISTORY", conv.name, "after", String(this.lastId[k] || 0));
     }
+  }
+
+  async onTOPIC([room, setter, when, payload]) {
+    const k = key(room || "");
+    const conv = this.conversations.get(k);
+    if (!conv || !conv.joined) return;
+    const asked = this.topicAsked?.delete(k);
+    if (!setter) {
+      if (asked) this.notice(k, `${conv.name} has no topic; /topic text sets one`);
+      return;
+    }
+    if (!isNick(setter) || !isDecimal(when || "") || !payload) throw new Error("bad TOPIC");
+    // Kept by the relay, so old by nature: no freshness check, as for history.
+    const opened = await this.open(payload, conv.name, setter, true);
+    if (opened.error) return this.problem(k, `cannot read the topic of ${conv.name} set by ${setter}: ${opened.error}`);
+    if (!opened.text.startsWith(TOPIC_MARKER)) return this.problem(k, `the topic of ${conv.name} is not a topic (a message passed off as one?); ignored`);
+    conv.topic = opened.text.slice(TOPIC_MARKER.length);
+    this.notice(k, `topic: ${conv.topic} (set by ${setter})`);
+    this.ui.changed();
+  }
+
+  async cmd_topic(args) {
+    const conv = this.conversations.get(this.current);
+    if (!conv || !conv.room || !conv.joined) return this.problem(this.current, "/topic is for rooms: switch to one first");
+    if (!args) {
+      (this.topicAsked ||= new Set()).add(this.current);
+      return this.send("TOPIC", conv.name);
+    }
+    const payload = await this.cipher.encrypt(TOPIC_MARKER + args, conv.name, this.nick);
+    if (payload.length > 2048) return this.problem(this.current, "topic too long once encrypted (at most 2048 characters)");
+    this.send("TOPIC", conv.name, payload);
   }
 
   onPING([token]) {

@@ -153,3 +153,14 @@ test("actions and away notes from the terminal client are shown as such", async 
   assert.match(ws.sent.at(-1), /^@cid=\S+ MSG #lobby aes2:/);
   assert.deepEqual([ui.lines.at(-1)[1].text, ui.lines.at(-1)[1].action, ui.lines.at(-1)[1].own], ["nods", true, true]);
 });
+
+test("a topic is read like a message, and a message passed off as a topic is refused", async () => {
+  const { s, ui, say, ws } = await signedIn();
+  await say(`TOPIC #lobby bob 1 ${await sealed("\x1fchatsvc-topic:ship it", "#lobby", "bob")}`);
+  assert.equal(ui.texts().at(-1), "topic: ship it (set by bob)");
+  assert.equal(s.conversations.get("#lobby").topic, "ship it");
+  await say(`TOPIC #lobby bob 1 ${await sealed("just a message", "#lobby", "bob")}`);
+  assert.match(ui.texts().at(-1), /is not a topic/);
+  await s.typed("/topic new one");
+  assert.match(ws.sent.at(-1), /^TOPIC #lobby aes2:/);
+});
