@@ -102,6 +102,9 @@ class Options(usage.Options):
          "Also serve the browser client (the page and its WebSocket) here: a port number or an endpoint "
          "description, e.g. 8080 or ssl:8443:privateKey=key.pem:certKey=cert.pem.  Browsers allow the "
          "page's encryption only over https, or http on localhost."],
+        ["web-proxy", None, None,
+         "Comma-separated addresses of reverse proxies in front of --web (e.g. 127.0.0.1): from them, the "
+         "browser's address is taken from X-Forwarded-For, so per-address limits hold per person."],
         ["web-origin", None, None,
          "Comma-separated origins allowed to open the chat socket (e.g. https://chat.example.org); "
          "default: the page's own, as the browser names it."],
@@ -148,6 +151,7 @@ class Options(usage.Options):
             except Exception as e:
                 raise usage.UsageError(f"bad --web {self['web']!r}: {e}")
         self["web-origin"] = _origins(self["web-origin"])
+        self["web-proxy"] = _addresses(self["web-proxy"])
         self["max-line"] = _positive_int("max-line", self["max-line"])
         self["history"] = int(_limit("history", self["history"]))
         for name in self._zero_allowed:
@@ -184,6 +188,21 @@ def _origins(value: str | None) -> frozenset[str]:
             raise usage.UsageError(f"bad --web-origin {item!r}: write it as https://host or https://host:port")
         origins.add(item)
     return frozenset(origins)
+
+
+def _addresses(value: str | None) -> frozenset[str]:
+    """--web-proxy: IP addresses, comma-separated."""
+    import ipaddress
+
+    out = set()
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        try:
+            out.add(str(ipaddress.ip_address(item.strip())))
+        except ValueError:
+            raise usage.UsageError(f"bad --web-proxy {item.strip()!r}: an IP address, like 127.0.0.1")
+    return frozenset(out)
 
 
 def _limit(name: str, value: str):
@@ -338,7 +357,7 @@ def makeService(config: Options, reactor=None) -> service.MultiService:
     if config["web"]:
         from chatsvc.webpage import WebSite
 
-        site = WebSite(factory.hub, config["web-origin"])
+        site = WebSite(factory.hub, config["web-origin"], config["web-proxy"])
         ListeningService(
             endpoints.serverFromString(reactor, config["web"]), site, config["web"],
             what="chatsvc web client", close_all=False,

@@ -21,6 +21,7 @@ flood limit, and the page (``webpage.py``) and socket served on one port.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from urllib.parse import urlsplit
 
@@ -73,6 +74,24 @@ def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]
     return parts.netloc == host.strip().lower()
 
 
+def forwarded_for(peer, headers: dict, proxies: frozenset[str]) -> str | None:
+    """
+    The client's address as a trusted reverse proxy reports it: the last
+    entry of X-Forwarded-For (the one that proxy added; earlier ones are
+    whatever the client claimed).  None unless the connection comes from
+    one of ``proxies`` and the entry is an IP address.
+    """
+    host = getattr(peer, "host", None)
+    if not proxies or host not in proxies:
+        return None
+    value = headers.get("x-forwarded-for", "")
+    last = value.split(",")[-1].strip()
+    try:
+        return str(ipaddress.ip_address(last))
+    except ValueError:
+        return None
+
+
 @implementer(interfaces.IPushProducer)
 class _OutputWatch:
     """The transport tells us here when its buffer fills and drains."""
@@ -106,6 +125,7 @@ class WebDoor(WebSocketServerProtocol):
     _queued = 0
     _reported = 0
     # as one end of a bulk stream (streams.py): binary messages carry its bytes
+    _forwarded: str | None = None
     _partner = None
     _held = b""
     _bytes = 0
@@ -115,6 +135,7 @@ class WebDoor(WebSocketServerProtocol):
 
     def onConnect(self, request):
         factory = self.factory
+        self._forwarded = forwarded_for(self.transport.getPeer(), request.headers, factory.proxies)
         if not origin_allowed(request.headers.get("origin"), request.headers.get("host"), factory.origins):
             _log.info("refused a WebSocket from {peer}: origin {origin!r} is not this page's",
                           peer=request.peer, origin=request.headers.get("origin"))
@@ -124,6 +145,10 @@ class WebDoor(WebSocketServerProtocol):
     def onOpen(self) -> None:
         address = self.transport.getPeer()
         self.host = getattr(address, "host", None)
+        if self._forwarded:
+            # Behind a trusted reverse proxy: the browser's own address, so
+            # per-address limits hold per person, not for everyone at once.
+            self.host = self._forwarded
         self.peer = f"{self.host}:{getattr(address, 'port', '')} (web)" if self.host else str(address)
         # The HTTP channel was the transport's producer until the upgrade;
         # now we want its pause/resume (our send queue).
@@ -271,14 +296,16 @@ class WebDoorFactory(WebSocketServerFactory):
 
     @param origins: the Origins allowed (``scheme://host[:port]``); empty
         means the page's own, whichever host name it was loaded by.
+    @param proxies: addresses of reverse proxies in front of the relay.
     """
 
     protocol = WebDoor
     noisy = False
 
-    def __init__(self, hub: Hub, origins: frozenset[str] = frozenset()) -> None:
+    def __init__(self, hub: Hub, origins: frozenset[str] = frozenset(), proxies: frozenset[str] = frozenset()) -> None:
         super().__init__()
         self.hub = hub
+        self.proxies = proxies  # reverse proxies whose X-Forwarded-For is believed
         self.origins = frozenset(o.strip().lower().rstrip("/") for o in origins)
         limits = hub.limits
         self.setProtocolOptions(

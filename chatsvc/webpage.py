@@ -112,8 +112,8 @@ class Root(resource.Resource):
 class WebSite(server.Site):
     noisy = False
 
-    def __init__(self, hub: Hub, origins: frozenset[str] = frozenset()) -> None:
-        self.sockets = WebDoorFactory(hub, origins)
+    def __init__(self, hub: Hub, origins: frozenset[str] = frozenset(), proxies: frozenset[str] = frozenset()) -> None:
+        self.sockets = WebDoorFactory(hub, origins, proxies)
         super().__init__(Root(page_files(), ChatSocketResource(self.sockets)))
 
     def log(self, request) -> None:

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from chatsvc.webdoor import origin_allowed
+from chatsvc.webdoor import forwarded_for, origin_allowed
 from tests.support import RelayProcess
 from tests.wsclient import Closed, Refused, WsClient
 
@@ -294,3 +294,40 @@ def test_a_websocket_client_that_stops_reading_is_cut_off_alone(tmp_path):
 )
 def test_origin_rule(origin, host, allowed, ok):
     assert origin_allowed(origin, host, frozenset(allowed)) is ok
+
+
+# --- behind a reverse proxy ---------------------------------------------------------------------
+
+
+class Peer:
+    def __init__(self, host):
+        self.host = host
+
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy():
+    proxies = frozenset({"127.0.0.1"})
+    headers = {"x-forwarded-for": "6.6.6.6, 203.0.113.7"}  # the client may claim anything first
+    assert forwarded_for(Peer("127.0.0.1"), headers, proxies) == "203.0.113.7"
+    assert forwarded_for(Peer("198.51.100.1"), headers, proxies) is None  # not the proxy: its own address counts
+    assert forwarded_for(Peer("127.0.0.1"), {}, proxies) is None
+    assert forwarded_for(Peer("127.0.0.1"), {"x-forwarded-for": "not-an-ip"}, proxies) is None
+    assert forwarded_for(Peer("127.0.0.1"), headers, frozenset()) is None
+    assert forwarded_for(Peer("127.0.0.1"), {"x-forwarded-for": "2001:db8::1"}, proxies) == "2001:db8::1"
+
+
+def test_behind_a_trusted_proxy_each_browser_counts_on_its_own(tmp_path):
+    proc = RelayProcess(tmp_path, ["--web", "tcp:0:interface=127.0.0.1", "--web-proxy", "127.0.0.1",
+                                   "--max-per-ip", "2"])
+    proc.start()
+    held = []
+    try:
+        for n in range(4):  # four browsers through the proxy, two per address
+            held.append(WsClient(proc.web_port, headers={"X-Forwarded-For": f"203.0.113.{n // 2}"}))
+            assert held[-1].recv().startswith("HELLO ")
+        third = WsClient(proc.web_port, headers={"X-Forwarded-For": "203.0.113.0"})
+        assert third.recv().startswith("ERROR too-many-connections ")
+        third.close()
+    finally:
+        for client in held:
+            client.close()
+        proc.stop()

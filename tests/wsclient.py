@@ -25,13 +25,14 @@ class Closed(Exception):
 
 
 class WsClient:
-    def __init__(self, port: int, origin: str | None = "auto", path: str = "/chat", host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, origin: str | None = "auto", path: str = "/chat", host: str = "127.0.0.1",
+                 headers: dict[str, str] | None = None) -> None:
         self.sock = socket.create_connection((host, port), timeout=10)
         self.buffer = b""
         key = base64.b64encode(os.urandom(16)).decode()
         if origin == "auto":
             origin = f"http://{host}:{port}"
-        headers = [
+        lines = [
             f"GET {path} HTTP/1.1",
             f"Host: {host}:{port}",
             "Upgrade: websocket",
@@ -40,8 +41,9 @@ class WsClient:
             "Sec-WebSocket-Version: 13",
         ]
         if origin is not None:
-            headers.append(f"Origin: {origin}")
-        self.sock.sendall(("\r\n".join(headers) + "\r\n\r\n").encode())
+            lines.append(f"Origin: {origin}")
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         while b"\r\n\r\n" not in self.buffer:
             chunk = self.sock.recv(4096)
             if not chunk:
