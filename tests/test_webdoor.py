@@ -331,3 +331,13 @@ def test_behind_a_trusted_proxy_each_browser_counts_on_its_own(tmp_path):
         for client in held:
             client.close()
         proc.stop()
+
+
+def test_the_page_is_gzipped_for_browsers_that_take_it(relay):
+    import gzip
+
+    request = urllib.request.Request(f"http://127.0.0.1:{relay.web_port}/session.js", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+        assert b"class ChatSession" in gzip.decompress(response.read())

@@ -269,23 +269,47 @@ export class Transfers {
     const parts = [];
     let received = 0;
     let index = 0;
-    let buffer = new Uint8Array(0);
+    // Bytes come in WebSocket-message pieces (64 KiB or so); a frame is 1 MiB.
+    // Pieces wait in a list and are joined once a whole frame is there, so
+    // each byte is copied once, not once per piece.
+    const pending = [];
+    let pendingBytes = 0;
+    const take = (n) => {
+      const out = new Uint8Array(n);
+      let at = 0;
+      while (at < n) {
+        const piece = pending[0];
+        const used = Math.min(piece.length, n - at);
+        out.set(piece.subarray(0, used), at);
+        at += used;
+        if (used === piece.length) pending.shift();
+        else pending[0] = piece.subarray(used);
+      }
+      pendingBytes -= n;
+      return out;
+    };
+    const peekLength = () => {
+      const head = pending[0].length >= 4 ? pending[0] : take(4);
+      if (head.length === 4 && pending[0] !== head) {
+        pending.unshift(head);
+        pendingBytes += 4;
+      }
+      return new DataView(pending[0].buffer, pending[0].byteOffset).getUint32(0);
+    };
     let chain = Promise.resolve();
     let failed = null;
     const finished = new Promise((resolve) => {
       stream.onBytes = (bytes) => {
+        if (failed || index >= frames) return;
+        pending.push(bytes);
+        pendingBytes += bytes.length;
         chain = chain.then(async () => {
-          if (failed || index >= frames) return;
-          const joined = new Uint8Array(buffer.length + bytes.length);
-          joined.set(buffer);
-          joined.set(bytes, buffer.length);
-          buffer = joined;
-          while (buffer.length >= 4) {
-            const length = new DataView(buffer.buffer, buffer.byteOffset).getUint32(0);
+          while (!failed && index < frames && pendingBytes >= 4) {
+            const length = peekLength();
             if (length < NONCE + TAG || length > NONCE + FRAME_SIZE + TAG) throw new Error("a frame of impossible length");
-            if (buffer.length < 4 + length) break;
-            const body = buffer.slice(4, 4 + length);
-            buffer = buffer.slice(4 + length);
+            if (pendingBytes < 4 + length) break;
+            take(4);
+            const body = take(length);
             let plain;
             try {
               plain = new Uint8Array(await crypto.subtle.decrypt(
@@ -299,10 +323,7 @@ export class Transfers {
             parts.push(plain);
             index += 1;
             this.ui.progress(id, `receiving ${offer.name} from ${offer.sender}`, received, offer.size);
-            if (index === frames) {
-              resolve();
-              return;
-            }
+            if (index === frames) resolve();
           }
         }).catch((e) => {
           failed = e.message;
