@@ -40,6 +40,10 @@ export const HELP = [
   "/query nick — open a private conversation with nick",
   "/topic [text] — show the room's topic, or set it (encrypted like messages)",
   "/names — who is in the current room",
+  "/whois nick — the rooms you share with nick, and their away note",
+  "/away [text] — answer private messages with “away: text” (once per person); /away alone: back",
+  "/ignore [nick], /unignore nick — hide everything from nick (files too)",
+  "/window N — switch to the Nth conversation (Alt-1…9 too)",
   "/rooms — rooms on the server",
   "/nick newnick — change your nick",
   "/clear — empty this conversation's view",
@@ -111,6 +115,10 @@ export class ChatSession {
     // overtake an earlier one.
     this.chain = Promise.resolve();
     this.transfers = new Transfers(this, ui);
+    this.ignored = new Map(); // nick key -> nick: nothing of theirs is shown (/ignore)
+    this.awayText = null; // ours: answered once to each who messages us privately (/away)
+    this.awayTold = new Set();
+    this.awayOf = new Map(); // nick key -> the away note they sent us
     this.restore();
   }
 
@@ -544,6 +552,7 @@ export class ChatSession {
       }
       return this.problem(conv, `cannot read a message from ${from} ${target.startsWith("#") ? "in " + target : "(private)"}: ${opened.error}`);
     }
+    if (this.ignored.has(key(from)) && key(from) !== me) return; // /ignore: nothing of theirs, files included
     if (opened.text.startsWith(FILE_MARKER)) {
       let fields;
       try {
@@ -561,6 +570,8 @@ export class ChatSession {
     if (opened.text.startsWith(AWAY_MARKER)) {
       if (!history && !target.startsWith("#")) {
         const away = opened.text.slice(AWAY_MARKER.length).trim().slice(0, MAX_REASON);
+        if (away) this.awayOf.set(key(from), away);
+        else this.awayOf.delete(key(from));
         this.notice(conv, away ? `${from} is away: ${away}` : `${from} is back`);
       }
       return;
@@ -571,6 +582,10 @@ export class ChatSession {
     this.remember(conv, [from, target, payload, tags.id || "", 0]);
     this.show(conv, { kind: "msg", from, text: shown.text, action: shown.action, time: opened.sentMs,
                       history: history ? this.historyMode[conv] : null, mention: this.mentions(shown.text) });
+    if (!target.startsWith("#") && this.awayText !== null && !this.awayTold.has(key(from))) {
+      this.awayTold.add(key(from));
+      await this.sendControl(from, AWAY_MARKER + this.awayText);
+    }
     this.save();
   }
 
@@ -739,6 +754,41 @@ export class ChatSession {
   cmd_rooms() {
     this.roomList = [];
     this.send("ROOMS");
+  }
+
+  cmd_window(args) {
+    const shown = [...this.conversations].filter(([, c]) => !c.room || c.joined);
+    const n = Number(args);
+    if (!/^[1-9][0-9]*$/.test(args) || n > shown.length) {
+      return this.notice(this.current, "conversations: " + shown.map(([, c], i) => `${i + 1} ${c.name}`).join(", "));
+    }
+    this.setCurrent(shown[n - 1][0]);
+  }
+
+  cmd_whois(args) {
+    if (!isNick(args)) return this.problem(this.current, "usage: /whois nick");
+    const rooms = [...this.conversations.values()].filter((c) => c.room && c.members.has(key(args))).map((c) => c.name);
+    const away = this.awayOf.get(key(args));
+    this.notice(this.current, `${args} is ${rooms.length ? `in ${rooms.join(", ")} with you` : "in no room you share"}` +
+                (away ? `; away: ${away}` : "") + (this.ignored.has(key(args)) ? "; ignored" : ""));
+  }
+
+  cmd_away(args) {
+    this.awayText = args.slice(0, 80) || null;
+    this.awayTold.clear();
+    this.notice(this.current, args ? `away: ${args} (sent once to whoever messages you privately)` : "you are back");
+  }
+
+  cmd_ignore(args) {
+    if (!args) return this.notice(this.current, this.ignored.size ? `ignoring ${[...this.ignored.values()].join(", ")}` : "ignoring nobody");
+    if (!isNick(args)) return this.problem(this.current, "usage: /ignore nick");
+    this.ignored.set(key(args), args);
+    this.notice(this.current, `ignoring ${args} (messages and files) until /unignore ${args} or you leave`);
+  }
+
+  cmd_unignore(args) {
+    if (!this.ignored.delete(key(args || ""))) return this.problem(this.current, args ? `not ignoring ${args}` : "usage: /unignore nick");
+    this.notice(this.current, `no longer ignoring ${args}`);
   }
 
   cmd_clear() {

@@ -164,3 +164,21 @@ test("a topic is read like a message, and a message passed off as a topic is ref
   await s.typed("/topic new one");
   assert.match(ws.sent.at(-1), /^TOPIC #lobby aes2:/);
 });
+
+test("ignore, away and whois in the page, as in the terminal client", async () => {
+  const { s, ui, say, ws } = await signedIn();
+  await say("JOIN #lobby bob");
+  await s.typed("/ignore bob");
+  const before = ui.lines.length;
+  await say(`@id=60 MSG bob #lobby ${await sealed("not shown", "#lobby", "bob")}`);
+  assert.equal(ui.lines.length, before);
+  await s.typed("/unignore bob");
+  await s.typed("/away lunch");
+  await say(`MSG bob alice ${await sealed("there?", "alice", "bob")}`);
+  assert.match(ws.sent.at(-1), /^MSG bob aes2:/); // the away note, encrypted, once
+  const sent = ws.sent.length;
+  await say(`MSG bob alice ${await sealed("still?", "alice", "bob")}`);
+  assert.equal(ws.sent.length, sent);
+  await s.typed("/whois bob");
+  assert.equal(ui.texts().at(-1), "bob is in #lobby with you");
+});
