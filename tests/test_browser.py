@@ -341,3 +341,43 @@ def test_the_page_is_usable_at_phone_width(relay, browsers):
     assert rooms.is_displayed()
     width = driver.execute_script("return document.documentElement.scrollWidth")
     assert width <= 375  # nothing wider than the screen
+
+
+def test_the_page_rides_out_a_relay_restart_with_nothing_lost_or_doubled(tmp_path, browsers):
+    import socket
+
+    with socket.socket() as probe:  # a fixed web port: the page reconnects to the same URL
+        probe.bind(("127.0.0.1", 0))
+        web_port = probe.getsockname()[1]
+    relay = RelayProcess(tmp_path, ["--web", f"tcp:{web_port}:interface=127.0.0.1", "--store", str(tmp_path / "h.sqlite")])
+    relay.start()
+    terminal = None
+    try:
+        terminal = PipedClient(relay.port, "steady", "--room", "#restart")
+        terminal.wait_for("* in #restart: steady")
+        web = browsers()
+        join(web, relay, "rider", "#restart")
+        terminal.wait_for("* rider joined #restart")
+        say(web, "before the restart")
+        terminal.wait_for("[#restart] rider: before the restart")
+        port = relay.port
+        relay.stop()
+        wait_status(web, "offline")
+        say(web, "typed while the relay was down")  # waits, then goes out once
+        wait_line(web, "not connected yet")
+        relay.start(port=port)
+        wait_status(web, "signed in as rider")
+        # (marked as missed if it reached the relay before steady was back in the room)
+        terminal.wait_for_prefix("[#restart] rider: typed while the relay was down", timeout=40)
+        terminal.type("after the restart")
+        wait_line(web, "steady", "after the restart")
+        lines = log_lines(web)
+        for text in ("before the restart", "typed while the relay was down", "after the restart"):
+            assert sum(text in line for line in lines) == 1, (text, lines)
+        terminal.drain(0.5)
+        assert sum("typed while the relay was down" in line for line in terminal.seen) == 1
+        no_page_errors(web)
+    finally:
+        if terminal is not None:
+            terminal.kill()
+        relay.stop()
