@@ -11,12 +11,15 @@ autobahn refuses an oversized message while it arrives (close code 1009)
 instead of buffering it whole, validates UTF-8 (1007), lets us refuse a
 handshake by its Origin, and closes cleanly; Twisted's module (26.10)
 buffers messages of any size, has no Origin hook and could leave a closed
-connection in CLOSE-WAIT (docs/protocol.md, *WebSocket*).
+connection in CLOSE-WAIT.  What a client sees is in docs/protocol.md,
+*Over WebSocket*.
 
 What this module adds to autobahn: the Origin rule (the page's own origin,
-or a configured list), output accounting (the same send-queue limits as a
-TCP client, from the transport's producer callbacks), reading paused by the
-flood limit, and the page (``webpage.py``) and socket served on one port.
+or a configured list), the browser's address from a trusted reverse proxy,
+output accounting (the same send-queue limits as a TCP client, from the
+transport's producer callbacks), reading paused by the flood limit, and
+bulk-stream ends whose bytes travel as binary messages.  ``webpage.py``
+serves the page and this socket on one port.
 """
 
 from __future__ import annotations
@@ -34,16 +37,23 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatsvc.core import Connection, IDoor
+from chatsvc.grammar import error_line
 from chatsvc.hub import Hub
 from chatsvc.tcpdoor import splice
+
+_log = Logger(namespace="chatsvc.webdoor")
+
+# autobahn logs every frame at debug level; the relay's log is for people.
+txaio.set_global_log_level("warn")
 
 #: Where the page opens its socket.
 CHAT_PATH = b"chat"
 
-#: Close codes (RFC 6455 7.4.1; autobahn sends 1009 and 1007 itself).
+#: Close codes (RFC 6455 7.4.1; autobahn sends 1009 and 1007 itself).  The
+#: standard "unsupported data" is 1003, but autobahn lets an application
+#: send only 1000 and 3000-4999: "binary messages are not chat lines" is 4003.
 CLOSE_NORMAL = 1000
-CLOSE_UNSUPPORTED = 1003  # autobahn only lets us send 1000 and 3000-4999:
-CLOSE_BINARY = 4003  # ...so "binary frames are not chat lines" is 4003
+CLOSE_BINARY = 4003
 
 #: The largest binary message a stream end may send (the page sends 64 KiB).
 STREAM_MESSAGE_MAX = 256 * 1024
@@ -124,8 +134,8 @@ class WebDoor(WebSocketServerProtocol):
     _paused = False
     _queued = 0
     _reported = 0
+    _forwarded: str | None = None  # the browser's address, from a trusted proxy
     # as one end of a bulk stream (streams.py): binary messages carry its bytes
-    _forwarded: str | None = None
     _partner = None
     _held = b""
     _bytes = 0
@@ -137,8 +147,10 @@ class WebDoor(WebSocketServerProtocol):
         factory = self.factory
         self._forwarded = forwarded_for(self.transport.getPeer(), request.headers, factory.proxies)
         if not origin_allowed(request.headers.get("origin"), request.headers.get("host"), factory.origins):
-            _log.info("refused a WebSocket from {peer}: origin {origin!r} is not this page's",
-                          peer=request.peer, origin=request.headers.get("origin"))
+            _log.info(
+                "refused a WebSocket from {peer}: origin {origin!r} is not this page's",
+                peer=request.peer, origin=request.headers.get("origin"),
+            )
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "this chat only accepts its own page (Origin)")
         return None
 
@@ -180,7 +192,7 @@ class WebDoor(WebSocketServerProtocol):
             return
         # One message, one line; a newline inside would smuggle a second.
         if b"\n" in payload:
-            conn.send_line(b"ERROR bad-syntax one line per message: no line breaks inside; dropped\n")
+            conn.send_line(error_line("bad-syntax", "one line per message: no line breaks inside; dropped"))
             return
         conn.lines_received([payload])
         if conn.streaming:
@@ -205,10 +217,11 @@ class WebDoor(WebSocketServerProtocol):
 
     @property
     def closing(self) -> bool:
-        return self._closing
+        # closing too once the browser has started its close handshake
+        return self._closing or self.state != WebSocketServerProtocol.STATE_OPEN
 
     def send(self, data: bytes) -> None:
-        if self._closing or self._partner is not None:
+        if self.closing or self._partner is not None:
             return  # a spliced stream carries its partner's bytes, nothing of ours
         if self._paused:
             self._queued += len(data)
@@ -221,8 +234,9 @@ class WebDoor(WebSocketServerProtocol):
             limit = conn.limits.max_sendq
             if limit and TRANSPORT_BUFFER + self._queued > limit:
                 self._paused = False
-                _log.warn("{peer} is not reading; dropping it (send queue over {limit} bytes)",
-                              peer=self.peer, limit=limit)
+                _log.warn(
+                    "{peer} is not reading; dropping it (send queue over {limit} bytes)", peer=self.peer, limit=limit
+                )
                 conn.close(
                     "sendq-exceeded",
                     f"you are not reading fast enough (over {limit} bytes queued); closing",
@@ -252,7 +266,7 @@ class WebDoor(WebSocketServerProtocol):
         splice(self, other)
 
     def raw_write(self, data: bytes) -> None:
-        if not self._closing:
+        if not self.closing:
             self.sendMessage(data, isBinary=True)
 
     def end_stream(self) -> None:
@@ -282,12 +296,6 @@ class WebDoor(WebSocketServerProtocol):
         if self._reported and self.conn is not None:
             self._reported = 0
             self.conn.hub.queued(self.conn, 0)
-
-
-_log = Logger(namespace="chatsvc.webdoor")
-
-# autobahn logs every frame at debug level; the relay's log is for people.
-txaio.set_global_log_level("warn")
 
 
 class WebDoorFactory(WebSocketServerFactory):
