@@ -7,6 +7,7 @@ in ``twisted/plugins/chatsvc_plugin.py``.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import sqlite3
 
@@ -192,8 +193,6 @@ def _origins(value: str | None) -> frozenset[str]:
 
 def _addresses(value: str | None) -> frozenset[str]:
     """--web-proxy: IP addresses, comma-separated."""
-    import ipaddress
-
     out = set()
     for item in (value or "").split(","):
         if not item.strip():
@@ -227,13 +226,13 @@ class ListeningService(service.Service):
 
     log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory, description: str,
-                 what: str = "chatsvc relay", close_all: bool = True) -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, factory, description: str, web: bool = False) -> None:
         self.endpoint = endpoint
         self.factory = factory
         self.description = description
-        self.what = what
-        self.close_all = close_all  # one listener says goodbye to every client
+        # The browser client's site shares the relay's clients: the relay's
+        # own listener says goodbye to all of them at shutdown, not this one.
+        self.web = web
         self.port: IListeningPort | None = None
         self._listening = None
 
@@ -258,24 +257,29 @@ class ListeningService(service.Service):
         address = getattr(host, "host", None)
         self.log.info(
             "{what} listening on {description} ({address})",
-            what=self.what,
+            what="chatsvc web client" if self.web else "chatsvc relay",
             description=self.description,
             address=f"{address} port {host.port}" if address is not None else host,
         )
-        if address in ("0.0.0.0", "::", "") and self.close_all:
+        everywhere = address in ("0.0.0.0", "::", "")
+        if self.web:
+            self._web_hint(host.port, everywhere)
+        elif everywhere:
             shown = netinfo.local_addresses()
             self.log.info(
                 "clients can connect to {addresses} port {port}",
                 addresses=", ".join(shown) or "this machine's address",
                 port=host.port,
             )
-        if self.what == "chatsvc web client":
-            self._web_hint(host.port)
         return port
 
-    def _web_hint(self, port: int) -> None:
+    def _web_hint(self, port: int, everywhere: bool) -> None:
         secure = self.description.startswith("ssl:")
-        self.log.info("browsers: open {url}", url=f"{'https' if secure else 'http'}://localhost:{port}/")
+        if secure and everywhere:
+            urls = [f"https://{a if ':' not in a else f'[{a}]'}:{port}/" for a in netinfo.local_addresses()]
+            self.log.info("browsers: open {urls}", urls=", ".join(urls) or f"https://this-machine:{port}/")
+        else:
+            self.log.info("browsers: open {url}", url=f"{'https' if secure else 'http'}://localhost:{port}/")
         if not secure:
             self.log.info(
                 "over plain http, browsers run the page's encryption only for localhost; "
@@ -288,7 +292,7 @@ class ListeningService(service.Service):
         # for the returned Deferred before the process exits.
         stopped = defer.maybeDeferred(self.port.stopListening) if self.port else defer.succeed(None)
         self.port = None
-        if not self.close_all:
+        if self.web:
             return stopped
         return stopped.addCallback(lambda _: self.factory.close_all())
 
@@ -360,6 +364,6 @@ def makeService(config: Options, reactor=None) -> service.MultiService:
         site = WebSite(factory.hub, config["web-origin"], config["web-proxy"])
         ListeningService(
             endpoints.serverFromString(reactor, config["web"]), site, config["web"],
-            what="chatsvc web client", close_all=False,
+            web=True,
         ).setServiceParent(top)
     return top

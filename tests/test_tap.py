@@ -191,3 +191,27 @@ def test_twistd_with_a_bad_option_says_only_what_is_wrong():
         TWISTD + ["chat", "--help"], env=subprocess_env(), capture_output=True, text=True, timeout=60
     )
     assert "--max-line" in helped.stdout
+
+
+def test_web_options():
+    config = tap.Options()
+    config.parseOptions(["--web", "8080", "--web-origin", "HTTPS://Chat.Example.org/, http://10.0.0.5:8080",
+                         "--web-proxy", "127.0.0.1,::1"])
+    assert config["web"] == "tcp:8080:backlog=1024"
+    assert config["web-origin"] == frozenset({"https://chat.example.org", "http://10.0.0.5:8080"})
+    assert config["web-proxy"] == frozenset({"127.0.0.1", "::1"})
+    assert parse()["web"] is None  # no web client unless asked
+
+
+@pytest.mark.parametrize(
+    "args, complaint",
+    [
+        (["--web", "nonsense:1"], "bad --web"),
+        (["--web-origin", "chat.example.org"], "bad --web-origin"),
+        (["--web-origin", "https://x/path"], "bad --web-origin"),
+        (["--web-proxy", "localhost"], "bad --web-proxy"),
+    ],
+)
+def test_bad_web_options_are_usage_errors(args, complaint):
+    with pytest.raises(usage.UsageError, match=complaint):
+        tap.Options().parseOptions(args)
