@@ -230,6 +230,10 @@ class SQLiteStore:
         CREATE TABLE IF NOT EXISTS meta (
             key TEXT PRIMARY KEY, value TEXT NOT NULL
         );
+        CREATE TABLE IF NOT EXISTS topics (
+            room TEXT PRIMARY KEY, setter TEXT NOT NULL, time_ms TEXT NOT NULL, payload TEXT NOT NULL,
+            seq INTEGER NOT NULL
+        );
     """
 
     def __init__(
@@ -283,6 +287,23 @@ class SQLiteStore:
         db = self._reader
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('salt', ?)", (make(),))
         return db.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()[0]
+
+    def topics(self, limit: int) -> list[tuple[str, tuple[str, str, str]]]:
+        """The rooms' topics (opaque, as relayed), least recently set first (start-up)."""
+        rows = self._reader.execute(
+            "SELECT room, setter, time_ms, payload FROM topics ORDER BY seq DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [(room, (setter, time_ms, payload)) for room, setter, time_ms, payload in reversed(rows)]
+
+    def save_topic(
+        self, room: str, topic: tuple[str, str, str], keep: int, failed: Callable[[Exception], object]
+    ) -> None:
+        """
+        Keep a room's new topic (on the writer thread); only the ``keep``
+        latest stay.  ``failed`` is called back with the error if it could
+        not be written.
+        """
+        self._queue.put((room, _TopicWrite(topic, keep, failed), None))
 
     # --- writing -----------------------------------------------------------
 
@@ -352,7 +373,10 @@ class SQLiteStore:
                 batch.append(item)
             stopping = batch[-1] is None
             work = [b for b in batch if b is not None and b[2] is not None]
-            forgotten = [b for b in batch if b is not None and b[2] is None]
+            forgotten = [b for b in batch if b is not None and b[2] is None and not isinstance(b[1], _TopicWrite)]
+            topics = [b for b in batch if b is not None and isinstance(b[1], _TopicWrite)]
+            if topics:
+                self._write_topics(db, topics)
             if work or forgotten:
                 error = self._write(db, work, forgotten)
                 for _, record, done in work:
@@ -390,6 +414,28 @@ class SQLiteStore:
             except sqlite3.Error:
                 pass
             return e
+
+    def _write_topics(self, db: sqlite3.Connection, topics: list) -> None:
+        try:
+            db.execute("BEGIN")
+            for room, write, _ in topics:
+                setter, time_ms, payload = write.topic
+                db.execute(
+                    "INSERT INTO topics (room, setter, time_ms, payload, seq) "
+                    "VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM topics)) "
+                    "ON CONFLICT(room) DO UPDATE SET setter = excluded.setter, time_ms = excluded.time_ms, "
+                    "payload = excluded.payload, seq = excluded.seq",
+                    (room, setter, time_ms, payload),
+                )
+            keep = topics[-1][1].keep
+            db.execute("DELETE FROM topics WHERE seq <= (SELECT MAX(seq) FROM topics) - ?", (keep,))
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self.call_back(topics[-1][1].failed, e)
 
     @staticmethod
     def _total(db: sqlite3.Connection) -> int:
@@ -429,3 +475,13 @@ class SQLiteStore:
         )
         return True
 
+
+class _TopicWrite:
+    """A topic for the writer thread (it shares the queue with messages)."""
+
+    __slots__ = ("topic", "keep", "failed")
+
+    def __init__(self, topic: tuple[str, str, str], keep: int, failed: Callable[[Exception], object]) -> None:
+        self.topic = topic
+        self.keep = keep
+        self.failed = failed

@@ -136,6 +136,8 @@ class Relay:
         #: room_key -> (setter, time in ms, payload): opaque, like history;
         #: kept while the room is empty too, the oldest forgotten first
         self.topics: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
+        if self.history.store is not None:  # kept across restarts, like history
+            self.topics.update(self.history.store.topics(MAX_TOPICS))
         #: Set while the server shuts down: everyone is leaving at once, so
         #: QUIT notices would only be quadratic noise.
         self.closing = False
@@ -247,8 +249,13 @@ class Relay:
         self.topics.move_to_end(room.key)
         while len(self.topics) > MAX_TOPICS:
             self.topics.popitem(last=False)
+        if self.history.store is not None:
+            self.history.store.save_topic(room.key, topic, MAX_TOPICS, self._topic_not_saved)
         self.fanout.to_room(room, format_line("TOPIC", room.name, *topic))
         return len(room.members)
+
+    def _topic_not_saved(self, error: Exception) -> None:
+        self.log.error("could not save a room topic in the store: {error}", error=error)
 
     def part(self, member: Member, name: str, reason: str | None = None) -> None:
         room = self._my_room(member, name)

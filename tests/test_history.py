@@ -266,6 +266,9 @@ def test_a_failed_write_is_reported_and_nothing_is_relayed():
         def load_async(self, room, limit, done):
             done(self.load(room, limit))
 
+        def topics(self, limit):
+            return []
+
     factory = make_factory(history=History(10, 0, FailingStore()))
     alice = registered(factory, "alice", "#a")
     bob = registered(factory, "bob", "#a")

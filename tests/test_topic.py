@@ -53,3 +53,28 @@ def test_caps_announce_topics():
     alice = registered(factory, "alice")
     alice.send("CAPS\n")
     assert " topic " in alice.lines()[0] + " "
+
+
+def test_topics_survive_a_restart_with_a_store(tmp_path):
+    from chatsvc.history import History, SQLiteStore
+
+    def relay_on(path):
+        store = SQLiteStore(str(path), 100, lambda f, *a: f(*a))
+        return make_factory(history=History(100, 0, store)), store
+
+    factory, store = relay_on(tmp_path / "h.sqlite")
+    store.start()
+    alice = registered(factory, "alice", "#a")
+    alice.send("TOPIC #a aes2:KEPT\n")
+    alice.send("TOPIC #a aes2:KEPT2\n")
+    store.stop()
+    factory, store = relay_on(tmp_path / "h.sqlite")
+    bob = registered(factory, "bob")
+    bob.send("JOIN #a\n")
+    assert bob.lines()[-1] == "TOPIC #a alice 0 aes2:KEPT2"
+    # only the latest MAX_TOPICS are kept on disk too
+    store.start()
+    for n in range(5):
+        store.save_topic(f"#r{n}", ("x", "0", "y"), 3, lambda e: None)
+    store.stop()
+    assert [room for room, _ in relay_on(tmp_path / "h.sqlite")[1].topics(100)] == ["#r2", "#r3", "#r4"]
