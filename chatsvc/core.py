@@ -38,6 +38,13 @@ _UNREGISTERED_OK = frozenset({"NICK", "PING", "PONG", "QUIT", "CAPS", "STREAM"})
 # socket, and its place in the per-address count, forever.
 CLOSE_GRACE = 10.0
 
+# What a transport buffers before it pauses its producer (Twisted's
+# FileDescriptor.bufferSize): counted as already queued once paused.
+TRANSPORT_BUFFER = 64 * 1024
+# The hub hears of a paused client's queue in steps this big, not on every
+# line: the global budget is then exact to within this per client.
+REPORT_STEP = 16 * 1024
+
 # Commands whose output can be far larger than the line that asked for it
 # are charged to the sender's flood budget: one line per this many lines
 # they make the server send.
@@ -69,6 +76,35 @@ class IDoor(Interface):
 
     def resume_reading() -> None:
         """Deliver lines again."""
+
+
+def queue_or_cut(door, size: int) -> bool:
+    """
+    A door must queue ``size`` bytes for a client whose socket buffer is
+    full (``door._queued`` counts them since it filled): tell the hub in
+    REPORT_STEP steps (the global output budget), and cut the client off
+    past its own ``max_sendq``.  False when the client was cut off and
+    nothing more should be written to it.  Shared by every door.
+    """
+    door._queued += size
+    conn = door.conn
+    if conn.admitted and door._queued - door._reported >= REPORT_STEP:
+        door._reported = door._queued
+        conn.hub.queued(conn, door._queued)
+        if door.closing:
+            return False  # cut off to keep all clients' output within budget
+    limit = conn.limits.max_sendq
+    if limit and TRANSPORT_BUFFER + door._queued > limit:
+        door._paused = False  # only once
+        conn.log.warn("{peer} is not reading; dropping it (send queue over {limit} bytes)", peer=door.peer, limit=limit)
+        conn.close(
+            "sendq-exceeded",
+            f"you are not reading fast enough (over {limit} bytes queued); closing",
+            "send queue exceeded",
+            abort=True,
+        )
+        return False
+    return True
 
 
 class Connection:

@@ -27,17 +27,9 @@ from twisted.internet import interfaces, protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from chatsvc.core import Connection, IDoor
+from chatsvc.core import Connection, IDoor, queue_or_cut
 from chatsvc.hub import Hub, Limits
 from chatsvc.relay import Relay
-
-# What a TCP transport buffers before it pauses its producer (Twisted's
-# FileDescriptor.bufferSize); counted as already queued when paused.
-TRANSPORT_BUFFER = 64 * 1024
-
-# The hub hears of a paused client's queue in steps this big, not on every
-# line: the global budget is then exact to within this per client.
-REPORT_STEP = 16 * 1024
 
 
 @implementer(interfaces.IProtocol, interfaces.IPushProducer, IDoor)
@@ -156,26 +148,8 @@ class LineDoor:
             # closing: what it has not read by now is moot; a spliced
             # stream carries its partner's bytes and nothing of ours
             return
-        if self._paused:
-            self._queued += len(data)
-            conn = self.conn
-            if conn.admitted and self._queued - self._reported >= REPORT_STEP:
-                self._reported = self._queued
-                conn.hub.queued(conn, self._queued)
-                if self.transport.disconnecting:
-                    return  # cut off to keep all clients' output within budget
-            limit = conn.limits.max_sendq
-            if limit and TRANSPORT_BUFFER + self._queued > limit:
-                self._paused = False  # only once
-                conn.log.warn("{peer} is not reading; dropping it (send queue over {limit} bytes)",
-                              peer=self.peer, limit=limit)
-                conn.close(
-                    "sendq-exceeded",
-                    f"you are not reading fast enough (over {limit} bytes queued); closing",
-                    "send queue exceeded",
-                    abort=True,
-                )
-                return
+        if self._paused and not queue_or_cut(self, len(data)):
+            return
         self.transport.write(data)
 
     def close(self, abort: bool) -> None:

@@ -36,7 +36,7 @@ from twisted.internet import interfaces
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from chatsvc.core import Connection, IDoor
+from chatsvc.core import Connection, IDoor, queue_or_cut
 from chatsvc.grammar import error_line
 from chatsvc.hub import Hub
 from chatsvc.tcpdoor import splice
@@ -58,10 +58,6 @@ CLOSE_BINARY = 4003
 #: The largest binary message a stream end may send (the page sends 64 KiB).
 STREAM_MESSAGE_MAX = 256 * 1024
 
-# What the transport buffers before it pauses its producer; counted as
-# already queued once paused, as for a TCP client (tcpdoor.py).
-TRANSPORT_BUFFER = 64 * 1024
-REPORT_STEP = 16 * 1024
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]) -> bool:
@@ -223,27 +219,8 @@ class WebDoor(WebSocketServerProtocol):
     def send(self, data: bytes) -> None:
         if self.closing or self._partner is not None:
             return  # a spliced stream carries its partner's bytes, nothing of ours
-        if self._paused:
-            self._queued += len(data)
-            conn = self.conn
-            if conn.admitted and self._queued - self._reported >= REPORT_STEP:
-                self._reported = self._queued
-                conn.hub.queued(conn, self._queued)
-                if self._closing:
-                    return  # cut off to keep all clients' output within budget
-            limit = conn.limits.max_sendq
-            if limit and TRANSPORT_BUFFER + self._queued > limit:
-                self._paused = False
-                _log.warn(
-                    "{peer} is not reading; dropping it (send queue over {limit} bytes)", peer=self.peer, limit=limit
-                )
-                conn.close(
-                    "sendq-exceeded",
-                    f"you are not reading fast enough (over {limit} bytes queued); closing",
-                    "send queue exceeded",
-                    abort=True,
-                )
-                return
+        if self._paused and not queue_or_cut(self, len(data)):
+            return
         self.sendMessage(data[:-1] if data.endswith(b"\n") else data, isBinary=False)
 
     def close(self, abort: bool) -> None:

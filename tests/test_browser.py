@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import json
 import shutil
 import tempfile
 import threading
@@ -130,6 +129,16 @@ def open_conversation(driver, name: str) -> str:
     return text
 
 
+def meet(relay, browsers, clients, terminal_nick: str, web_nick: str, room: str, *extra: str):
+    """A terminal user (a piped client) and a browser user in ``room``, each having seen the other."""
+    terminal = clients(relay.port, terminal_nick, "--room", room, *extra)
+    terminal.wait_for(f"* in {room}: {terminal_nick}")
+    web = browsers()
+    join(web, relay, web_nick, room)
+    terminal.wait_for(f"* {web_nick} joined {room}")
+    return terminal, web
+
+
 def no_page_errors(driver) -> None:
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
@@ -182,24 +191,17 @@ def test_two_browser_users_chat_and_markup_stays_text(relay, browsers):
     no_page_errors(bob)
 
 
-def test_a_browser_user_and_a_terminal_user_read_each_other(relay, browsers):
-    terminal = PipedClient(relay.port, "termy", "--room", "#mixed")
-    try:
-        terminal.wait_for("* in #mixed: termy")
-        web = browsers()
-        join(web, relay, "webby", "#mixed")
-        terminal.wait_for("* webby joined #mixed")
-        say(web, "from the browser, ünïcode ✓")
-        terminal.wait_for("[#mixed] webby: from the browser, ünïcode ✓")
-        terminal.type("from the terminal")
-        wait_line(web, "termy", "from the terminal")
-        terminal.type("/msg webby private from terminal")
-        open_conversation(web, "termy")
-        wait_line(web, "termy", "private from terminal")
-        say(web, "/msg termy private from browser")
-        terminal.wait_for("[webby → you] private from browser")
-    finally:
-        terminal.kill()
+def test_a_browser_user_and_a_terminal_user_read_each_other(relay, browsers, clients):
+    terminal, web = meet(relay, browsers, clients, "termy", "webby", "#mixed")
+    say(web, "from the browser, ünïcode ✓")
+    terminal.wait_for("[#mixed] webby: from the browser, ünïcode ✓")
+    terminal.type("from the terminal")
+    wait_line(web, "termy", "from the terminal")
+    terminal.type("/msg webby private from terminal")
+    open_conversation(web, "termy")
+    wait_line(web, "termy", "private from terminal")
+    say(web, "/msg termy private from browser")
+    terminal.wait_for("[webby → you] private from browser")
 
 
 def png(width: int = 40, height: int = 30) -> bytes:
@@ -215,77 +217,63 @@ def png(width: int = 40, height: int = 30) -> bytes:
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
-def test_files_go_both_ways_between_a_browser_and_a_terminal(relay, browsers, tmp_path):
+def test_files_go_both_ways_between_a_browser_and_a_terminal(relay, browsers, clients, tmp_path):
     import hashlib
     import os
 
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    terminal = PipedClient(relay.port, "filer", "--room", "#files", "--downloads", str(downloads))
-    try:
-        terminal.wait_for("* in #files: filer")
-        web = browsers()
-        join(web, relay, "webfiles", "#files")
-        terminal.wait_for("* webfiles joined #files")
+    terminal, web = meet(relay, browsers, clients, "filer", "webfiles", "#files", "--downloads", str(downloads))
 
-        # Browser -> terminal: 2.5 MiB, three stream frames; the terminal auto-accepts.
-        data = os.urandom(2_500_000)
-        upload = tmp_path / "from browser.bin"
-        upload.write_bytes(data)
-        web.find_element(By.ID, "attach").send_keys(str(upload))
-        saved = terminal.wait_for_prefix("* saved from browser.bin from webfiles as ", timeout=60)
-        path = saved.split(" as ", 1)[1].rsplit(" (", 1)[0]
-        assert Path(path).read_bytes() == data
-        wait_line(web, "filer has from browser.bin ✓")
+    # Browser -> terminal: 2.5 MiB, three stream frames; the terminal auto-accepts.
+    data = os.urandom(2_500_000)
+    upload = tmp_path / "from browser.bin"
+    upload.write_bytes(data)
+    web.find_element(By.ID, "attach").send_keys(str(upload))
+    saved = terminal.wait_for_prefix("* saved from browser.bin from webfiles as ", timeout=60)
+    path = saved.split(" as ", 1)[1].rsplit(" (", 1)[0]
+    assert Path(path).read_bytes() == data
+    wait_line(web, "filer has from browser.bin ✓")
 
-        # Terminal -> browser: an image, shown inline once verified.
-        image = png()
-        (tmp_path / "picture.png").write_bytes(image)
-        terminal.type(f"/send {tmp_path / 'picture.png'}")
-        wait_line(web, "filer offers picture.png (PNG image")
-        web.find_element(By.XPATH, "//button[@aria-label='Accept picture.png']").click()
-        thumb = WebDriverWait(web, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[role=log] img.thumb"))[0]
-        assert thumb.get_attribute("alt") == "picture.png" and thumb.get_attribute("src").startswith("blob:")
-        WebDriverWait(web, WAIT).until(lambda d: d.execute_script("return arguments[0].naturalWidth", thumb) == 40)
-        digest = web.execute_async_script("""
-            const done = arguments[arguments.length - 1];
-            fetch(arguments[0]).then((r) => r.arrayBuffer()).then((b) => crypto.subtle.digest("SHA-256", b))
-              .then((h) => done(Array.from(new Uint8Array(h), (x) => x.toString(16).padStart(2, "0")).join("")))
-              .catch((e) => done("error: " + e));
-        """, thumb.get_attribute("src"))
-        assert digest == hashlib.sha256(image).hexdigest()
-        terminal.wait_for("* webfiles has picture.png")
-        no_page_errors(web)
-    finally:
-        terminal.kill()
+    # Terminal -> browser: an image, shown inline once verified.
+    image = png()
+    (tmp_path / "picture.png").write_bytes(image)
+    terminal.type(f"/send {tmp_path / 'picture.png'}")
+    wait_line(web, "filer offers picture.png (PNG image")
+    web.find_element(By.XPATH, "//button[@aria-label='Accept picture.png']").click()
+    thumb = WebDriverWait(web, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[role=log] img.thumb"))[0]
+    assert thumb.get_attribute("alt") == "picture.png" and thumb.get_attribute("src").startswith("blob:")
+    WebDriverWait(web, WAIT).until(lambda d: d.execute_script("return arguments[0].naturalWidth", thumb) == 40)
+    digest = web.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch(arguments[0]).then((r) => r.arrayBuffer()).then((b) => crypto.subtle.digest("SHA-256", b))
+          .then((h) => done(Array.from(new Uint8Array(h), (x) => x.toString(16).padStart(2, "0")).join("")))
+          .catch((e) => done("error: " + e));
+    """, thumb.get_attribute("src"))
+    assert digest == hashlib.sha256(image).hexdigest()
+    terminal.wait_for("* webfiles has picture.png")
+    no_page_errors(web)
 
 
-def test_a_reload_catches_up_with_nothing_lost_or_doubled(relay, browsers):
-    terminal = PipedClient(relay.port, "writer", "--room", "#reload")
-    try:
-        terminal.wait_for("* in #reload: writer")
-        web = browsers()
-        join(web, relay, "reader", "#reload")
-        terminal.wait_for("* reader joined #reload")
-        terminal.type("before the reload")
-        wait_line(web, "writer", "before the reload")
-        say(web, "mine, before")
-        terminal.wait_for("[#reload] reader: mine, before")
-        web.refresh()  # the socket closes; the form comes back with nick and room
-        terminal.wait_for_prefix("* reader quit")
-        terminal.type("while away")
-        labelled(web, "Passphrase").send_keys(PASSPHRASE)
-        web.find_element(By.XPATH, "//button[normalize-space()='Join']").click()
-        wait_status(web, "signed in as reader")
-        wait_line(web, "writer", "while away")
-        terminal.type("after the reload")
-        wait_line(web, "writer", "after the reload")
-        lines = log_lines(web)
-        for text in ("before the reload", "mine, before", "while away", "after the reload"):
-            assert sum(text in line for line in lines) == 1, (text, lines)
-        no_page_errors(web)
-    finally:
-        terminal.kill()
+def test_a_reload_catches_up_with_nothing_lost_or_doubled(relay, browsers, clients):
+    terminal, web = meet(relay, browsers, clients, "writer", "reader", "#reload")
+    terminal.type("before the reload")
+    wait_line(web, "writer", "before the reload")
+    say(web, "mine, before")
+    terminal.wait_for("[#reload] reader: mine, before")
+    web.refresh()  # the socket closes; the form comes back with nick and room
+    terminal.wait_for_prefix("* reader quit")
+    terminal.type("while away")
+    labelled(web, "Passphrase").send_keys(PASSPHRASE)
+    web.find_element(By.XPATH, "//button[normalize-space()='Join']").click()
+    wait_status(web, "signed in as reader")
+    wait_line(web, "writer", "while away")
+    terminal.type("after the reload")
+    wait_line(web, "writer", "after the reload")
+    lines = log_lines(web)
+    for text in ("before the reload", "mine, before", "while away", "after the reload"):
+        assert sum(text in line for line in lines) == 1, (text, lines)
+    no_page_errors(web)
 
 
 def test_a_foreign_page_cannot_open_the_chat_socket(relay, browsers, tmp_path):

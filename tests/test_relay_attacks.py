@@ -14,7 +14,7 @@ from chatsvc import grammar
 from chatsvc.history import History, RoomHistory, Record, SQLiteStore
 from chatsvc.core import CLOSE_GRACE
 from chatsvc.hub import UNREGISTERED_GRACE, Limits, origin_of
-from chatsvc.tcpdoor import TRANSPORT_BUFFER
+from chatsvc.core import TRANSPORT_BUFFER
 from tests.support import FakeClient, make_factory, registered
 
 PROOF = "A" * 43  # what a client's join proof looks like (base64url of 32 bytes)

@@ -14,7 +14,7 @@ import pytest
 
 from chatsvc.webdoor import forwarded_for, origin_allowed
 from tests.support import RelayProcess
-from tests.wsclient import Closed, Refused, WsClient
+from tests.wsclient import Refused, WsClient
 
 
 @pytest.fixture(scope="module")
