@@ -397,3 +397,26 @@ def test_input_wider_than_the_terminal_leaves_no_stale_rows(relay_process, clien
         assert sum(typed[:20] in row for row in rows) == 1  # the line as sent, once, and nothing else
     finally:
         term.close()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to drive a real terminal")
+def test_tab_completes_a_nick_and_a_line_that_names_you_stands_out(relay_process, clients):
+    relay = relay_process()
+    term = Tmux(relay, "tia")
+    try:
+        term.wait(lambda rows: "* in #lobby: tia" in rows, "the join")
+        bob = clients(relay.port, "bobby")
+        bob.wait_for("* in #lobby: tia, bobby")
+        term.wait(lambda rows: "* bobby joined #lobby" in rows, "bobby's join")
+        term.keys("bo", literal=True)
+        term.keys("Tab")
+        term.wait(lambda rows: rows[-1] == "[#lobby] bobby:", "the completed nick")
+        term.keys("hi", literal=True)
+        term.keys("Enter")
+        bob.wait_for("[#lobby] tia: bobby: hi")
+        bob.type("tia: welcome")
+        term.wait(lambda rows: "[#lobby] bobby: tia: welcome" in rows, "the mention")
+        styled = subprocess.run(["tmux", "capture-pane", "-p", "-e", "-t", term.name], capture_output=True, text=True).stdout
+        assert "\x1b[1m[#lobby] bobby: tia: welcome" in styled  # bold: it names you
+    finally:
+        term.close()

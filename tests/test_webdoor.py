@@ -341,3 +341,16 @@ def test_the_page_is_gzipped_for_browsers_that_take_it(relay):
         assert response.headers["Content-Encoding"] == "gzip"
         assert "default-src 'none'" in response.headers["Content-Security-Policy"]
         assert b"class ChatSession" in gzip.decompress(response.read())
+
+
+def test_timeouts_apply_to_websocket_members(tmp_path):
+    proc = RelayProcess(tmp_path, ["--web", "tcp:0:interface=127.0.0.1", "--register-timeout", "1"])
+    proc.start()
+    try:
+        web = WsClient(proc.web_port)
+        assert web.recv().startswith("HELLO ")
+        # no NICK: the sweep (once a second) closes it, saying why
+        assert web.recv(timeout=10).startswith("ERROR registration-timeout ")
+        assert web.expect_close().code == 1000
+    finally:
+        proc.stop()
