@@ -369,3 +369,24 @@ def test_the_page_rides_out_a_relay_restart_with_nothing_lost_or_doubled(tmp_pat
         if terminal is not None:
             terminal.kill()
         relay.stop()
+
+
+def test_keyboard_alone_joins_talks_and_switches_conversations(relay, browsers):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    driver = browsers()
+    driver.get(page_url(relay))
+    keys = ActionChains(driver)
+    # The nickname field has the focus; Tab walks the form in order, Enter joins.
+    keys.send_keys("keys").send_keys(Keys.TAB).send_keys(PASSPHRASE).send_keys(Keys.TAB)
+    keys.key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL).send_keys("#kb").send_keys(Keys.ENTER).perform()
+    wait_status(driver, "signed in as keys")
+    assert driver.switch_to.active_element == labelled(driver, "Message")
+    ActionChains(driver).send_keys("/join #kb2", Keys.ENTER).perform()
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "title").text == "#kb2")
+    ActionChains(driver).key_down(Keys.ALT).send_keys("1").key_up(Keys.ALT).perform()
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "title").text == "#kb")
+    ActionChains(driver).send_keys("typed, never clicked", Keys.ENTER).perform()
+    wait_line(driver, "keys", "typed, never clicked")
+    no_page_errors(driver)

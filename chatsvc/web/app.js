@@ -396,6 +396,7 @@ function setUp() {
 // What was seen is written every 2 s and when the page goes away (a replay
 // after a crash or reload is refused only if it was written down).
 addEventListener("pagehide", () => session && session.save());
+addEventListener("online", () => session && session.retryNow());
 setInterval(() => session && session.replay.save(), 2000);
 
 setUp();

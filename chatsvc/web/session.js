@@ -180,7 +180,18 @@ export class ChatSession {
     const delay = RETRY_MS[Math.min(this.retries, RETRY_MS.length - 1)];
     this.retries += 1;
     this.ui.status(`offline — trying again in ${Math.round(delay / 1000)} s`);
-    this.setTimer(() => this.connect(), delay);
+    this.retryTimer = this.setTimer(() => {
+      this.retryTimer = null;
+      this.connect();
+    }, delay);
+  }
+
+  /** The network is back (the browser says so): try now, not at the end of the backoff. */
+  retryNow() {
+    if (this.ws || this.quitting || this.retryTimer === null || this.retryTimer === undefined) return;
+    this.clearTimer(this.retryTimer);
+    this.retryTimer = null;
+    this.connect();
   }
 
   quit(reason) {

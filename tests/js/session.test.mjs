@@ -182,3 +182,17 @@ test("ignore, away and whois in the page, as in the terminal client", async () =
   await s.typed("/whois bob");
   assert.equal(ui.texts().at(-1), "bob is in #lobby with you");
 });
+
+test("back online, the page redials at once instead of waiting out its backoff", async () => {
+  const { s, ws } = await signedIn();
+  const timers = [];
+  s.setTimer = (f, ms) => { timers.push(ms); return timers.length; };
+  s.retries = 5;
+  ws.close();
+  assert.deepEqual(timers, [30000]);
+  const before = FakeSocket.all.length;
+  s.retryNow();
+  assert.equal(FakeSocket.all.length, before + 1);
+  s.retryNow(); // connected (or connecting): nothing more
+  assert.equal(FakeSocket.all.length, before + 1);
+});
