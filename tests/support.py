@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from twisted.internet.testing import StringTransport
@@ -413,3 +414,66 @@ class PipedClient:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+# --- the interactive client in a real terminal ---------------------------------
+
+
+class Tmux:
+    """
+    ``python -m chatsvc.client`` in a real terminal (a tmux pane), read back
+    as the screen shows it.  Waits are driven by tmux's control mode, which
+    reports every bit of output the pane gets: each one is a chance to look
+    at the screen again, with no polling interval.
+    """
+
+    def __init__(self, port: int, nick: str, *extra: str, columns: int = 120, passphrase: str | None = PASSPHRASE) -> None:
+        self.name = f"chatsvc-{uuid.uuid4().hex[:8]}"
+        env = client_env(passphrase or "")
+        keys = ["PYTHONPATH", "XDG_CONFIG_HOME"] + (["CHATSVC_PASSPHRASE"] if passphrase else [])
+        env_args = [arg for key in keys for arg in ("-e", f"{key}={env[key]}")]
+        command = " ".join(CLIENT + ["127.0.0.1", "--port", str(port), "--nick", nick, *extra]) + "; sleep 30"
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(columns), "-y", "30",
+                        *env_args, command], check=True)
+        self._events: queue.Queue[str | None] = queue.Queue()
+        self._control = subprocess.Popen(
+            ["tmux", "-C", "attach", "-t", self.name],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, errors="replace",
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self._control.stdout:
+            if line.startswith("%output"):
+                self._events.put(line)
+        self._events.put(None)
+
+    def screen(self, styled: bool = False) -> str:
+        command = ["tmux", "capture-pane", "-p", *(["-e"] if styled else []), "-t", self.name]
+        return subprocess.run(command, capture_output=True, text=True).stdout
+
+    def rows(self) -> list[str]:
+        return [row.rstrip() for row in self.screen().splitlines() if row.strip()]
+
+    def wait(self, test, what: str, timeout: float = 20.0) -> list[str]:
+        """The screen's rows once ``test(rows)`` holds; looked at again whenever the pane gets output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.rows()
+            if test(rows):
+                return rows
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0 or self._events.get(timeout=remaining) is None:
+                    break
+            except queue.Empty:
+                break
+        raise AssertionError(f"{what} never appeared:\n{self.screen()}")
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        self._control.kill()
+        self._control.wait()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-import uuid
 
 import pytest
 
-from tests.support import CLIENT, PASSPHRASE, client_env, subprocess_env
+from tests.support import CLIENT, PASSPHRASE, Tmux, client_env, subprocess_env
 
 def test_caesar_clients_chat_and_server_sees_only_ciphertext(relay_process, clients):
     relay = relay_process("--log-messages")
@@ -113,40 +111,22 @@ def test_invalid_nick_rejected_before_connecting():
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to drive a real terminal")
-def test_interactive_mode_keeps_the_half_typed_line(relay_process, clients, tmp_path):
+def test_interactive_mode_keeps_the_half_typed_line(relay_process, clients):
     relay = relay_process()
-    session = f"chatsvc-{uuid.uuid4().hex[:8]}"
-    env = client_env()
-    env_args = [arg for key in ("PYTHONPATH", "CHATSVC_PASSPHRASE") for arg in ("-e", f"{key}={env[key]}")]
-    command = " ".join(CLIENT + ["127.0.0.1", "--port", str(relay.port), "--nick", "tia"]) + "; sleep 30"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", *env_args, command], check=True)
-
-    def screen() -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
-
-    def wait_screen(text: str) -> str:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            shown = screen()
-            if text in shown:
-                return shown
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} never appeared:\n{screen()}")
-
+    term = Tmux(relay.port, "tia")
     try:
-        wait_screen("* in #lobby: tia")
-        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "half typed ñandú"], check=True)
-        wait_screen("[#lobby] half typed ñandú")
+        term.wait(lambda rows: "* in #lobby: tia" in " ".join(rows), "the join")
+        term.keys("half typed ñandú", literal=True)
+        term.wait(lambda rows: rows[-1].endswith("[#lobby] half typed ñandú"), "the typed line")
         other = clients(relay.port, "bob")
         other.wait_for("* in #lobby: tia, bob")
         other.type("interrupting!")
-        shown = wait_screen("[#lobby] bob: interrupting!")
-        lines = [line for line in shown.splitlines() if line.strip()]
-        assert lines[-1] == "[#lobby] half typed ñandú"
-        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
+        rows = term.wait(lambda rows: any(r.endswith("[#lobby] bob: interrupting!") for r in rows), "bob's line")
+        assert rows[-1] == "[#lobby] half typed ñandú"
+        term.keys("Enter")
         other.wait_for("[#lobby] tia: half typed ñandú")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        term.close()
 
 
 def test_aes_by_default_server_log_holds_no_plaintext(relay_process, clients, tmp_path):
@@ -211,31 +191,15 @@ def test_caesar_warns_once(relay_process, clients):
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to drive a real terminal")
 def test_passphrase_is_asked_without_echo(relay_process):
     relay = relay_process()
-    session = f"chatsvc-{uuid.uuid4().hex[:8]}"
-    env = subprocess_env()
-    command = " ".join(CLIENT + ["127.0.0.1", "--port", str(relay.port), "--nick", "pat"]) + "; sleep 30"
-    subprocess.run(
-        ["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", "-e", f"PYTHONPATH={env['PYTHONPATH']}", command],
-        check=True,
-    )
-
-    def wait_screen(text: str) -> str:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            shown = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
-            if text in shown:
-                return shown
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} never appeared:\n{shown}")
-
+    term = Tmux(relay.port, "pat", passphrase=None)  # none in the environment: it is asked for
     try:
-        wait_screen("Passphrase (shared with the people you chat with):")
-        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "hunter2-secret-words"], check=True)
-        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
-        shown = wait_screen("* in #lobby: pat")
-        assert "hunter2" not in shown
+        term.wait(lambda rows: any("Passphrase (shared with the people you chat with):" in r for r in rows), "the question")
+        term.keys("hunter2-secret-words", literal=True)
+        term.keys("Enter")
+        rows = term.wait(lambda rows: any(r.endswith("* in #lobby: pat") for r in rows), "the join")
+        assert not any("hunter2" in row for row in rows)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        term.close()
 
 
 def test_clients_reconnect_after_a_server_restart(relay_process, clients):
@@ -317,47 +281,11 @@ def test_new_passphrase_is_generated_and_strong():
     assert passphrases.strength_bits(out.stdout.strip()) >= passphrases.WARN_BELOW_BITS
 
 
-class Tmux:
-    """The interactive client in a real terminal (tmux), read back as the screen shows it."""
-
-    def __init__(self, relay, nick: str, columns: int = 120) -> None:
-        self.name = f"chatsvc-{uuid.uuid4().hex[:8]}"
-        env = client_env()
-        env_args = [arg for key in ("PYTHONPATH", "CHATSVC_PASSPHRASE", "XDG_CONFIG_HOME")
-                    for arg in ("-e", f"{key}={env[key]}")]
-        # no timestamps: the rows are compared exactly (stamps are tested on their own)
-        command = " ".join(CLIENT + ["127.0.0.1", "--port", str(relay.port), "--nick", nick, "--no-timestamps"])
-        command += "; sleep 30"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(columns), "-y", "30",
-                        *env_args, command], check=True)
-
-    def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True).stdout
-
-    def rows(self) -> list[str]:
-        return [row.rstrip() for row in self.screen().splitlines() if row.strip()]
-
-    def wait(self, test, what: str) -> list[str]:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            rows = self.rows()
-            if test(rows):
-                return rows
-            time.sleep(0.05)
-        raise AssertionError(f"{what} never appeared:\n{self.screen()}")
-
-    def keys(self, *keys: str, literal: bool = False) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
-
-
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to drive a real terminal")
 def test_wide_characters_edit_by_display_width(relay_process, clients):
     # Issue #17, bug 1: type ab😀cd, Left, Left, Backspace, X.
     relay = relay_process()
-    term = Tmux(relay, "tia")
+    term = Tmux(relay.port, "tia", "--no-timestamps")
     try:
         term.wait(lambda rows: "* in #lobby: tia" in rows, "the join")
         bob = clients(relay.port, "bob")
@@ -379,7 +307,7 @@ def test_input_wider_than_the_terminal_leaves_no_stale_rows(relay_process, clien
     # Issue #17, bug 2: the input scrolls sideways in one row, so neither a
     # message arriving mid-typing nor Enter leaves pieces of it behind.
     relay = relay_process()
-    term = Tmux(relay, "tia", columns=60)
+    term = Tmux(relay.port, "tia", "--no-timestamps", columns=60)
     try:
         term.wait(lambda rows: "* in #lobby: tia" in rows, "the join")
         bob = clients(relay.port, "bob")
@@ -402,7 +330,7 @@ def test_input_wider_than_the_terminal_leaves_no_stale_rows(relay_process, clien
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to drive a real terminal")
 def test_tab_completes_a_nick_and_a_line_that_names_you_stands_out(relay_process, clients):
     relay = relay_process()
-    term = Tmux(relay, "tia")
+    term = Tmux(relay.port, "tia", "--no-timestamps")
     try:
         term.wait(lambda rows: "* in #lobby: tia" in rows, "the join")
         bob = clients(relay.port, "bobby")
@@ -416,7 +344,7 @@ def test_tab_completes_a_nick_and_a_line_that_names_you_stands_out(relay_process
         bob.wait_for("[#lobby] tia: bobby: hi")
         bob.type("tia: welcome")
         term.wait(lambda rows: "[#lobby] bobby: tia: welcome" in rows, "the mention")
-        styled = subprocess.run(["tmux", "capture-pane", "-p", "-e", "-t", term.name], capture_output=True, text=True).stdout
+        styled = term.screen(styled=True)
         assert "\x1b[1m[#lobby] bobby: tia: welcome" in styled  # bold: it names you
     finally:
         term.close()
