@@ -128,13 +128,7 @@ class LineDoor:
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         self.connected = 0
-        partner, self._partner = self._partner, None
-        if partner is not None:
-            self.log.info(
-                "stream from {peer} ended: {size} bytes in {seconds:.1f} s",
-                peer=self.peer, size=self._bytes, seconds=time.monotonic() - self._since,
-            )
-            partner.end_stream()  # after what is queued for it
+        unsplice(self)
         self.conn.lost()
 
     # --- IDoor ----------------------------------------------------------------------------
@@ -230,6 +224,20 @@ def splice(one, other) -> None:
             a._bytes += len(held)
             b.raw_write(held)
         a.transport.resumeProducing()
+
+
+def unsplice(end) -> None:
+    """One end of a stream is gone: say so, and close its partner once what is queued for it went out."""
+    partner, end._partner = end._partner, None
+    if partner is not None:
+        _streams_log.info(
+            "stream from {peer} ended: {size} bytes in {seconds:.1f} s",
+            peer=end.peer, size=end._bytes, seconds=time.monotonic() - end._since,
+        )
+        partner.end_stream()
+
+
+_streams_log = Logger(namespace="chatsvc.streams")
 
 
 class ChatFactory(protocol.ServerFactory):

@@ -25,7 +25,6 @@ serves the page and this socket on one port.
 from __future__ import annotations
 
 import ipaddress
-import time
 from urllib.parse import urlsplit
 
 import txaio
@@ -39,7 +38,7 @@ from zope.interface import implementer
 from chatsvc.core import Connection, IDoor, queue_or_cut
 from chatsvc.grammar import error_line
 from chatsvc.hub import Hub
-from chatsvc.tcpdoor import splice
+from chatsvc.tcpdoor import splice, unsplice
 
 _log = Logger(namespace="chatsvc.webdoor")
 
@@ -198,13 +197,7 @@ class WebDoor(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code, reason) -> None:
         self._closing = True
-        partner, self._partner = self._partner, None
-        if partner is not None:
-            _log.info(
-                "stream from {peer} ended: {size} bytes in {seconds:.1f} s",
-                peer=self.peer, size=self._bytes, seconds=time.monotonic() - self._since,
-            )
-            partner.end_stream()
+        unsplice(self)
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.lost()

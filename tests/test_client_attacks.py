@@ -332,3 +332,14 @@ def test_a_message_passed_off_as_a_topic_is_refused_and_a_topic_passed_off_as_a_
     moved = sealed("\x1fchatsvc-topic:for another room", "#other", "bob", s.clock)
     s.server(f"TOPIC #lobby bob 1 {moved}")
     assert any("cannot read the topic of #lobby" in line for line in s.display.take())
+
+
+def test_a_topic_too_long_for_the_relay_is_refused_before_sending():
+    s = Session().ready()
+    s.server("CAPS join-proof topic salt=" + SALT)
+    s.sent(), s.display.take()
+    s.session.user_line("/topic " + "x" * 2000)
+    assert s.sent() == []
+    assert any("topic too long" in line for line in s.display.take())
+    s.session.user_line("/topic fine")
+    assert s.sent()[0].startswith("TOPIC #lobby aes2:")

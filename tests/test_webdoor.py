@@ -354,3 +354,20 @@ def test_timeouts_apply_to_websocket_members(tmp_path):
         assert web.expect_close().code == 1000
     finally:
         proc.stop()
+
+
+def test_a_stream_end_s_binary_messages_are_bounded_too(relay):
+    web = WsClient(relay.web_port)
+    try:
+        assert web.recv().startswith("HELLO ")
+        web.send(f"STREAM {'B' * 22} send")
+        tcp = relay.connect()
+        assert tcp.readline().startswith("HELLO ")
+        tcp.send(f"STREAM {'B' * 22} recv\n".encode() + b"\0" * 8)
+        assert web.recv_bytes(8) == b"\0" * 8  # paired
+        web.send_binary(b"x" * (256 * 1024 + 1))  # over STREAM_MESSAGE_MAX
+        assert web.expect_close().code == 1009
+        assert tcp.at_eof()  # and its partner is closed
+        tcp.close()
+    finally:
+        web.close()

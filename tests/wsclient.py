@@ -114,6 +114,10 @@ class WsClient:
             if opcode == 0x2:
                 return payload  # binary: bytes
             if opcode == 0x8:
+                try:
+                    self.send_frame(0x8, payload[:2])  # answer the close, as a browser does
+                except OSError:
+                    pass
                 code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
                 raise Closed(code, payload[2:].decode(errors="replace"))
             if opcode == 0x9:

@@ -156,13 +156,6 @@ def settle_options(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         if not grammar.is_valid_room(room):
             parser.exit(1, f"{room!r} is not a valid room name\n")
     args.room, args.extra_rooms = rooms[0], rooms[1:]
-    if args.timestamps not in (None, "off"):
-        import time
-
-        try:
-            time.strftime(args.timestamps)
-        except ValueError as e:
-            parser.exit(1, f"--timestamps {args.timestamps!r}: {e}\n")
     if args.auto_accept_mb < 0:
         parser.exit(1, "--auto-accept-mb must be 0 or more\n")
     if not 0 < args.port < 65536:

@@ -196,3 +196,11 @@ test("back online, the page redials at once instead of waiting out its backoff",
   s.retryNow(); // connected (or connecting): nothing more
   assert.equal(FakeSocket.all.length, before + 1);
 });
+
+test("a file over the page's limit is refused with a reason, nothing sent", async () => {
+  const { s, ui, ws } = await signedIn();
+  const sent = ws.sent.length;
+  await s.transfers.offer({ name: "huge.iso", size: 300 * 1024 * 1024, bytes: null }, "#lobby");
+  assert.match(ui.texts().at(-1), /huge\.iso is 300 MiB; the page sends files up to 256 MiB/);
+  assert.equal(ws.sent.length, sent);
+});
