@@ -33,6 +33,8 @@ CTRL_C = b"\x03"
 CTRL_D = b"\x04"
 CTRL_L = b"\x0c"
 CTRL_U = b"\x15"
+#: Alt-1 .. Alt-9 switch the current room (/window N), as in irssi.
+ALT_WINDOWS = frozenset(b"%d" % n for n in range(1, 10))
 
 
 @implementer(interfaces.IHalfCloseableProtocol)
@@ -196,7 +198,7 @@ class InteractiveFrontEnd(HistoricRecvLine):
     # --- keys --------------------------------------------------------------
 
     def keystrokeReceived(self, keyID, modifier) -> None:
-        if modifier == insults.ServerProtocol.ALT and keyID in tuple(b"%d" % n for n in range(1, 10)):
+        if modifier == insults.ServerProtocol.ALT and keyID in ALT_WINDOWS:
             self.session.user_line(f"/window {keyID.decode()}")  # Alt-1..9, as in irssi
             return
         # RecvLine only accepts printable ASCII; typed UTF-8 arrives one byte
