@@ -118,6 +118,7 @@ class Connection:
         "hub", "door", "member", "admitted", "quit_reason", "closed", "connected_at",
         "last_activity", "_pending", "_bucket", "_reading", "_resume_call", "_throttled",
         "_warned_flood", "_ping_sent_at", "_abort_call", "streaming", "stream_origin", "__weakref__",
+        "number", "_inflight", "_held", "_in_log",
     )
 
     def __init__(self, hub: "Hub", door) -> None:
@@ -139,6 +140,13 @@ class Connection:
         self._abort_call = None
         self.streaming = False  # a bulk stream (streams.py), not a chat member
         self.stream_origin: str | None = None
+        # Linked relays (cluster.py): this connection's number in the
+        # cluster log, its entries appended but not yet applied, the lines
+        # that wait for them, and whether the log knows of it at all.
+        self.number = 0
+        self._inflight = 0
+        self._held: deque | None = None
+        self._in_log = False
 
     @property
     def limits(self):
@@ -177,7 +185,12 @@ class Connection:
         self.last_activity = now
         # Not logged here: "<peer> registered as <nick>" says it, and three
         # log lines per connection were 40 % of the time 10,000 took to join.
-        self.door.send(HELLO)
+        cluster = hub.cluster
+        if cluster is None:
+            self.door.send(HELLO)
+        else:
+            cluster.opened(self)
+            self.door.send(cluster.hello())
         return True
 
     def lost(self) -> None:
@@ -192,6 +205,11 @@ class Connection:
         if self.streaming:
             self.hub.streams.ended(self)
         self.hub.release(self)
+        self._held = None
+        cluster = self.hub.cluster
+        if cluster is not None:
+            cluster.closed(self, self.quit_reason)  # its QUIT goes through the log
+            self.member = None
         member, self.member = self.member, None
         if member is not None:
             if member.nick is None and self.quit_reason != "quit":  # else logged as "<nick> quit"
@@ -301,7 +319,7 @@ class Connection:
             self._drain()
 
     def _update_reading(self) -> None:
-        want = not self._throttled
+        want = not self._throttled and self._held is None
         if want != self._reading and not self.door.closing:
             self._reading = want
             (self.door.resume_reading if want else self.door.pause_reading)()
@@ -371,8 +389,20 @@ class Connection:
         line = grammar.parse_line(text)
         if line is None:
             return
+        cluster = self.hub.cluster
+        if cluster is not None and self._hold(text, line, cluster):
+            return
         if self.member.nick is None and line.command not in _UNREGISTERED_OK:
             raise ProtocolError("not-registered", f"{line.command} needs a nick first: send NICK <nick>")
+        if cluster is not None and line.command in cluster.replicated:
+            if line.command == "MSG" and not grammar.is_valid_cid(line.tags.get("cid", "x")):
+                raise ProtocolError("bad-syntax", "MSG cid tag: 1-64 characters of A-Z a-z 0-9 - _ .")
+            if cluster.submit(self, line.command, line.args, line.tags.get("cid")):
+                self._inflight += 1
+                self._in_log = True
+            if line.command == "QUIT":
+                self._quit_in_log()
+            return
         if line.command == "MSG":
             cid = line.tags.get("cid")
             if cid is not None and not grammar.is_valid_cid(cid):
@@ -384,6 +414,63 @@ class Connection:
                 self.send_line(error_line(e.code, e.text, cid=cid))
             return
         getattr(self, "do_" + line.command)(*line.args)
+
+    # --- linked relays (cluster.py) -----------------------------------------------------
+
+    def _hold(self, text: str, line, cluster) -> bool:
+        """
+        Whether this line must wait: for the link to be ready, or for this
+        connection's entries in the cluster log to take effect first (what it
+        says next may depend on them, and answers keep their order).  Its
+        further replicated commands need not wait: the log keeps their order.
+        """
+        if self._held is not None:
+            self._held.append(text)
+            return True
+        if cluster.ready and not (
+            self._inflight and (line.command not in cluster.replicated or self.member.nick is None)
+        ):
+            return False
+        self._held = deque([text])
+        self._update_reading()
+        return True
+
+    def entry_applied(self, op: str, cost: int) -> None:
+        """One of this connection's log entries took effect (or was refused, and it was told)."""
+        self._inflight -= 1
+        member = self.member
+        if member is not None and member.nick is not None:
+            if op == "N":
+                self.hub.registered(self)
+            self.charge(cost)
+        self.release_held()
+
+    def release_held(self) -> None:
+        """Handle the lines that waited, until one must wait again."""
+        if self._held is None or self._inflight or self.door.closing or not self.hub.cluster.ready:
+            return
+        held, self._held = self._held, None
+        while held:
+            if self.door.closing:
+                return
+            text = held.popleft()
+            try:
+                self.handle(text)
+            except ProtocolError as e:
+                self.send_line(error_line(e.code, e.text))
+            except Exception:
+                self.log.failure("internal error handling a line from {peer}", peer=self.door.peer)
+                self.send_line(error_line("server-error", "internal error; line dropped"))
+            if self._held is not None:
+                self._held.extend(held)
+                return
+        self._update_reading()
+
+    def _quit_in_log(self) -> None:
+        self.quit_reason = "quit"
+        self._in_log = False  # the QUIT is there: nothing more to append on close
+        self.door.close(False)
+        self._abort_later()
 
     def do_NICK(self, nick: str) -> None:
         registering = self.member.nick is None

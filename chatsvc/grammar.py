@@ -187,6 +187,7 @@ SERVER_COMMANDS: dict[str, Shape] = {
     "PING": Shape(0, 1),
     "PONG": Shape(0, 1),
     "CAPS": Shape(0, 64),
+    "NOTICE": Shape(1, 1, trailing=True),
 }
 
 

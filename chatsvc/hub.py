@@ -88,6 +88,8 @@ class Hub:
         self._announcer: task.LoopingCall | None = None
         self._sweeper: task.LoopingCall | None = None
         self.streams = StreamPairing(self.clock)
+        #: the link to other relays (redislink.py), when linked
+        self.cluster = None
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -114,10 +116,18 @@ class Hub:
     def admit(self, conn: "Connection") -> tuple[str, str] | None:
         """Count a new connection in, or say why it is refused."""
         limits = self.limits
-        if limits.max_clients and len(self.connections) >= limits.max_clients and not self._make_room():
+        # Linked relays: the limits hold for the whole chat, counting the
+        # members connected to the others too.
+        replica = self.cluster.replica if self.cluster is not None else None
+        elsewhere = replica.remote_total if replica is not None else 0
+        if limits.max_clients and len(self.connections) + elsewhere >= limits.max_clients and not self._make_room():
             return "server-full", f"the server is full ({limits.max_clients} connections); try later"
         origin = conn.origin
-        if origin and limits.max_per_ip and self.per_host[origin] >= limits.max_per_ip:
+        if replica is not None and origin:
+            elsewhere = replica.remote_per_origin.get(origin, 0)
+        else:
+            elsewhere = 0
+        if origin and limits.max_per_ip and self.per_host[origin] + elsewhere >= limits.max_per_ip:
             return "too-many-connections", f"at most {limits.max_per_ip} connections per address"
         self.connections.add(conn)
         self.unregistered[conn] = None

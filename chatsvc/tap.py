@@ -16,6 +16,7 @@ from twisted.internet import defer, endpoints, threads
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
+from zope.interface import implementer
 
 from chatsvc import grammar, netinfo, skeleton
 from chatsvc.history import History, SQLiteStore
@@ -106,6 +107,14 @@ class Options(usage.Options):
         ["web-proxy", None, None,
          "Comma-separated addresses of reverse proxies in front of --web (e.g. 127.0.0.1): from them, the "
          "browser's address is taken from X-Forwarded-For, so per-address limits hold per person."],
+        ["redis", None, None,
+         "Link this relay to others through Redis, so they act as one chat: redis://[[user]:password@]HOST[:PORT][/DB] "
+         "or rediss:// for TLS.  Without it the relay runs on its own (README, Running at scale)."],
+        ["link", None, "tcp:0:interface=127.0.0.1",
+         "With --redis: where the other relays reach this one's end of a file stream (an endpoint on the "
+         "private network; port 0 picks a free one)."],
+        ["link-host", None, None,
+         "With --redis: the address the other relays use for --link (default: its interface, or 127.0.0.1)."],
         ["web-origin", None, None,
          "Comma-separated origins allowed to open the chat socket (e.g. https://chat.example.org); "
          "default: the page's own, as the browser names it."],
@@ -117,6 +126,9 @@ class Options(usage.Options):
                      "register-timeout", "idle-timeout", "ping-timeout", "store-max-mb", "max-total-sendq")
     optFlags = [
         ["log-messages", None, "Log every relayed message (as the ciphertext received)."],
+        ["reuse-port", None,
+         "Share --port with other relays on this machine (SO_REUSEPORT; tcp ports only): the kernel spreads "
+         "connections over them.  Use with --redis, one relay per core (etc/chatsvc@.service)."],
         ["require-proof", None,
          "Refuse JOIN without a join proof: only clients of encryption scheme aes2 or later get in."],
     ]
@@ -151,6 +163,24 @@ class Options(usage.Options):
                 endpoints.serverFromString(_ParseOnlyReactor(), self["web"])
             except Exception as e:
                 raise usage.UsageError(f"bad --web {self['web']!r}: {e}")
+        if self["redis"]:
+            from chatsvc.redislink import parse_url
+
+            try:
+                parse_url(self["redis"])
+            except ValueError as e:
+                raise usage.UsageError(f"bad --redis: {e}")
+            if self["store"]:
+                raise usage.UsageError(
+                    "--store and --redis do not go together: linked relays keep history in Redis "
+                    "(make it durable with Redis's appendonly; README, Running at scale)"
+                )
+            try:
+                endpoints.serverFromString(_ParseOnlyReactor(), self["link"])
+            except Exception as e:
+                raise usage.UsageError(f"bad --link {self['link']!r}: {e}")
+        if self["reuse-port"] and _tcp_port(self["port"]) is None:
+            raise usage.UsageError("--reuse-port works with a tcp port (e.g. --port 8000 or tcp:8000:interface=...)")
         self["web-origin"] = _origins(self["web-origin"])
         self["web-proxy"] = _addresses(self["web-proxy"])
         self["max-line"] = _positive_int("max-line", self["max-line"])
@@ -175,6 +205,44 @@ class Options(usage.Options):
             idle_timeout=self["idle-timeout"],
             ping_timeout=self["ping-timeout"],
         )
+
+
+def _tcp_port(description: str) -> dict | None:
+    """A tcp:/tcp6: description's parts (port, interface, backlog), or None for other kinds."""
+    kind, _, rest = description.partition(":")
+    if kind not in ("tcp", "tcp6"):
+        return None
+    port, *options = rest.split(":")
+    if not port.isdigit():
+        return None
+    parts = {"port": int(port), "interface": "::" if kind == "tcp6" else "", "backlog": 50}
+    for option in options:
+        key, _, value = option.partition("=")
+        if key == "interface":
+            parts["interface"] = value
+        elif key == "backlog" and value.isdigit():
+            parts["backlog"] = int(value)
+        else:
+            return None
+    return parts
+
+
+@implementer(IStreamServerEndpoint)
+class SharedPortEndpoint:
+    """
+    A TCP port several processes listen on at once (SO_REUSEPORT): the
+    kernel hands each new connection to one of them.  Twisted's endpoint
+    strings have no option for it; ``tcp.makeBinding`` does.
+    """
+
+    def __init__(self, reactor, port: int, interface: str = "", backlog: int = 50) -> None:
+        self.reactor, self.port, self.interface, self.backlog = reactor, port, interface, backlog
+
+    def listen(self, factory) -> defer.Deferred:
+        from twisted.internet.tcp import makeBinding
+
+        binding = makeBinding(self.interface, self.port, reuseAddress=True, reusePort=True)
+        return defer.execute(self.reactor.listenTCP, binding, factory, self.backlog, self.interface)
 
 
 def _origins(value: str | None) -> frozenset[str]:
@@ -335,6 +403,8 @@ def makeService(config: Options, reactor=None) -> service.MultiService:
     skeleton.preload()  # not on the first NICK, while clients wait
     top = service.MultiService()
     store = None
+    if config["redis"]:
+        return _linked_service(config, reactor)
     if config["store"]:
         try:
             store = SQLiteStore(
@@ -357,7 +427,18 @@ def makeService(config: Options, reactor=None) -> service.MultiService:
         now=reactor.seconds,
     )
     factory = ChatFactory(relay, config.limits(), clock=reactor)
-    ListeningService(endpoints.serverFromString(reactor, config["port"]), factory, config["port"]).setServiceParent(top)
+    _listen(config, reactor, factory, top)
+    return top
+
+
+def _listen(config: Options, reactor, factory: ChatFactory, top: service.MultiService) -> None:
+    """The relay's own port, and the browser client's if asked for."""
+    shared = _tcp_port(config["port"]) if config["reuse-port"] else None
+    if shared is not None:
+        endpoint = SharedPortEndpoint(reactor, **shared)
+    else:
+        endpoint = endpoints.serverFromString(reactor, config["port"])
+    ListeningService(endpoint, factory, config["port"]).setServiceParent(top)
     if config["web"]:
         from chatsvc.webpage import WebSite
 
@@ -366,4 +447,22 @@ def makeService(config: Options, reactor=None) -> service.MultiService:
             endpoints.serverFromString(reactor, config["web"]), site, config["web"],
             web=True,
         ).setServiceParent(top)
+
+
+def _linked_service(config: Options, reactor) -> service.MultiService:
+    """
+    A relay linked to others through Redis (cluster.py, redislink.py):
+    its state is the cluster's, applied from the shared log.
+    """
+    from chatsvc.cluster import Replica, new_relay
+    from chatsvc.redislink import ClusterLink
+
+    top = service.MultiService()
+    relay = new_relay(config["history"], config["max-line"], int(config["large-room"]), config["log-messages"],
+                      config["require-proof"])
+    replica = Replica(secrets.token_hex(4), relay)
+    factory = ChatFactory(relay, config.limits(), clock=reactor)
+    link = ClusterLink(config["redis"], replica, factory.hub, reactor)
+    link.setServiceParent(top)  # first in, last out: the relay says goodbye through it
+    _listen(config, reactor, factory, top)
     return top

@@ -35,3 +35,29 @@ def clients():
     yield make
     for client in made:
         client.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """
+    One real redis-server for the session (with a password, as in
+    production), shared by the linked-relay tests: each cluster of
+    relays gets a database of its own (``redis_db``).
+    """
+    from tests.redis_support import REDIS_SERVER, RedisServer
+
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(tmp_path_factory.mktemp("redis"), password="s3cret pass")
+    server.start()
+    server.next_db = 0
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_db(redis_server):
+    """A URL to an empty database of the session's Redis, password included."""
+    redis_server.next_db += 1
+    assert redis_server.next_db < 16, "more databases than redis-server has by default"
+    return f"redis://:s3cret%20pass@127.0.0.1:{redis_server.port}/{redis_server.next_db}"

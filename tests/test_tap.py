@@ -138,7 +138,7 @@ def test_plugin_folder_layout():
 
 SERVER_MODULES = [
     "grammar", "relay", "fanout", "core", "hub", "streams", "tcpdoor", "webdoor", "webpage", "tap", "netinfo",
-    "ratelimit", "history", "skeleton",
+    "ratelimit", "history", "skeleton", "cluster", "redislink",
 ]
 
 

@@ -174,6 +174,9 @@ class ChatClientProtocol(LineOnlyReceiver):
             msg_id = int(rest[0]) if rest and grammar.is_decimal(rest[0]) else None
             self.handler.message_accepted(_target(arg), msg_id, self._tags.get("cid"))
 
+    def got_NOTICE(self, text: str) -> None:
+        self.handler.relay_notice(text)
+
     def got_ERROR(self, code: str, text: str = "") -> None:
         self.handler.error(code, text, self._tags.get("cid"))
 

@@ -190,6 +190,10 @@ class ChatSession:
     def problem(self, text: str) -> None:
         self.display.show(f"! {text}")
 
+    def relay_notice(self, text: str) -> None:
+        """A NOTICE: the relay telling everyone of its state (a link down, back)."""
+        self.notice(f"relay: {clean(text)}")
+
     def set_current(self, room: str | None) -> None:
         """The room (or, after /query, the person) typed lines go to."""
         self.current = room

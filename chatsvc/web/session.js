@@ -236,6 +236,11 @@ export class ChatSession {
     }
   }
 
+  onNOTICE([text]) {
+    // The relay telling everyone of its state (its link to other relays down, back).
+    this.notice(null, "relay: " + text);
+  }
+
   onHELLO() {
     this.clearTimer(this.helloTimer);
     this.ui.status(this.greeted ? "reconnected; signing in…" : "connected; signing in…");

@@ -1,0 +1,92 @@
+"""
+A real ``redis-server`` for the tests of linked relays: the Debian
+package's binary, started as a subprocess on a free loopback port with no
+persistence (never the system service), once per test session.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    def __init__(self, workdir: Path, password: str | None = None) -> None:
+        self.workdir = workdir
+        self.password = password
+        self.extra = ["--requirepass", password] if password else []
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), *self.extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # until it answers PING
+            try:
+                if self.command("PING") == "PONG":
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("redis-server exited at start")
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not answer")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        """Killed and started again on the same port: empty, as after a crash without persistence."""
+        self.stop()
+        self.start()
+
+    def command(self, *args: str):
+        """One command over a fresh socket (RESP); returns the reply decoded, roughly."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            reader = s.makefile("rb")
+            if self.password:
+                s.sendall(_request("AUTH", self.password))
+                _read_reply(reader)
+            s.sendall(_request(*args))
+            return _read_reply(reader)
+
+
+def _request(*args: str) -> bytes:
+    return (f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)).encode()
+
+
+def _read_reply(reader):
+    line = reader.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:].decode()
+    if kind in (b"+", b"-"):
+        return rest
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        if int(rest) < 0:
+            return None
+        data = reader.read(int(rest) + 2)[:-2]
+        return data.decode()
+    if kind == b"*":
+        return [_read_reply(reader) for _ in range(int(rest))] if int(rest) >= 0 else None
+    raise ValueError(f"unexpected reply {line!r}")

@@ -1,0 +1,251 @@
+"""
+Relays linked through a real redis-server act as one chat: the real
+``twistd -n chat --redis`` processes, clients spread over them, the same
+answers as from one relay; a relay killed with SIGKILL; Redis restarted.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+
+import pytest
+
+from tests.redis_support import REDIS_SERVER, RedisServer
+from tests.support import LineSocket, RelayProcess, without_ids
+
+pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+
+HELLO_RELAY = re.compile(r"^HELLO chatsvc 1 chatsvc relay (\w+), linked")
+
+
+def start_relays(tmp_path, url: str, count: int, *extra: str) -> list[RelayProcess]:
+    relays = []
+    for _ in range(count):
+        relay = RelayProcess(tmp_path, ["--redis", url, *extra])
+        relay.start()
+        relays.append(relay)
+    return relays
+
+
+@pytest.fixture
+def linked(tmp_path, redis_db):
+    """Start relays linked through a database of their own; stop them after."""
+    started: list[RelayProcess] = []
+
+    def start(count: int, *extra: str, url: str | None = None) -> list[RelayProcess]:
+        relays = start_relays(tmp_path, url or redis_db, count, *extra)
+        started.extend(relays)
+        return relays
+
+    yield start
+    for relay in started:
+        relay.stop()
+
+
+def on(relay: RelayProcess, nick: str, *rooms: str) -> LineSocket:
+    client = relay.connect()
+    client.register(nick, *rooms)
+    return client
+
+
+def test_clients_on_three_relays_see_one_chat(linked):
+    r1, r2, r3 = linked(3)
+    alice = on(r1, "alice", "#lobby")
+    bob = on(r2, "bob")
+    bob.send("JOIN #lobby\n")
+    bob.expect("JOIN #lobby bob", "NAMES #lobby alice bob", "ENDNAMES #lobby")
+    alice.expect("JOIN #lobby bob")
+    carol = on(r3, "carol")
+    carol.send("JOIN #lobby\n")
+    carol.expect("JOIN #lobby carol", "NAMES #lobby alice bob carol", "ENDNAMES #lobby")
+    alice.expect("JOIN #lobby carol")
+    bob.expect("JOIN #lobby carol")
+
+    # room message: everyone else gets it once, the sender its OK
+    alice.send("MSG #lobby hello-from-r1\n")
+    alice.expect("OK MSG #lobby")
+    bob.expect("MSG alice #lobby hello-from-r1")
+    carol.expect("MSG alice #lobby hello-from-r1")
+    # a private message to a member of another relay
+    carol.send("MSG alice psst\n")
+    carol.expect("OK MSG alice")
+    alice.expect("MSG carol alice psst")
+    # the same refusals as one relay gives
+    bob.send("MSG nobody hi\n")
+    bob.expect("ERROR no-such-nick nobody is called nobody")
+    bob.send("NICK alice\n")
+    bob.expect("ERROR nick-taken alice is already in use")
+    bob.send("MSG #elsewhere hi\n")
+    bob.expect("ERROR not-in-room you are not in #elsewhere")
+    # ROOMS counts members on every relay
+    carol.send("ROOMS\n")
+    carol.expect("ROOM #lobby 3", "ENDROOMS")
+    # NICK, PART and QUIT reach the other relays' members
+    bob.send("NICK robert\n")
+    bob.expect("OK NICK robert", "NICK bob robert")
+    alice.expect("NICK bob robert")
+    carol.expect("NICK bob robert")
+    carol.send("PART #lobby bye\n")
+    carol.expect("PART #lobby carol bye")
+    alice.expect("PART #lobby carol bye")
+    bob.send("QUIT see you\n")
+    alice.expect("QUIT robert see you")
+    alice.send("NAMES #lobby\n")
+    alice.expect("NAMES #lobby alice", "ENDNAMES #lobby")
+
+
+def test_two_relays_same_nick_at_once_exactly_one_wins(linked):
+    r1, r2 = linked(2)
+    for round in range(15):
+        a, b = r1.connect(), r2.connect()
+        a.readline(), b.readline()  # HELLO
+        nick = f"race{round}"
+        # both lines leave before either answer can come back
+        threads = [threading.Thread(target=c.send, args=(f"NICK {nick}\n",)) for c in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        answers = sorted([without_ids(a.readline()), without_ids(b.readline())])
+        assert answers == [f"ERROR nick-taken {nick} is already in use", f"OK NICK {nick}"], answers
+        a.close(), b.close()
+
+
+def test_ids_increase_per_room_and_each_sender_keeps_its_order(linked):
+    r1, r2, r3 = linked(3)
+    alice, bob, carol = on(r1, "alice", "#ids"), on(r2, "bob", "#ids"), on(r3, "carol", "#ids")
+    count = 60
+    # both send at once, without waiting for answers (pipelined)
+    threads = [
+        threading.Thread(target=who.send, args=("".join(f"MSG #ids {name}-{i}\n" for i in range(count)),))
+        for who, name in ((alice, "alice"), (bob, "bob"))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids, order = [], {"alice": [], "bob": []}
+    while len(ids) < 2 * count:
+        line = carol.readline()
+        if " MSG " not in line:
+            continue
+        tag, _, sender, _, text = line.split(" ", 4)
+        ids.append(int(tag.removeprefix("@id=")))
+        order[sender].append(int(text.split("-")[1]))
+    assert ids == sorted(ids) and len(set(ids)) == len(ids), "ids must strictly increase in the room"
+    assert order == {"alice": list(range(count)), "bob": list(range(count))}
+
+
+def test_history_and_resend_dedup_span_relays(linked):
+    r1, r2, r3 = linked(3)
+    bob = on(r3, "bob", "#h")
+    alice = on(r1, "alice", "#h")
+    bob.expect("JOIN #h alice")
+    alice.send("@cid=abc123 MSG #h kept\n")
+    ok = alice.readline()
+    assert ok.startswith("@cid=abc123 OK MSG #h ")
+    first_id = ok.rsplit(" ", 1)[1]
+    bob.expect("MSG alice #h kept")
+    alice.close()
+    bob.expect("QUIT alice connection lost")
+    # alice's client reconnects, to another relay, and resends (the ack was lost)
+    again = on(r2, "alice", "#h")
+    again.send("@cid=abc123 MSG #h kept\n")
+    assert again.readline() == f"@cid=abc123 OK MSG #h {first_id}"
+    # relayed once only: bob's next line is the marker below, not a copy
+    again.send("MSG #h marker\n")
+    bob.expect("JOIN #h alice", "MSG alice #h marker")
+    # history is the same wherever it is asked for
+    late = on(r3, "late", "#h")
+    late.send("HISTORY #h after 0\n")
+    lines = late.read_until("ENDHISTORY")
+    texts = [line.rsplit(" ", 1)[1] for line in lines if " MSG " in line]
+    assert texts == ["kept", "marker"], lines
+
+
+def test_limits_hold_for_the_cluster_as_a_whole(linked):
+    r1, r2 = linked(2, "--max-per-ip", "3")
+    held = [on(r1, "m1"), on(r1, "m2"), on(r2, "m3")]
+    refused = r2.connect()
+    line = refused.readline()
+    assert line == "ERROR too-many-connections at most 3 connections per address", line
+    assert refused.at_eof()
+    for client in held:
+        client.close()
+
+
+def test_members_of_a_killed_relay_leave_everywhere(linked):
+    r1, r2 = linked(2)
+    erin = on(r1, "erin", "#k")
+    dave = on(r2, "dave", "#k")
+    erin.expect("JOIN #k dave")
+    r2.stop(signal.SIGKILL)
+    # within the heartbeat's expiry (5 s) and one check (1 s), plus slack
+    line = without_ids(erin.readline(timeout=15))
+    assert line == "QUIT dave connection lost"
+    erin.send("NAMES #k\n")
+    erin.expect("NAMES #k erin", "ENDNAMES #k")
+    # and the nick is free again
+    back = on(r1, "dave")
+    back.close()
+    del dave
+
+
+def test_relays_sharing_one_port_spread_clients(linked, tmp_path, redis_db):
+    (first,) = linked(1, "--reuse-port")
+    second = RelayProcess(tmp_path, ["--redis", redis_db, "--reuse-port"])
+    second.start(port=first.port)  # the same port: SO_REUSEPORT
+    try:
+        seen: dict[str, LineSocket] = {}
+        for _ in range(64):  # the kernel spreads connections over both
+            client = first.connect()
+            seen.setdefault(HELLO_RELAY.match(client.readline()).group(1), client)
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2, "every connection went to one relay"
+        a, b = seen.values()
+        a.send("NICK left\nJOIN #port\n")
+        a.read_until("ENDNAMES #port")
+        b.send("NICK right\nJOIN #port\n")
+        b.read_until("ENDNAMES #port")
+        a.expect("JOIN #port right")
+        b.send("MSG #port across\n")
+        a.expect("MSG right #port across")
+    finally:
+        second.stop()
+
+
+def test_redis_restart_relays_keep_their_clients_and_resync(tmp_path):
+    redis = RedisServer(tmp_path)
+    redis.start()
+    relays = start_relays(tmp_path, redis.url, 2)
+    try:
+        a, b = relays
+        alice = on(a, "alice", "#r")
+        bob = on(b, "bob", "#r")
+        alice.expect("JOIN #r bob")
+        redis.stop()
+        alice.expect("NOTICE the link to the other relays is down: what you send waits until it is back")
+        bob.expect("NOTICE the link to the other relays is down: what you send waits until it is back")
+        # still served from the relay's own copy
+        alice.send("NAMES #r\n")
+        alice.expect("NAMES #r alice bob", "ENDNAMES #r")
+        # a message sent meanwhile waits, and arrives once Redis is back
+        alice.send("@cid=w1 MSG #r written-while-down\n")
+        redis.start()  # empty: it kept nothing
+        alice.expect("NOTICE the link to the other relays is back")
+        line = alice.readline()
+        assert line.startswith("@cid=w1 OK MSG #r "), line
+        bob.expect("NOTICE the link to the other relays is back")
+        bob.expect("MSG alice #r written-while-down")
+        # and the chat goes on as before
+        carol = on(b, "carol", "#r")
+        alice.expect("JOIN #r carol")
+        carol.send("MSG #r after\n")
+        alice.expect("MSG carol #r after")
+    finally:
+        for relay in relays:
+            relay.stop()
+        redis.stop()
