@@ -392,6 +392,10 @@ class Connection:
         cluster = self.hub.cluster
         if cluster is not None and self._hold(text, line, cluster):
             return
+        if line.command != "STREAM" and getattr(self.door, "stream_only", False):
+            # a relay's link port (streamlink.py): stream ends only
+            self.close("stream-invalid", "this port takes stream ends from other relays only; closing", "not a stream")
+            return
         if self.member.nick is None and line.command not in _UNREGISTERED_OK:
             raise ProtocolError("not-registered", f"{line.command} needs a nick first: send NICK <nick>")
         if cluster is not None and line.command in cluster.replicated:

@@ -156,7 +156,7 @@ class ClusterLink(service.Service):
 
     log = Logger()
 
-    def __init__(self, url: str, replica: Replica, hub, clock, link_address: str = "",
+    def __init__(self, url: str, replica: Replica, hub, clock, link_service=None, link_host: str | None = None,
                  connect=_connect) -> None:
         self.url_args = parse_url(url)
         self.shown_url = f"{'rediss' if self.url_args['tls'] else 'redis'}://{self.url_args['host']}:{self.url_args['port']}"
@@ -166,7 +166,8 @@ class ClusterLink(service.Service):
         self.hub = hub
         hub.cluster = self
         self.clock = clock
-        self.link_address = link_address  # where other relays reach our stream ends
+        self.link_service = link_service  # where other relays bring us stream ends (streamlink.py)
+        self.link_host = link_host
         self._connect = connect
         self.replicated = REPLICATED
         self.synced = False  # the replica holds the cluster's state (once, at start)
@@ -397,13 +398,31 @@ class ClusterLink(service.Service):
         if not self.up:
             return
         ttl = str(int(RELAY_TTL * 1000))
-        self.writer.execute_command("SET", ALIVE + self.relay_id, self.link_address or "-", "PX", ttl).addErrback(
+        self.writer.execute_command("SET", ALIVE + self.relay_id, self.link_address(), "PX", ttl).addErrback(
             lambda f: None)
         others = sorted(self.replica.relays() - {self.relay_id})
         if not others or self.clock.seconds() - self._up_since < RELAY_TTL:
             return  # just (re)connected: the others may not have renewed theirs yet
         self.writer.execute_command("MGET", *[ALIVE + r for r in others]).addCallbacks(
             lambda values: self._check_alive(others, values), lambda f: None)
+
+    def link_address(self) -> str:
+        """host:port of our link port, as the other relays reach it ('-': none)."""
+        port = getattr(self.link_service, "port", None)
+        if port is None:
+            return "-"
+        bound = port.getHost()
+        host = self.link_host or bound.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"[{host}]:{bound.port}" if ":" in host else f"{host}:{bound.port}"
+
+    def address_of(self, relay_id: str) -> defer.Deferred:
+        """Where another relay's link port is (from its heartbeat)."""
+        known = self._relay_addresses.get(relay_id)
+        if known is not None:
+            return defer.succeed(known)
+        return self.writer.execute_command("GET", ALIVE + relay_id)
 
     def _check_alive(self, others: list[str], values: list) -> None:
         now = self.clock.seconds()

@@ -47,24 +47,33 @@ class StreamPairing:
         self.used: dict[str, None] = {}  # tokens that paired (oldest first)
         self.per_origin: Counter[str] = Counter()
 
-    def offer(self, conn: "Connection", token: str, role: str) -> str | None:
-        """
-        A connection asks to be one end of a stream.  Returns None (it waits
-        or is spliced now) or an error code and text, ``code text``.
-        """
+    def check(self, conn: "Connection", token: str, role: str, counted: bool = True) -> str | None:
+        """Why a connection cannot be a stream end (``code text``), or None if it can."""
         if role not in ROLES or not grammar.is_valid_stream_token(token):
             return "stream-invalid STREAM <token> send|recv, the token 22-64 base64url characters"
         if token in self.used:
             return "stream-used that stream token was used already"
-        origin = conn.origin
+        origin = conn.origin if counted else None
         if origin and self.per_origin[origin] >= MAX_STREAMS_PER_ORIGIN:
             return f"too-many-streams at most {MAX_STREAMS_PER_ORIGIN} streams at once per address"
         partner = self.waiting.get(token)
         if partner is not None and partner[0] == role:
             return f"stream-taken a {role} end for that token is waiting already"
-        if origin:
-            self.per_origin[origin] += 1
-        conn.stream_origin = origin
+        return None
+
+    def offer(self, conn: "Connection", token: str, role: str, counted: bool = True) -> str | None:
+        """
+        A connection asks to be one end of a stream.  Returns None (it waits
+        or is spliced now) or an error code and text, ``code text``.
+        ``counted``: against its address's limit (not for an end another
+        linked relay brings: that relay counted its client).
+        """
+        refusal = self.check(conn, token, role, counted)
+        if refusal is not None:
+            return refusal
+        if counted:
+            self.count(conn)
+        partner = self.waiting.get(token)
         if partner is None:
             timer = self.clock.callLater(PAIR_TIMEOUT, self._expire, token)
             self.waiting[token] = (role, conn, timer)
@@ -80,6 +89,13 @@ class StreamPairing:
         self.log.info("stream from {a} to {b} paired", a=sender.door.peer, b=receiver.door.peer)
         conn.door.splice(other.door)
         return None
+
+    def count(self, conn: "Connection") -> None:
+        """A stream end counts against its address's limit until it ends."""
+        origin = conn.origin
+        if origin:
+            self.per_origin[origin] += 1
+        conn.stream_origin = origin
 
     def _expire(self, token: str) -> None:
         entry = self.waiting.pop(token, None)

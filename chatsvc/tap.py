@@ -294,7 +294,9 @@ class ListeningService(service.Service):
 
     log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory, description: str, web: bool = False) -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, factory, description: str, web: bool = False,
+                 what: str | None = None) -> None:
+        self.what = what or ("chatsvc web client" if web else "chatsvc relay")
         self.endpoint = endpoint
         self.factory = factory
         self.description = description
@@ -325,14 +327,14 @@ class ListeningService(service.Service):
         address = getattr(host, "host", None)
         self.log.info(
             "{what} listening on {description} ({address})",
-            what="chatsvc web client" if self.web else "chatsvc relay",
+            what=self.what,
             description=self.description,
             address=f"{address} port {host.port}" if address is not None else host,
         )
         everywhere = address in ("0.0.0.0", "::", "")
         if self.web:
             self._web_hint(host.port, everywhere)
-        elif everywhere:
+        elif everywhere and self.what == "chatsvc relay":
             shown = netinfo.local_addresses()
             self.log.info(
                 "clients can connect to {addresses} port {port}",
@@ -360,7 +362,7 @@ class ListeningService(service.Service):
         # for the returned Deferred before the process exits.
         stopped = defer.maybeDeferred(self.port.stopListening) if self.port else defer.succeed(None)
         self.port = None
-        if self.web:
+        if self.web or self.what != "chatsvc relay":
             return stopped
         return stopped.addCallback(lambda _: self.factory.close_all())
 
@@ -456,13 +458,20 @@ def _linked_service(config: Options, reactor) -> service.MultiService:
     """
     from chatsvc.cluster import Replica, new_relay
     from chatsvc.redislink import ClusterLink
+    from chatsvc.streamlink import LinkedStreams, LinkFactory
 
     top = service.MultiService()
     relay = new_relay(config["history"], config["max-line"], int(config["large-room"]), config["log-messages"],
                       config["require-proof"])
     replica = Replica(secrets.token_hex(4), relay)
     factory = ChatFactory(relay, config.limits(), clock=reactor)
-    link = ClusterLink(config["redis"], replica, factory.hub, reactor)
+    hub = factory.hub
+    link_port = ListeningService(
+        endpoints.serverFromString(reactor, config["link"]), LinkFactory(hub), config["link"], what="relay link"
+    )
+    link = ClusterLink(config["redis"], replica, hub, reactor, link_port, config["link-host"])
+    hub.streams = LinkedStreams(hub.streams, link, reactor)
     link.setServiceParent(top)  # first in, last out: the relay says goodbye through it
+    link_port.setServiceParent(top)
     _listen(config, reactor, factory, top)
     return top

@@ -109,7 +109,7 @@ def registered(factory: ChatFactory, nick: str, *rooms: str) -> FakeClient:
 class RelayProcess:
     """``twistd -n chat`` on 127.0.0.1 with an ephemeral port."""
 
-    LISTENING = re.compile(r"listening on .* \(127\.0\.0\.1 port (\d+)\)")
+    LISTENING = re.compile(r"chatsvc relay listening on .* \(127\.0\.0\.1 port (\d+)\)")
     WEB_LISTENING = re.compile(r"web client listening on .* \((?:127\.0\.0\.1|0\.0\.0\.0|::) port (\d+)\)")
 
     def __init__(self, workdir: Path, extra_args=(), listen: str = "tcp:{port}:interface=127.0.0.1") -> None:

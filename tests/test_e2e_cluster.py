@@ -249,3 +249,29 @@ def test_redis_restart_relays_keep_their_clients_and_resync(tmp_path):
         for relay in relays:
             relay.stop()
         redis.stop()
+
+
+def test_a_file_between_clients_on_different_relays_goes_relay_to_relay(linked, clients, tmp_path):
+    from tests.test_e2e_files import _send_a_file_and_check
+
+    r1, r2 = linked(2)
+    inbox = tmp_path / "bob-downloads"
+    bob = clients(r2.port, "bob", "--downloads", str(inbox))
+    _send_a_file_and_check(r1, bob, clients, tmp_path, inbox)  # alice on r1
+    # The relay of the end that came second spliced its client with the
+    # other relay's link port: the bytes went relay to relay, not through Redis.
+    logs = r1.log() + r2.log()
+    assert re.search(r"stream from link 127\.0\.0\.1:\d+ ended", logs), logs
+    assert re.search(r"stream from \S+ ended: 31459\d\d bytes", logs), logs
+
+
+def test_the_link_port_takes_stream_ends_only(linked):
+    (r1,) = linked(1)
+    port = int(re.search(r"relay link listening on .* port (\d+)\)", r1.log()).group(1))
+    import socket
+
+    link = LineSocket(socket.create_connection(("127.0.0.1", port), timeout=10))
+    link.readline()  # HELLO
+    link.send("NICK sneaky\n")
+    assert link.readline() == "ERROR stream-invalid this port takes stream ends from other relays only; closing"
+    assert link.at_eof()
