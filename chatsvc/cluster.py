@@ -99,6 +99,9 @@ class Replica:
         """Apply one log entry (a bad one is logged and skipped: never raises)."""
         try:
             relay_id, conn, seq, time_ms, op, *args = json.loads(raw)
+            if not (isinstance(relay_id, str) and isinstance(conn, int) and isinstance(seq, int)
+                    and isinstance(time_ms, int) and isinstance(op, str)):
+                raise ValueError("fields of the wrong types")
         except (ValueError, TypeError):
             self.log.error("skipping a malformed cluster log entry: {entry!r}", entry=raw[:200])
             return

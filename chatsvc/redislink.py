@@ -60,8 +60,10 @@ SNAPSHOT_EVERY = 20_000
 #: for it; past that, commands that change the chat are refused.
 MAX_QUEUED = 10_000
 MAX_QUEUED_BYTES = 16 * 1024 * 1024
-#: A relay that lost Redis tries again this often (seconds).
+#: A relay that lost Redis tries again this often (seconds) ...
 RETRY_DELAY = 0.5
+#: ... and gives up waiting for an answer after this long.
+ASK_TIMEOUT = 5.0
 
 # Appends one entry, numbered right after the last: ids 1-0, 2-0, ...
 _APPEND = """
@@ -119,13 +121,14 @@ def parse_url(url: str) -> dict:
     return args
 
 
-def _connect(args: dict):
+def _connect(args: dict, ca: bytes | None = None):
     import txredisapi
     from twisted.internet import ssl
 
     tls = None
     if args["tls"]:
-        tls = ssl.optionsForClientTLS(args["host"], trustRoot=ssl.platformTrust())
+        trust = ssl.Certificate.loadPEM(ca) if ca else ssl.platformTrust()
+        tls = ssl.optionsForClientTLS(args["host"], trustRoot=trust)
     return txredisapi.lazyConnection(
         host=args["host"], port=args["port"], dbid=args["dbid"], password=args["password"],
         username=args["username"], ssl_context_factory=tls or False,
@@ -157,8 +160,9 @@ class ClusterLink(service.Service):
     log = Logger()
 
     def __init__(self, url: str, replica: Replica, hub, clock, link_service=None, link_host: str | None = None,
-                 connect=_connect) -> None:
+                 ca: bytes | None = None, connect=_connect) -> None:
         self.url_args = parse_url(url)
+        self.ca = ca
         self.shown_url = f"{'rediss' if self.url_args['tls'] else 'redis'}://{self.url_args['host']}:{self.url_args['port']}"
         self.replica = replica
         self.relay_id = replica.relay_id
@@ -183,6 +187,7 @@ class ClusterLink(service.Service):
         self._up_since = 0.0
         self._declared: dict[str, float] = {}  # relays we said are gone, and when
         self._relay_addresses: dict[str, str] = {}
+        self._last_error = ""
         self.running = False
         self.writer = self.reader = None
         self._loop_done: defer.Deferred | None = None
@@ -274,8 +279,8 @@ class ClusterLink(service.Service):
     def startService(self) -> None:
         super().startService()
         self.running = True
-        self.writer = self._connect(self.url_args)
-        self.reader = self._connect(self.url_args)
+        self.writer = self._connect(self.url_args, self.ca)
+        self.reader = self._connect(self.url_args, self.ca)
         for handler in (self.writer, self.reader):
             _shorten_backoff(handler)
         self.log.info("relay {relay} linking to the other relays through {url}", relay=self.relay_id, url=self.shown_url)
@@ -289,17 +294,50 @@ class ClusterLink(service.Service):
             try:
                 if not self.up:
                     await self._sync()
-                reply = await self.reader.execute_command(
-                    "XREAD", "COUNT", str(READ_BATCH), "BLOCK", str(READ_BLOCK_MS), "STREAMS", LOG, self.position
+                reply = await self._ask(
+                    self.reader, "XREAD", "COUNT", str(READ_BATCH), "BLOCK", str(READ_BLOCK_MS), "STREAMS", LOG,
+                    self.position,
                 )
             except Exception as e:
                 if not self.running:
                     return
-                self._down(str(e) or e.__class__.__name__)
+                why = str(e) or e.__class__.__name__
+                if self.up:
+                    self._down(why)
+                elif why != self._last_error:
+                    self.log.error("relay {relay} cannot use Redis at {url}: {why}; trying again",
+                                   relay=self.relay_id, url=self.shown_url, why=why)
+                self._last_error = why
+                self._revive()
                 await task.deferLater(self.clock, RETRY_DELAY, lambda: None)
                 continue
             if reply:
                 self._apply(reply[0][1])
+
+    def _ask(self, handler, *command) -> defer.Deferred:
+        """
+        A command whose answer the link waits for.  txredisapi waits for a
+        connection without end while Redis is unreachable (or refused our
+        password): after ASK_TIMEOUT the link says so and tries afresh.  A
+        read given up is harmless: the next one asks again from the same
+        position.
+        """
+        return handler.execute_command(*command).addTimeout(ASK_TIMEOUT, self.clock)
+
+    def _revive(self) -> None:
+        """
+        txredisapi gives up on a connection whose AUTH or SELECT failed (a
+        wrong password, a database that does not exist); make new ones, so
+        that fixing Redis's side is enough.
+        """
+        for name in ("writer", "reader"):
+            handler = getattr(self, name)
+            if handler._factory.stopped and not handler._factory.size:
+                self.log.error("Redis refused this relay's login or database (see above): check the --redis URL")
+                handler._factory.disconnect()
+                fresh = self._connect(self.url_args, self.ca)
+                _shorten_backoff(fresh)
+                setattr(self, name, fresh)
 
     def _apply(self, entries) -> None:
         replica = self.replica
@@ -325,7 +363,7 @@ class ClusterLink(service.Service):
         """Catch up with the cluster: continue the log, or load a snapshot, or start the log."""
         w = self.writer
         while True:
-            epoch = await w.execute_command("GET", EPOCH)
+            epoch = await self._ask(w, "GET", EPOCH)
             if epoch is None:
                 # A new cluster, or Redis lost its data: start the log from
                 # what this relay knows, unless another relay just did.
@@ -340,7 +378,8 @@ class ClusterLink(service.Service):
                 history.issued_max = max(history.issued_max, history.floor)
                 mine = secrets.token_hex(8)
                 snapshot = self.replica.snapshot()
-                if await w.eval(_SEED, [EPOCH, SNAPSHOT, LOG, SEQ, SNAPSHOT_AT], [mine, snapshot]):
+                seeded = w.eval(_SEED, [EPOCH, SNAPSHOT, LOG, SEQ, SNAPSHOT_AT], [mine, snapshot])
+                if await seeded.addTimeout(ASK_TIMEOUT, self.clock):
                     self.log.info("relay {relay} started the cluster log (epoch {epoch})", relay=self.relay_id, epoch=mine)
                     self.epoch, self.position = mine, "0-0"
                     self._synced()
@@ -349,9 +388,9 @@ class ClusterLink(service.Service):
             if epoch == self.epoch:
                 self._synced()  # Redis kept its data: go on from where we were
                 return
-            at = await w.execute_command("GET", SNAPSHOT_AT)
-            snapshot = await w.execute_command("GET", SNAPSHOT)
-            if at is None or snapshot is None or epoch != await w.execute_command("GET", EPOCH):
+            at = await self._ask(w, "GET", SNAPSHOT_AT)
+            snapshot = await self._ask(w, "GET", SNAPSHOT)
+            if at is None or snapshot is None or epoch != await self._ask(w, "GET", EPOCH):
                 continue  # changing under us: read again
             stale = self.replica.restore(snapshot)
             for conn in stale:
@@ -364,6 +403,7 @@ class ClusterLink(service.Service):
             return
 
     def _synced(self) -> None:
+        self._last_error = ""
         was_down = self.synced
         self.synced = self.up = True
         self._up_since = self.clock.seconds()

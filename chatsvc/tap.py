@@ -109,7 +109,11 @@ class Options(usage.Options):
          "browser's address is taken from X-Forwarded-For, so per-address limits hold per person."],
         ["redis", None, None,
          "Link this relay to others through Redis, so they act as one chat: redis://[[user]:password@]HOST[:PORT][/DB] "
-         "or rediss:// for TLS.  Without it the relay runs on its own (README, Running at scale)."],
+         "or rediss:// for TLS; env:NAME reads it from that environment variable (keeps a password out of ps).  "
+         "Without it the relay runs on its own (README, Running at scale)."],
+        ["redis-ca", None, None,
+         "With a rediss:// URL: a PEM file of the certificate authority Redis's certificate must chain to "
+         "(default: the system's)."],
         ["link", None, "tcp:0:interface=127.0.0.1",
          "With --redis: where the other relays reach this one's end of a file stream (an endpoint on the "
          "private network; port 0 picks a free one)."],
@@ -163,6 +167,19 @@ class Options(usage.Options):
                 endpoints.serverFromString(_ParseOnlyReactor(), self["web"])
             except Exception as e:
                 raise usage.UsageError(f"bad --web {self['web']!r}: {e}")
+        if self["redis"] and self["redis"].startswith("env:"):
+            import os
+
+            name = self["redis"][4:]
+            if not os.environ.get(name):
+                raise usage.UsageError(f"--redis {self['redis']}: the environment variable {name} is not set")
+            self["redis"] = os.environ[name]
+        if self["redis-ca"]:
+            try:
+                with open(self["redis-ca"], "rb") as f:
+                    self["redis-ca"] = f.read()
+            except OSError as e:
+                raise usage.UsageError(f"--redis-ca: cannot read {self['redis-ca']}: {e.strerror}")
         if self["redis"]:
             from chatsvc.redislink import parse_url
 
@@ -469,7 +486,7 @@ def _linked_service(config: Options, reactor) -> service.MultiService:
     link_port = ListeningService(
         endpoints.serverFromString(reactor, config["link"]), LinkFactory(hub), config["link"], what="relay link"
     )
-    link = ClusterLink(config["redis"], replica, hub, reactor, link_port, config["link-host"])
+    link = ClusterLink(config["redis"], replica, hub, reactor, link_port, config["link-host"], ca=config["redis-ca"])
     hub.streams = LinkedStreams(hub.streams, link, reactor)
     link.setServiceParent(top)  # first in, last out: the relay says goodbye through it
     link_port.setServiceParent(top)

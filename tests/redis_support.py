@@ -22,9 +22,11 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, password: str | None = None) -> None:
+    def __init__(self, workdir: Path, password: str | None = None, tls: tuple[Path, Path, Path] | None = None) -> None:
+        """``tls``: (key, certificate, CA) -- then it speaks TLS only."""
         self.workdir = workdir
         self.password = password
+        self.tls = tls
         self.extra = ["--requirepass", password] if password else []
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -34,8 +36,13 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
+        ports = ["--port", str(self.port)]
+        if self.tls:
+            key, cert, ca = self.tls
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-key-file", str(key), "--tls-cert-file",
+                     str(cert), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [REDIS_SERVER, *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -63,6 +70,10 @@ class RedisServer:
     def command(self, *args: str):
         """One command over a fresh socket (RESP); returns the reply decoded, roughly."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            if self.tls:
+                import ssl
+
+                s = ssl.create_default_context(cafile=str(self.tls[2])).wrap_socket(s, server_hostname="localhost")
             reader = s.makefile("rb")
             if self.password:
                 s.sendall(_request("AUTH", self.password))

@@ -275,3 +275,36 @@ def test_the_link_port_takes_stream_ends_only(linked):
     link.send("NICK sneaky\n")
     assert link.readline() == "ERROR stream-invalid this port takes stream ends from other relays only; closing"
     assert link.at_eof()
+
+
+def test_rediss_with_a_password_links_relays_and_a_wrong_password_says_so(tmp_path):
+    from tests.certs import make_ca, make_server_cert
+
+    ca = make_ca(tmp_path)
+    key, cert = make_server_cert(tmp_path, ca)
+    redis = RedisServer(tmp_path, password="pw", tls=(key, cert, ca[2]))
+    redis.start()
+    url = f"rediss://:pw@localhost:{redis.port}/0"
+    relays = start_relays(tmp_path, url, 2, "--redis-ca", str(ca[2]))
+    wrong = RelayProcess(tmp_path, ["--redis", f"rediss://:nope@localhost:{redis.port}/0", "--redis-ca", str(ca[2])])
+    try:
+        a, b = relays
+        alice, bob = on(a, "alice", "#tls"), on(b, "bob", "#tls")
+        alice.expect("JOIN #tls bob")
+        bob.send("MSG #tls over-tls\n")
+        alice.expect("MSG bob #tls over-tls")
+        wrong.start()
+        wait_for_log(wrong, "Redis refused this relay's login or database (see above): check the --redis URL")
+    finally:
+        for relay in relays + [wrong]:
+            relay.stop()
+        redis.stop()
+
+
+def wait_for_log(relay: RelayProcess, text: str, timeout: float = 15.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while text not in relay.log():  # a subprocess's log file: polled, it has no event to wait on
+        assert time.monotonic() < deadline, relay.log()
+        time.sleep(0.1)

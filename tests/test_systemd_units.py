@@ -12,7 +12,7 @@ import pytest
 
 from tests.support import REPO
 
-UNITS = ["chatsvc.service", "chatsvc.socket", "chatsvc-activated.service"]
+UNITS = ["chatsvc.service", "chatsvc.socket", "chatsvc-activated.service", "chatsvc@.service"]
 
 
 def _unit(name: str) -> configparser.ConfigParser:
@@ -22,7 +22,7 @@ def _unit(name: str) -> configparser.ConfigParser:
     return parser
 
 
-@pytest.mark.parametrize("name", ["chatsvc.service", "chatsvc-activated.service"])
+@pytest.mark.parametrize("name", ["chatsvc.service", "chatsvc-activated.service", "chatsvc@.service"])
 def test_service_runs_twistd_in_foreground_without_pidfile(name):
     service = _unit(name)["Service"]
     cmd = service["ExecStart"].split()
@@ -32,6 +32,13 @@ def test_service_runs_twistd_in_foreground_without_pidfile(name):
     for key in ("DynamicUser", "NoNewPrivileges"):
         assert service[key] == "yes"
     assert service["ProtectSystem"] == "strict"
+
+
+def test_the_template_runs_linked_relays_sharing_one_port():
+    service = _unit("chatsvc@.service")["Service"]
+    cmd = service["ExecStart"].split()
+    assert "--reuse-port" in cmd and cmd[cmd.index("--redis") + 1] == "env:CHATSVC_REDIS"
+    assert service["EnvironmentFile"] == "/etc/chatsvc/redis.env"
 
 
 def test_activated_service_uses_the_systemd_endpoint():
