@@ -146,8 +146,9 @@ class Generator:
 
         async def one(index: int) -> Client:
             async with limit:
+                ports = self.spec["ports"]  # several: linked relays, dealt round-robin
                 _, client = await loop.create_connection(
-                    lambda: Client(self, index), self.spec["host"], self.spec["port"]
+                    lambda: Client(self, index), self.spec["host"], ports[index % len(ports)]
                 )
                 await asyncio.wait_for(client.registered, 60)
                 return client

@@ -18,6 +18,14 @@ Workloads:
   latency under a normal load;
 - crowd: 10,000 clients join one room, then one message goes to all --
   join time and server memory per connection.
+
+Linked relays (``--targets chatsvc,linked1,linked2,linked2-spread``): the
+same workloads against relays linked through a redis-server started for
+the run -- one linked relay (the price of the shared log), two relays
+sharing one port (SO_REUSEPORT: the kernel spreads the generators'
+connections), and two relays on ports of their own with the generators'
+connections dealt round-robin.  Server CPU and RSS then add up every relay
+and Redis.
 """
 
 from __future__ import annotations
@@ -71,20 +79,23 @@ def rss_kib(pid: int) -> int:
 class Server:
     """A server under test in a subprocess; knows its port once started."""
 
-    def __init__(self, target: str, python: str, logdir: Path, twistd_args: list[str] = ()) -> None:
+    def __init__(
+        self, target: str, python: str, logdir: Path, twistd_args: list[str] = (), port: int = 0,
+        extra: list[str] = (), label: str = "",
+    ) -> None:
         self.target = target
-        self.log_path = logdir / f"{target}-server.log"
+        self.log_path = logdir / f"{target}{label}-server.log"
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
         if target == "chatsvc":
             cmd = [
                 python, "-c", "from twisted.scripts.twistd import run; run()",
-                "-n", "--pidfile=", *twistd_args, "chat", "--port", "tcp:0:interface=127.0.0.1",
+                "-n", "--pidfile=", *twistd_args, "chat", "--port", f"tcp:{port}:interface=127.0.0.1", *extra,
                 # the documented switches for benchmarks: no flood limit
                 # (senders go flat out) and no connection caps (all
                 # clients come from 127.0.0.1, 10,000 of them)
                 "--flood-burst", "0", "--flood-rate", "0", "--max-clients", "0", "--max-per-ip", "0",
             ]
-            pattern = re.compile(r"\(127\.0\.0\.1 port (\d+)\)")
+            pattern = re.compile(r"chatsvc relay listening on .*\(127\.0\.0\.1 port (\d+)\)")
         elif target == "bare":
             cmd = [python, str(HERE / "bare_relay.py"), "0"]
             pattern = re.compile(r"listening on (\d+)")
@@ -132,10 +143,88 @@ class Server:
         self.log.close()
 
 
+class RedisProcess:
+    """A redis-server for linked relays, on a free port, nothing saved."""
+
+    def __init__(self, logdir: Path) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(logdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def rss_kib(self) -> int:
+        return rss_kib(self.proc.pid)
+
+    def cpu_s(self) -> float:
+        return Server.cpu_s(self)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Deployment:
+    """What one target runs: one server, or linked relays and their Redis."""
+
+    def __init__(self, target: str, python: str, logdir: Path, twistd_args: list[str]) -> None:
+        self.parts: list = []
+        if not target.startswith("linked"):
+            server = Server(target, python, logdir, twistd_args)
+            self.parts, self.ports = [server], [server.port]
+            return
+        try:
+            redis = RedisProcess(logdir)
+            self.parts.append(redis)
+            link = ["--redis", f"redis://127.0.0.1:{redis.port}"]
+            count = int(target[len("linked")])
+            shared = not target.endswith("-spread") and count > 1
+            if shared:
+                link.append("--reuse-port")
+            first = Server("chatsvc", python, logdir, twistd_args, extra=link, label=f"-{target}-1")
+            self.parts.append(first)
+            for i in range(2, count + 1):
+                port = first.port if shared else 0
+                self.parts.append(Server("chatsvc", python, logdir, twistd_args, port, link, f"-{target}-{i}"))
+            relays = [p for p in self.parts if isinstance(p, Server)]
+            self.ports = [first.port] if shared else [r.port for r in relays]
+        except BaseException:
+            self.stop()
+            raise
+
+    def rss_kib(self) -> int:
+        return sum(p.rss_kib() for p in self.parts)
+
+    def cpu_s(self) -> float:
+        return sum(p.cpu_s() for p in self.parts)
+
+    def wait_for_threads(self, count: int) -> None:
+        self.parts[0].wait_for_threads(count)
+
+    def stop(self) -> None:
+        for part in reversed(self.parts):
+            part.stop()
+
+
 def run_workload(
     target: str, w: Workload, workers: int, python: str, logdir: Path, twistd_args: list[str] = ()
 ) -> dict:
-    server = Server(target, python, logdir, twistd_args)
+    server = Deployment(target, python, logdir, twistd_args)
     try:
         idle_rss = server.rss_kib()
         indices = list(range(w.clients))
@@ -147,9 +236,9 @@ def run_workload(
         for k in range(workers):
             mine = indices[k::workers]
             spec = {
-                "mode": target,
+                "mode": "chatsvc" if target.startswith("linked") else target,
                 "host": "127.0.0.1",
-                "port": server.port,
+                "ports": server.ports,
                 "clients": mine,
                 "senders": [i for i in senders if i in set(mine)],
                 "total_senders": w.senders,
@@ -248,6 +337,13 @@ def compare(rows: list[dict]) -> str:
     by = {(r["workload"], r["target"]): r for r in rows if "error" not in r}
     out = []
     for (workload, target), row in by.items():
+        alone = by.get((workload, "chatsvc"))
+        if target.startswith("linked") and alone is not None and alone["deliveries_per_s"]:
+            out.append(
+                f"{workload}: {target} / one relay alone = "
+                f"{row['deliveries_per_s'] / alone['deliveries_per_s']:.2f}x deliveries/s, "
+                f"connect+join {row['join_s']:.2f} s vs {alone['join_s']:.2f} s"
+            )
         bare = by.get((workload, "bare"))
         if target == "chatsvc" and bare is not None and bare["deliveries_per_s"]:
             out.append(
@@ -262,7 +358,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--workloads", default="fanout,chatty,crowd")
     parser.add_argument(
         "--targets", default="chatsvc,bare,baseline",
-        help="chatsvc; bare (a bare Twisted line relay: the floor); baseline (the original threaded design)",
+        help="chatsvc; bare (a bare Twisted line relay: the floor); baseline (the original threaded design); "
+        "linked1, linked2 (sharing one port), linked2-spread (a port each): relays linked through Redis",
     )
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--server-python", default=sys.executable, help="interpreter for the servers (e.g. pypy3)")

@@ -38,6 +38,20 @@ def test_smoke_run_counts_every_delivery(tmp_path):
     assert "| fanout | chatsvc | 12 |" in table
 
 
+def test_smoke_run_against_linked_relays(tmp_path):
+    import shutil
+
+    import pytest
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    rows, table = smoke(tmp_path, "linked2,linked2-spread", "fanout")
+    for target in ("linked2", "linked2-spread"):
+        row = rows[target, "fanout"]
+        assert row["expected"] == 9 * 60 + 3 * 40
+        assert row["deliveries"] == row["expected"] and row["out_of_order"] == 0 and row["garbled"] == 0
+
+
 def test_baseline_relay_runs(tmp_path):
     rows, _ = smoke(tmp_path, "baseline", "fanout")
     row = rows["baseline", "fanout"]
