@@ -29,6 +29,7 @@ Clients are told with a NOTICE when the link goes down and comes back.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections import deque
 from urllib.parse import unquote, urlsplit
@@ -60,15 +61,20 @@ SNAPSHOT_EVERY = 20_000
 #: for it; past that, commands that change the chat are refused.
 MAX_QUEUED = 10_000
 MAX_QUEUED_BYTES = 16 * 1024 * 1024
+#: Entries appended with one call at most (all those of one reactor turn).
+APPEND_BATCH = 500
 #: A relay that lost Redis tries again this often (seconds) ...
 RETRY_DELAY = 0.5
 #: ... and gives up waiting for an answer after this long.
 ASK_TIMEOUT = 5.0
 
-# Appends one entry, numbered right after the last: ids 1-0, 2-0, ...
+# Appends entries, each numbered right after the last: ids 1-0, 2-0, ...
 _APPEND = """
-local n = redis.call('INCR', KEYS[2])
-return redis.call('XADD', KEYS[1], n .. '-0', 'e', ARGV[1])
+for _, entry in ipairs(ARGV) do
+  local n = redis.call('INCR', KEYS[2])
+  redis.call('XADD', KEYS[1], n .. '-0', 'e', entry)
+end
+return #ARGV
 """
 
 # Starts a new log from this relay's state, unless someone already has.
@@ -192,6 +198,8 @@ class ClusterLink(service.Service):
         self.writer = self.reader = None
         self._loop_done: defer.Deferred | None = None
         self._flushed: list[defer.Deferred] = []
+        self._sent = 0  # entries at the queue's head sent, their answer awaited
+        self._flush_call = None
         self._beat: task.LoopingCall | None = None
 
     # --- the connection core's questions -------------------------------------------------
@@ -251,20 +259,30 @@ class ClusterLink(service.Service):
             return False
         self.queue.append(entry)
         self.queued_bytes += len(entry)
-        if self.up:
-            self._send(entry)
+        if self.up and self._flush_call is None:
+            # Everything appended in this reactor turn goes in one call.
+            self._flush_call = self.clock.callLater(0, self._flush)
         return True
 
-    def _send(self, entry: str) -> None:
+    def _flush(self) -> None:
+        """Send what is queued and not yet sent, in calls of APPEND_BATCH."""
+        self._flush_call = None
+        if not self.up:
+            return
         generation = self._generation
-        d = self.writer.eval(_APPEND, [LOG, SEQ], [entry])
-        d.addCallbacks(self._appended, self._failed, callbackArgs=(generation,), errbackArgs=(generation,))
+        while self._sent < len(self.queue):
+            batch = list(itertools.islice(self.queue, self._sent, self._sent + APPEND_BATCH))
+            self._sent += len(batch)
+            d = self.writer.eval(_APPEND, [LOG, SEQ], batch)
+            d.addCallbacks(self._appended, self._failed, callbackArgs=(len(batch), generation),
+                           errbackArgs=(generation,))
 
-    def _appended(self, _, generation: int) -> None:
+    def _appended(self, _, count: int, generation: int) -> None:
         if generation != self._generation:
             return  # sent again since (applied once: entries carry their seq)
-        entry = self.queue.popleft()
-        self.queued_bytes -= len(entry)
+        for _ in range(count):
+            self.queued_bytes -= len(self.queue.popleft())
+        self._sent -= count
         if not self.queue:
             for d in self._flushed:
                 d.callback(None)
@@ -408,8 +426,8 @@ class ClusterLink(service.Service):
         self.synced = self.up = True
         self._up_since = self.clock.seconds()
         self._generation += 1
-        for entry in self.queue:  # what waited, in order
-            self._send(entry)
+        self._sent = 0  # what waited goes (again), in order
+        self._flush()
         self._heartbeat()
         if was_down:
             self.log.info("relay {relay}: the link to the other relays is back", relay=self.relay_id)
@@ -422,6 +440,7 @@ class ClusterLink(service.Service):
             return
         self.up = False
         self._generation += 1
+        self._sent = 0
         self.log.warn("relay {relay}: lost the link to the other relays ({why}); serving local clients, "
                       "changes wait (at most {max} of them)", relay=self.relay_id, why=why, max=MAX_QUEUED)
         self._tell_all("the link to the other relays is down: what you send waits until it is back")
@@ -519,6 +538,8 @@ class ClusterLink(service.Service):
             if timer.active():
                 timer.cancel()
         self.running = False
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
         if self._beat is not None and self._beat.running:
             self._beat.stop()
         for handler in (self.reader, self.writer):
