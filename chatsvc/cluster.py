@@ -119,7 +119,7 @@ class Replica:
         except ProtocolError as e:
             member = self.members.get((relay_id, conn)) or (local.member if local is not None else None)
             if member is not None:
-                member.send(error_line(e.code, e.text, cid=args[2] if op == MSG else None))
+                member.send(error_line(e.code, e.text, cid=args[2] if op == MSG and len(args) > 2 else None))
         except Exception:
             self.log.failure("internal error applying cluster log entry {entry!r}", entry=raw[:200])
         finally:
@@ -142,7 +142,13 @@ class Replica:
                 self._add(key, member)
             return cost
         if member is None:
-            return 1  # not registered (its NICK was refused), or gone already
+            # Not registered: its NICK, sent just before, was refused (a
+            # local client is told, as one relay would tell it), or it is
+            # gone already.
+            if local is not None and op != QUIT:
+                command = {JOIN: "JOIN", PART: "PART", MSG: "MSG", TOPIC: "TOPIC"}[op]
+                raise ProtocolError("not-registered", f"{command} needs a nick first: send NICK <nick>")
+            return 1
         if op == QUIT:
             self._remove(key)
             relay.quit(member, args[0])

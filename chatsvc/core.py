@@ -396,9 +396,11 @@ class Connection:
             # a relay's link port (streamlink.py): stream ends only
             self.close("stream-invalid", "this port takes stream ends from other relays only; closing", "not a stream")
             return
-        if self.member.nick is None and line.command not in _UNREGISTERED_OK:
+        replicated = cluster is not None and cluster.replicates(line)
+        if self.member.nick is None and line.command not in _UNREGISTERED_OK and not (replicated and self._inflight):
+            # (with a NICK on its way through the cluster log, the log decides)
             raise ProtocolError("not-registered", f"{line.command} needs a nick first: send NICK <nick>")
-        if cluster is not None and line.command in cluster.replicated:
+        if replicated:
             if line.command == "MSG" and not grammar.is_valid_cid(line.tags.get("cid", "x")):
                 raise ProtocolError("bad-syntax", "MSG cid tag: 1-64 characters of A-Z a-z 0-9 - _ .")
             if cluster.submit(self, line.command, line.args, line.tags.get("cid")):
@@ -426,14 +428,13 @@ class Connection:
         Whether this line must wait: for the link to be ready, or for this
         connection's entries in the cluster log to take effect first (what it
         says next may depend on them, and answers keep their order).  Its
-        further replicated commands need not wait: the log keeps their order.
+        further commands that go into the log need not wait: the log keeps
+        their order, and applies them as one relay would have.
         """
         if self._held is not None:
             self._held.append(text)
             return True
-        if cluster.ready and not (
-            self._inflight and (line.command not in cluster.replicated or self.member.nick is None)
-        ):
+        if cluster.ready and not (self._inflight and not cluster.replicates(line)):
             return False
         self._held = deque([text])
         self._update_reading()

@@ -73,6 +73,21 @@ def test_the_first_nick_in_the_log_wins_on_every_relay():
         assert [m.nick for m in replica.members.values()] == ["sam"]
 
 
+def test_commands_sent_right_after_a_refused_nick_are_refused_as_one_relay_would():
+    log = Log("a", "b")
+    registered(log, "b", 1, "sam")
+    late = log.end("a", 1)
+    log.add("a", 1, NICK, "sam", late.member.origin, late.member.peer)
+    log.add("a", 1, JOIN, "#x", None)  # sent before the answer to its NICK came
+    log.add("a", 1, MSG, "#x", "hi", "c1")
+    assert late.take() == [
+        "ERROR nick-taken sam is already in use",
+        "ERROR not-registered JOIN needs a nick first: send NICK <nick>",
+        "@cid=c1 ERROR not-registered MSG needs a nick first: send NICK <nick>",
+    ]
+    assert late.applied == [NICK, JOIN, MSG]
+
+
 def test_room_messages_get_the_same_id_everywhere_and_reach_each_relays_own_members():
     log = Log("a", "b")
     alice = registered(log, "a", 1, "alice", "#x")
