@@ -87,7 +87,8 @@ redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
 
-# Keeps a new snapshot and trims the log before the one it replaces.
+# Keeps a new snapshot, trims the log before the one it replaces (relays
+# still reading that far back start again from the new one), frees the lock.
 _SNAPSHOT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local previous = redis.call('GET', KEYS[3])
@@ -96,6 +97,7 @@ redis.call('SET', KEYS[3], ARGV[2])
 if previous and previous ~= '0-0' then
   redis.call('XTRIM', KEYS[4], 'MINID', previous)
 end
+redis.call('DEL', KEYS[5])
 return 1
 """
 
@@ -200,6 +202,7 @@ class ClusterLink(service.Service):
         self._flushed: list[defer.Deferred] = []
         self._sent = 0  # entries at the queue's head sent, their answer awaited
         self._flush_call = None
+        self.snapshotting: defer.Deferred | None = None  # while one is being taken
         self._beat: task.LoopingCall | None = None
 
     # --- the connection core's questions -------------------------------------------------
@@ -373,9 +376,15 @@ class ClusterLink(service.Service):
             last = number
             self.position = entry_id
         self._since_snapshot += len(entries)
-        if self._since_snapshot >= SNAPSHOT_EVERY:
+        if self._since_snapshot >= SNAPSHOT_EVERY and self.snapshotting is None:
             self._since_snapshot = 0
-            defer.ensureDeferred(self._snapshot()).addErrback(lambda f: None)
+            self.snapshotting = defer.ensureDeferred(self._snapshot())
+            self.snapshotting.addErrback(
+                lambda f: self.log.warn("could not take a cluster snapshot: {why}", why=f.getErrorMessage()))
+            self.snapshotting.addBoth(self._snapshot_done)
+
+    def _snapshot_done(self, _) -> None:
+        self.snapshotting = None
 
     async def _sync(self) -> None:
         """Catch up with the cluster: continue the log, or load a snapshot, or start the log."""
@@ -512,7 +521,7 @@ class ClusterLink(service.Service):
         if not await w.execute_command("SET", SNAPLOCK, self.relay_id, "NX", "PX", "30000"):
             return  # another relay is taking this one
         at, state = self.position, self.replica.snapshot()
-        await w.eval(_SNAPSHOT, [EPOCH, SNAPSHOT, SNAPSHOT_AT, LOG], [self.epoch or "", at, state])
+        await w.eval(_SNAPSHOT, [EPOCH, SNAPSHOT, SNAPSHOT_AT, LOG, SNAPLOCK], [self.epoch or "", at, state])
         self.log.info("cluster snapshot at entry {at}: {size} bytes", at=at, size=len(state))
 
     # --- stopping ----------------------------------------------------------------------------
