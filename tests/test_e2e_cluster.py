@@ -308,3 +308,21 @@ def wait_for_log(relay: RelayProcess, text: str, timeout: float = 15.0) -> None:
     while text not in relay.log():  # a subprocess's log file: polled, it has no event to wait on
         assert time.monotonic() < deadline, relay.log()
         time.sleep(0.1)
+
+
+def test_a_browser_member_on_one_relay_and_a_terminal_member_on_another(linked):
+    from tests.test_webdoor import ws_register
+    from tests.wsclient import WsClient
+
+    web, plain = linked(1, "--web", "tcp:0:interface=127.0.0.1") + linked(1)
+    browser = WsClient(web.web_port)
+    ws_register(browser, "webby", "#mixed")
+    terminal = on(plain, "termy", "#mixed")
+    assert without_ids(browser.recv()) == "JOIN #mixed termy"
+    terminal.send("MSG #mixed from-the-terminal\n")
+    terminal.expect("OK MSG #mixed")
+    assert without_ids(browser.recv()) == "MSG termy #mixed from-the-terminal"
+    browser.send("MSG termy from-the-browser")
+    assert browser.recv() == "OK MSG termy"
+    terminal.expect("MSG webby termy from-the-browser")
+    browser.close()
