@@ -64,6 +64,7 @@ class IDoor(Interface):
     peer = Attribute("'host:port' (or whatever names the peer), for logs")
     host = Attribute("the peer's IP address, or None (per-address limits)")
     closing = Attribute("True once the door is closing: nothing more goes out")
+    stream_only = Attribute("True for a linked relay's link port: STREAM is the only line it takes")
 
     def send(data: bytes) -> None:
         """Queue one encoded line (ending in \\n); the door accounts for it."""
@@ -392,7 +393,7 @@ class Connection:
         cluster = self.hub.cluster
         if cluster is not None and self._hold(text, line, cluster):
             return
-        if line.command != "STREAM" and getattr(self.door, "stream_only", False):
+        if self.door.stream_only and line.command != "STREAM":
             # a relay's link port (streamlink.py): stream ends only
             self.close("stream-invalid", "this port takes stream ends from other relays only; closing", "not a stream")
             return

@@ -67,7 +67,7 @@ class LinkedStreams:
 
     def offer(self, conn, token: str, role: str) -> str | None:
         pairing = self.pairing
-        linked = getattr(conn.door, "stream_only", False)
+        linked = conn.door.stream_only
         refusal = pairing.check(conn, token, role, counted=not linked)
         if refusal is not None or linked or token in pairing.waiting or not self.link.up:
             # A partner already waits here, or another relay brings one, or

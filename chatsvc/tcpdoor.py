@@ -46,6 +46,7 @@ class LineDoor:
     log = Logger()
 
     delimiter = b"\n"
+    stream_only = False  # True on a linked relay's link port (streamlink.py)
 
     def __init__(self, factory: "ChatFactory") -> None:
         self.factory = factory

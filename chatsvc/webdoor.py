@@ -120,6 +120,8 @@ class _OutputWatch:
 class WebDoor(WebSocketServerProtocol):
     """One browser (or other WebSocket client), as lines for its L{Connection}."""
 
+    stream_only = False  # only a linked relay's link port takes stream ends alone
+
     # (not ``log``: autobahn's own logger lives there, and it is chatty)
 
     conn: Connection | None = None

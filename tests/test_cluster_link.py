@@ -160,3 +160,24 @@ def _in_db(server, db: int, *command: str):
         s.sendall(_request("AUTH", server.password) + _request("SELECT", str(db)) + _request(*command))
         _read_reply(reader), _read_reply(reader)
         return _read_reply(reader)
+
+
+def test_while_redis_is_away_changes_wait_in_a_bounded_queue_then_are_refused(monkeypatch):
+    from twisted.internet.task import Clock
+
+    monkeypatch.setattr(redislink, "MAX_QUEUED", 2)
+    relay = new_relay(1000, 65536, 250, False, False)
+    clock = Clock()
+    factory = ChatFactory(relay, Limits(), clock=clock)
+    link = ClusterLink("redis://127.0.0.1:1", Replica("aaaa", relay), factory.hub, clock)
+    link.synced = True  # it had the cluster's state; Redis is away now (nothing started)
+    alice = Client(factory, "10.0.0.1")
+    alice.send("NICK alice\nJOIN #q\n@cid=k1 MSG #q hello\nPING x\n")
+    assert alice.transport.seen == [
+        "HELLO chatsvc 1 chatsvc relay aaaa, linked; message bodies stay end-to-end encrypted; "
+        "the link to the other relays is down: what you send waits until it is back",
+        "@cid=k1 ERROR store-failed the relays' shared store (Redis) is unreachable and too much is waiting "
+        "for it; try again later",
+    ]  # the PONG waits behind the NICK and JOIN, which wait for Redis
+    assert [entry.split(",")[4] for entry in link.queue] == ['"N"', '"J"']
+    assert alice.transport.producerState == "paused"  # no more reading while lines wait

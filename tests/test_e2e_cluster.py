@@ -82,6 +82,12 @@ def test_clients_on_three_relays_see_one_chat(linked):
     # ROOMS counts members on every relay
     carol.send("ROOMS\n")
     carol.expect("ROOM #lobby 3", "ENDROOMS")
+    # one deployment, one key-derivation salt (docs/encryption.md, aes2)
+    caps = set()
+    for client in (alice, bob, carol):
+        client.send("CAPS\n")
+        caps.add(client.readline())
+    assert len(caps) == 1 and " salt=" in caps.pop()
     # NICK, PART and QUIT reach the other relays' members
     bob.send("NICK robert\n")
     bob.expect("OK NICK robert", "NICK bob robert")
