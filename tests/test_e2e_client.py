@@ -153,8 +153,8 @@ def test_aes_by_default_server_log_holds_no_plaintext(relay_process, clients, tm
     assert not any("warning" in line for line in alice.seen)
     relay.stop()
     log = relay.log()
-    assert "alice -> #lobby: aes2:" in log
-    assert "bob -> alice: aes2:" in log
+    assert "alice -> #lobby: aes3:" in log
+    assert "bob -> alice: aes3:" in log
     for secret in ("Hola", "plan", "between us", PASSPHRASE):
         assert secret not in log
 
@@ -231,7 +231,7 @@ def test_clients_reconnect_after_a_server_restart(relay_process, clients):
     relay.stop()
     log = relay.log()
     restart = log.rindex("listening on")
-    assert "alice -> #dev: aes2:" in log[restart:]  # the queued line was sent
+    assert "alice -> #dev: aes3:" in log[restart:]  # the queued line was sent
 
 
 def test_reconnect_takes_a_variant_nick_while_the_old_one_lingers(relay_process, clients):

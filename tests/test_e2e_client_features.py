@@ -35,7 +35,7 @@ def test_actions_queries_and_windows(relay_process, clients):
     alice.type("/me nods")
     bob.wait_for("[alice → you] * alice nods")
     alice.type("/whois bob")
-    alice.wait_for("* bob is in #lobby, #dev with you")
+    alice.wait_for_prefix("* bob is in #lobby, #dev with you; key ")
     alice.type("/part")
     alice.wait_for("* closed the conversation with bob")
     alice.type("back in a room")
@@ -56,7 +56,7 @@ def test_away_ignore_and_names(relay_process, clients):
     bob.type("/msg alice still?")
     alice.wait_for("[bob → you] still?")  # told once per person, not every time
     bob.type("/whois alice")
-    bob.wait_for("* alice is in #lobby with you; away: at lunch")
+    bob.wait_for_prefix("* alice is in #lobby with you; away: at lunch; key ")
     assert bob.seen.count("* alice is away: at lunch") == 1
     alice.type("/ignore bob")
     alice.wait_for_prefix("* ignoring bob")

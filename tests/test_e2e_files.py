@@ -21,7 +21,7 @@ def test_binary_file_arrives_identical_and_the_relay_sees_no_plaintext(relay_pro
     _send_a_file_and_check(relay, bob, clients, tmp_path, inbox)
     log = relay.log()
     assert "stream from 127.0.0.1:" in log and "ended: 3" in log  # a bulk stream carried it
-    assert "bob -> alice: aes2:" in log  # the accept and the ack went privately, encrypted
+    assert "bob -> alice: aes3:" in log  # the accept and the ack went privately, encrypted
 
 
 def test_without_streams_files_go_in_the_chat_connection(relay_process, clients, tmp_path):
@@ -39,7 +39,7 @@ def test_without_streams_files_go_in_the_chat_connection(relay_process, clients,
         older.close()
     log = relay.log()
     assert "stream from" not in log
-    assert len([line for line in log.splitlines() if "alice -> bob: aes2:" in line]) > 90  # the chunks
+    assert len([line for line in log.splitlines() if "alice -> bob: aes3:" in line]) > 90  # the chunks
 
 
 def _send_a_file_and_check(relay, bob, clients, tmp_path, inbox, relay_log=None):

@@ -17,6 +17,7 @@ from twisted.internet import defer, endpoints, stdio, task, threads
 from chatsvc import grammar
 from chatsvc.client import aesgcm, ciphers, config, connection, passphrases, terminal
 from chatsvc.client.protocol import describe_failure
+from chatsvc.client.identity import Identity, KnownKeys
 from chatsvc.client.replay import ReplayGuard
 from chatsvc.client.session import ChatSession
 from chatsvc.client.stamps import DEFAULT_FORMAT, Stamps
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(default_config_dir()),
         help="where the client keeps its state, e.g. what it has seen from whom, so a replayed "
         "message is caught even after a restart (default $XDG_CONFIG_HOME/chatsvc or ~/.config/chatsvc)",
+    )
+    parser.add_argument(
+        "--identity",
+        metavar="PATH",
+        help="your identity keys (Ed25519 to sign, X25519 for private messages), made on first run "
+        "(default: identity in --config-dir, mode 0600); known_keys beside it pins the keys of others",
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
     parser.add_argument("--nick", help="your nickname (asked for if missing)")
@@ -222,7 +229,28 @@ async def make_cipher(reactor, args: argparse.Namespace) -> ciphers.Cipher:
     # the relay has said its salt.
     master = await threads.deferToThread(aesgcm.derive_master_key, args.passphrase)
     replay = ReplayGuard(Path(args.config_dir).expanduser() / "replay.json")
-    return aesgcm.AesGcmCipher(master, replay=replay, passphrase=args.passphrase)
+    path = Path(args.identity).expanduser() if args.identity else Path(args.config_dir).expanduser() / "identity"
+    try:
+        me, made = Identity.load_or_create(path)
+    except (OSError, ValueError) as e:
+        sys.stderr.write(f"cannot use the identity {path}: {getattr(e, 'strerror', None) or e}\n")
+        raise SystemExit(1)
+    cipher = aesgcm.AesGcmCipher(master, replay=replay, passphrase=args.passphrase, identity=me)
+    cipher.identity_made = str(path) if made else None  # said once connected
+    return cipher
+
+
+def known_keys(args: argparse.Namespace) -> KnownKeys | None:
+    """The keys pinned for others (None: the Caesar cipher signs nothing)."""
+    if args.cipher == "caesar":
+        return None
+    path = Path(args.identity).expanduser().with_name("known_keys") if args.identity else (
+        Path(args.config_dir).expanduser() / "known_keys")
+    try:
+        return KnownKeys(path)
+    except ValueError as e:
+        sys.stderr.write(f"{e}\n")
+        raise SystemExit(1)
 
 
 async def run(reactor, args: argparse.Namespace) -> None:
@@ -240,12 +268,14 @@ async def run(reactor, args: argparse.Namespace) -> None:
         sys.stderr.write(f"{e}\n")
         raise SystemExit(1)
     cipher = await make_cipher(reactor, args)
+    known = known_keys(args)
     session = ChatSession(
         front_end, cipher, args.nick, args.room, server, interactive, args.reconnect,
         downloads=Path(args.downloads).expanduser(),
         auto_accept_bytes=int(args.auto_accept_mb * 1024 * 1024),
         clock=reactor,
         extra_rooms=args.extra_rooms,
+        known_keys=known,
     )
     front_end.session = session
     # Each file transfer gets a connection of its own (docs/protocol.md,

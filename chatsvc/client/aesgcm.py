@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from chatsvc.client.ciphers import Context, DecryptError, Opened, split_scheme
+from chatsvc.client.identity import Identity, PublicKeys, verify
 from chatsvc.client.replay import Replayed, ReplayGuard
 
 
@@ -54,7 +55,18 @@ class Scheme:
 
 AES1 = Scheme("aes1", 1, b"chatsvc/e2e/v1", b"chatsvc/e2e/v1/key ")
 AES2 = Scheme("aes2", 2, b"chatsvc/e2e/v2", b"chatsvc/e2e/v2/key ")
-SCHEMES = {s.name: s for s in (AES1, AES2)}
+#: aes2, signed with the sender's identity key; private messages keyed with
+#: X25519 between the two identities too (docs/encryption.md, aes3)
+AES3 = Scheme("aes3", 3, b"chatsvc/e2e/v3", b"chatsvc/e2e/v3/key ")
+SCHEMES = {s.name: s for s in (AES1, AES2, AES3)}
+SIG_LABEL = b"chatsvc/e2e/v3/sig"
+DM_INFO_PREFIX = b"chatsvc/e2e/v3/dm "
+FILE_DM_INFO_PREFIX = b"chatsvc/e2e/v3/file "
+#: aes3's tail: sender's Ed25519 key, sender's X25519 key, the X25519 key a
+#: private message was keyed for (zeros: none), then the signature.
+KEYS_SIZE = 96
+SIG_SIZE = 64
+NO_PEER = bytes(32)
 
 SCHEME = AES1.name  # kept for callers of the first version
 VERSION = AES1.version
@@ -178,6 +190,7 @@ class AesGcmCipher:
         max_age: float = DEFAULT_MAX_AGE,
         replay: ReplayGuard | None = None,
         passphrase: str | None = None,
+        identity: Identity | None = None,
     ) -> None:
         if len(master_key) != 32:
             raise ValueError("master key must be 32 bytes")
@@ -192,6 +205,12 @@ class AesGcmCipher:
         self._counter = 0
         self._keys: OrderedDict[tuple[Scheme, bytes], AESGCM] = OrderedDict()
         self.replay = replay if replay is not None else ReplayGuard()
+        #: this user's keys: with them (and the relay's salt), it sends aes3
+        self.identity = identity
+        #: nick -> the X25519 key to key a private message to them with
+        #: (the session answers from its known keys; None: not known yet)
+        self.peer_agree: Callable[[str], bytes | None] = lambda nick: None
+        self._pairwise: OrderedDict[tuple[bytes, bytes], AESGCM] = OrderedDict()
 
     @property
     def scheme(self) -> str:
@@ -213,19 +232,27 @@ class AesGcmCipher:
             for key in [k for k in self._keys if k[0] is AES2]:
                 del self._keys[key]
         self._masters[AES2] = master_v2
+        self._masters[AES3] = master_v2  # the same master; other keys by their HKDF info
         self.salt = salt
-        self._sending = AES2
+        self._sending = AES3 if self.identity is not None else AES2
 
-    def file_key(self, context: Context, transfer_id: str) -> bytes | None:
+    def file_key(self, context: Context, transfer_id: str, peer: str | None = None) -> bytes | None:
         """
         The key of one file transfer's stream frames (aes2 only; None
         before the relay's salt is known): HKDF of the master key, bound to
-        the conversation the file was offered in and to the transfer.
+        the conversation the file was offered in and to the transfer.  A
+        file sent privately to ``peer`` whose X25519 key is known (aes3)
+        also takes the two identities' shared secret: only the two can
+        read it, even with the relay's help.
         """
         master = self._masters.get(AES2)
         if master is None:
             return None
         info = FILE_INFO_PREFIX + context_label(context) + b" " + transfer_id.encode("ascii")
+        their = self.peer_agree(peer) if peer is not None and self.identity is not None else None
+        if context.is_private and their is not None:
+            ikm = master + self.identity.shared_secret(their)
+            return HKDF(hashes.SHA256(), 32, salt=None, info=FILE_DM_INFO_PREFIX + info).derive(ikm)
         return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(master)
 
     def join_proof(self, room: str) -> str | None:
@@ -245,6 +272,22 @@ class AesGcmCipher:
             self._keys.move_to_end(key)
         return aead
 
+    def _pairwise_aead(self, label: bytes, their_agree: bytes) -> AESGCM:
+        """
+        aes3, a private message keyed for the two identities: HKDF over the
+        X25519 shared secret and the passphrase's key for the pair, so it
+        takes both the other's private key and the passphrase to read.
+        """
+        cache_key = (label, their_agree)
+        aead = self._pairwise.get(cache_key)
+        if aead is None:
+            ikm = self.identity.shared_secret(their_agree) + context_key(self._masters[AES3], label, AES3)
+            aead = AESGCM(HKDF(hashes.SHA256(), 32, salt=None, info=DM_INFO_PREFIX + label).derive(ikm))
+            self._pairwise[cache_key] = aead
+            while len(self._pairwise) > KEY_CACHE:
+                self._pairwise.popitem(last=False)
+        return aead
+
     def encrypt(self, text: str, context: Context) -> str:
         scheme = self._sending
         self._counter += 1
@@ -253,10 +296,22 @@ class AesGcmCipher:
             scheme.version, self.sender_id, self._counter, int(self._now() * 1000), self._random(12)
         )
         nonce = header[-12:]
-        sealed = self._aead(scheme, label).encrypt(
-            nonce, text.encode("utf-8"), associated_data(label, context.sender, header, scheme)
-        )
-        return f"{scheme.name}:{_b64encode(header + sealed)}"
+        aad = associated_data(label, context.sender, header, scheme)
+        if scheme is not AES3:
+            sealed = self._aead(scheme, label).encrypt(nonce, text.encode("utf-8"), aad)
+            return f"{scheme.name}:{_b64encode(header + sealed)}"
+        peer = self.peer_agree(context.target) if context.is_private else None
+        mine = self.identity.public
+        keys = mine.sign + mine.agree + (peer or NO_PEER)
+        aad += keys
+        aead = self._pairwise_aead(label, peer) if peer else self._aead(scheme, label)
+        sealed = aead.encrypt(nonce, text.encode("utf-8"), aad)
+        signature = self.identity.signature(SIG_LABEL + aad + sealed)
+        return f"{scheme.name}:{_b64encode(header + sealed + keys + signature)}"
+
+    def private_to(self, nick: str) -> bool:
+        """Whether a private message to ``nick`` would now be keyed for the two identities only."""
+        return self._sending is AES3 and self.peer_agree(nick) is not None
 
     def decrypt(self, payload: str, context: Context) -> str:
         return self.open(payload, context).text
@@ -273,17 +328,38 @@ class AesGcmCipher:
         if scheme not in self._masters:
             raise DecryptError(f"sent with {name}, but this client has no {name} key for this server")
         envelope = _b64decode(body)
-        if len(envelope) < HEADER_SIZE + TAG_SIZE:
+        tail = KEYS_SIZE + SIG_SIZE if scheme is AES3 else 0
+        if len(envelope) < HEADER_SIZE + TAG_SIZE + tail:
             raise DecryptError("damaged message (too short)")
         header = envelope[:HEADER_SIZE]
         version, sender_id, counter, stamp_ms, nonce = _HEADER.unpack(header)
         if version != scheme.version:
             raise DecryptError(f"envelope version {version} does not belong to {name}")
         label = context_label(context)
+        aad = associated_data(label, context.sender, header, scheme)
+        signer = None
+        private = False
+        if scheme is AES3:
+            sealed = envelope[HEADER_SIZE : len(envelope) - tail]
+            keys = envelope[len(envelope) - tail : len(envelope) - SIG_SIZE]
+            signature = envelope[len(envelope) - SIG_SIZE :]
+            signer = PublicKeys(keys[:32], keys[32:64])
+            aad += keys
+            if not verify(signer, signature, SIG_LABEL + aad + sealed):
+                raise DecryptError("its signature does not verify (altered, or not signed by the key it carries)")
+            peer = keys[64:]
+            if peer != NO_PEER:
+                if not context.is_private or self.identity is None or peer != self.identity.public.agree:
+                    raise DecryptError("it is keyed for someone else's key, not yours")
+                aead = self._pairwise_aead(label, signer.agree)
+                private = True
+            else:
+                aead = self._aead(scheme, label)
+        else:
+            sealed = envelope[HEADER_SIZE:]
+            aead = self._aead(scheme, label)
         try:
-            plain = self._aead(scheme, label).decrypt(
-                nonce, envelope[HEADER_SIZE:], associated_data(label, context.sender, header, scheme)
-            )
+            plain = aead.decrypt(nonce, sealed, aad)
         except InvalidTag:
             raise DecryptError(
                 "it does not authenticate: a different passphrase, or the message "
@@ -301,6 +377,6 @@ class AesGcmCipher:
         except Replayed:
             raise DecryptError("replayed message (already received)")
         try:
-            return Opened(plain.decode("utf-8"), stamp_ms)
+            return Opened(plain.decode("utf-8"), stamp_ms, signer, private)
         except UnicodeDecodeError:
             raise DecryptError("message is not UTF-8 text")

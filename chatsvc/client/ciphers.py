@@ -48,6 +48,11 @@ class Opened:
 
     text: str
     sent_ms: int | None = None
+    #: aes3: the public keys whose signature checked (the session decides,
+    #: from its known keys, whether they are the sender's); None: unsigned
+    signer: object = None
+    #: aes3: keyed for the two identities only (a private message)
+    private: bool = False
 
 
 class DecryptError(Exception):

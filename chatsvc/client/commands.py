@@ -28,7 +28,9 @@ commands:
   /query nick       talk privately with nick: typed lines go to them (/part or /window ends it)
   /topic [text]     show the room's topic, or set it (encrypted like messages)
   /names            who is in the current room
-  /whois nick       the rooms you share with nick, and their away note if any
+  /whois nick       the rooms you share with nick, their away note, their key and whether you verified it
+  /verify nick      the safety number to compare with nick (in person, on a call); marks their key verified
+                    (also accepts a key that changed, after you compared)
   /away [text]      answer private messages with "away: text" (once per person); /away alone: back
   /ignore [nick]    hide everything from nick, files too (alone: list); /unignore nick
   /window N         make your Nth room current (Alt-1..9 too); /window alone lists them
@@ -157,7 +159,17 @@ class Commands:
         away = s.roster.away.get(name_key(rest))
         extra = f"; away: {clean(away)}" if away else ""
         ignored = "; ignored" if s.roster.is_ignored(rest) else ""
-        s.notice(f"{clean(rest)} is {where}{extra}{ignored}")
+        s.notice(f"{clean(rest)} is {where}{extra}{ignored}{s.key_status(rest)}")
+
+    def cmd_verify(self, rest: str) -> None:
+        s = self.session
+        if not rest or not grammar.is_valid_nick(rest):
+            s.problem("usage: /verify nick")
+            return
+        if not s.signing:
+            s.problem("this client has no identity keys (the Caesar cipher signs nothing)")
+            return
+        s.verify(rest)
 
     def cmd_away(self, rest: str) -> None:
         s = self.session

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -21,6 +22,7 @@ from chatsvc import grammar
 from chatsvc.client import files
 from chatsvc.client.ciphers import Cipher, Context, DecryptError, Opened
 from chatsvc.client.commands import Commands
+from chatsvc.client.identity import CHANGED, NEW, KnownKeys
 from chatsvc.client.delivery import Delivery
 from chatsvc.client.lifecycle import Lifecycle, State
 from chatsvc.client.text import clean
@@ -45,6 +47,15 @@ AWAY_MARKER = "\x1fchatsvc-away:"
 #: A room topic's text: marked, so a relay cannot pass a message off as a
 #: topic (or a topic as a message: unknown U+001F kinds are not shown).
 TOPIC_MARKER = "\x1fchatsvc-topic:"
+#: Per-user keys (aes3): "send me your keys" and the answer; both signed,
+#: so the envelope carries the keys; nothing to show.
+KEYREQ_MARKER = "\x1fchatsvc-keyreq:"
+KEY_MARKER = "\x1fchatsvc-key:"
+#: How long a private message waits for its recipient's keys before it goes
+#: keyed by the passphrase alone (an older client never answers).
+KEY_WAIT = 5.0
+#: Messages kept from a nick whose key changed, shown if the user accepts it.
+HELD_PER_NICK = 20
 
 
 class Display(Protocol):
@@ -96,9 +107,20 @@ class ChatSession:
         clock=None,
         run_slow: Callable = threads.deferToThread,
         extra_rooms: list[str] | None = None,
+        known_keys: KnownKeys | None = None,
     ) -> None:
         self.display = display
         self.cipher = cipher
+        #: per-user keys (aes3): the pinned keys of others, trust on first use
+        self.known = known_keys if known_keys is not None else KnownKeys()
+        self.signing = getattr(cipher, "identity", None) is not None
+        if self.signing:
+            cipher.peer_agree = self._peer_agree
+        self._flagged: dict[str, object] = {}  # nick key -> the unaccepted keys we warned of
+        self._held: dict[str, deque] = {}  # nick key -> (target, text) not shown as theirs
+        self._waiting_key: dict[str, list[tuple[str, str, str | None]]] = {}  # DMs waiting for keys
+        self._no_key: set[str] = set()  # nicks that did not answer a key request
+        self._keys_answered: set[str] = set()
         self.wanted_nick = nick
         self.first_room = room
         self.extra_rooms = list(extra_rooms or [])  # joined too, at the start; the first stays current
@@ -350,18 +372,22 @@ class ChatSession:
         wire = ACTION_MARKER + text if action else text
         if not self.current.startswith("#"):
             # a /query: shown once the relay says it was delivered
-            if self.send_encrypted(self.current, wire):
-                self._private_pending[-1] = (self.current, said if action else text)
+            self.send_encrypted(self.current, wire, said if action else text)
             return
         if self.send_encrypted(self.current, wire):
             self.display.show(f"[{self.current}] {said}")
 
-    def send_encrypted(self, target: str, text: str) -> bool:
+    def send_encrypted(self, target: str, text: str, shown: str | None = None) -> bool:
         """
         Encrypt and send; room messages get a client id and are tracked
-        until acknowledged.  False (with a notice) if it is too long for
-        the relay, which would otherwise hang up on us.
+        until acknowledged; a private message's ``shown`` text is shown once
+        the relay delivered it.  False (with a notice) if it is too long for
+        the relay, which would otherwise hang up on us.  A private message
+        to someone whose keys we do not know yet waits for them (aes3).
         """
+        if not target.startswith("#") and self._wants_keys(target):
+            self._await_keys(target, text, shown)
+            return True
         payload = self.cipher.encrypt(text, Context(target=target, sender=self.nick))
         size = len(f"{self.delivery.longest_tag()}MSG {target} {payload}".encode())
         if size > self.max_line:
@@ -374,19 +400,141 @@ class ChatSession:
             cid = self.delivery.track(target, text)
             self.protocol.send_message(target, payload, cid)
         else:
-            self._private_pending.append((target, None))
+            self._private_pending.append((target, shown))
             self.protocol.send_message(target, payload)
         return True
 
     def send_private(self, nick: str, text: str) -> None:
         """/msg: shown as sent once the server says it was delivered."""
-        if self.send_encrypted(nick, text):
-            self._private_pending[-1] = (nick, text)
+        self.send_encrypted(nick, text, text)
 
     def send_control(self, target: str, text: str) -> None:
         """Send a file-transfer message (encrypted like chat, not shown)."""
         if self.online and self.nick is not None:
             self.send_encrypted(target, text)
+
+    # --- per-user keys (aes3, identity.py) ------------------------------------------
+
+    def _peer_agree(self, nick: str) -> bytes | None:
+        """The X25519 key to key a private message to ``nick`` with: pinned, not in doubt."""
+        key = name_key(nick)
+        keys = self.known.keys_of(key)
+        if keys is None or key in self.known.pending:
+            return None
+        return keys.agree
+
+    def _wants_keys(self, nick: str) -> bool:
+        return (
+            self.signing and self.cipher.scheme == "aes3" and not self.cipher.private_to(nick)
+            and name_key(nick) not in self._no_key
+        )
+
+    def _await_keys(self, nick: str, text: str, shown: str | None) -> None:
+        """Ask ``nick`` for its keys (once) and hold the message until they come."""
+        key = name_key(nick)
+        waiting = self._waiting_key.get(key)
+        if waiting is None:
+            waiting = self._waiting_key[key] = []
+            self._send_plain_control(nick, KEYREQ_MARKER)
+            if self.clock is not None:
+                self.clock.callLater(KEY_WAIT, self._keys_late, key)
+        waiting.append((nick, text, shown))
+
+    def _send_plain_control(self, nick: str, marker: str) -> None:
+        # A control message that needs no keys of theirs: signed (so it
+        # carries ours) and keyed by the passphrase.
+        payload = self.cipher.encrypt(marker, Context(target=nick, sender=self.nick))
+        self._private_pending.append((nick, None))
+        self.protocol.send_message(nick, payload)
+
+    def _keys_known(self, key: str) -> None:
+        for nick, text, shown in self._waiting_key.pop(key, []):
+            if self.online:
+                self.send_encrypted(nick, text, shown)
+
+    def _keys_late(self, key: str) -> None:
+        waiting = self._waiting_key.get(key)
+        if not waiting:
+            return
+        nick = waiting[0][0]
+        self._no_key.add(key)
+        self.problem(
+            f"{clean(nick)} did not send their keys (an older client?): your private message goes keyed by the "
+            "passphrase alone, which every member can read"
+        )
+        self._keys_known(key)
+
+    def _trusted(self, sender: str, target: str, opened: Opened) -> str | None:
+        """
+        What per-user keys say of a decrypted message: None if it must not be
+        shown as ``sender``'s (the user was told why), else a mark for the
+        sender's name ('' or ' (unsigned)').
+        """
+        if not self.signing:
+            return ""  # this client signs nothing, and checks nothing (Caesar)
+        key = name_key(sender)
+        signer = opened.signer
+        if signer is None:
+            if self.known.keys_of(key) is not None:
+                self.problem(
+                    f"a message under {clean(sender)}'s name without {clean(sender)}'s signature "
+                    f"(they sign theirs) — not shown as {clean(sender)}"
+                )
+                return None
+            return " (unsigned)"
+        if self.nick is not None and key == name_key(self.nick):
+            if signer == self.cipher.identity.public:
+                return ""
+        verdict = self.known.check(key, signer)
+        if verdict == CHANGED:
+            if self._flagged.get(key) != signer:
+                self._flagged[key] = signer
+                self.problem(f"{clean(sender)}'s key changed — not shown as {clean(sender)}; /verify {clean(sender)}")
+            held = self._held.setdefault(key, deque(maxlen=HELD_PER_NICK))
+            held.append((target, opened.text))
+            return None
+        if verdict == NEW:
+            self.notice(
+                f"{clean(sender)}'s key: {signer.fingerprint} (first seen, trusted from now on; "
+                f"/verify {clean(sender)} to compare safety numbers)"
+            )
+        self._keys_known(key)
+        return ""
+
+    def verify(self, nick: str) -> None:
+        """/verify: the safety number to compare, and the keys marked verified."""
+        key = name_key(nick)
+        keys = self.known.pending.get(key) or self.known.keys_of(key)
+        if keys is None:
+            self.problem(f"no keys seen from {clean(nick)} yet: they must write something first")
+            return
+        from chatsvc.client.identity import safety_number
+
+        self.notice(
+            f"safety number with {clean(nick)}: {safety_number(self.cipher.identity.public, keys)} — "
+            f"compare it with {clean(nick)} in person or on a call: it is the same on both sides"
+        )
+        changed = key in self.known.pending
+        self.known.accept(key, keys)
+        self._flagged.pop(key, None)
+        self.notice(f"{clean(nick)}'s key {keys.fingerprint} is now verified")
+        for target, text in self._held.pop(key, []) if changed else []:
+            where = clean(target) if target.startswith("#") else f"{clean(nick)} → you"
+            self.display.show(f"[{where}] {clean(nick)}: {clean(text)} (held until /verify)")
+        self._keys_known(key)
+
+    def key_status(self, nick: str) -> str:
+        """For /whois."""
+        if not self.signing:
+            return ""
+        key = name_key(nick)
+        keys = self.known.keys_of(key)
+        if key in self.known.pending:
+            return f"; key CHANGED to {self.known.pending[key].fingerprint}, not accepted (/verify {clean(nick)})"
+        if keys is None:
+            return "; no key seen (unsigned so far)"
+        state = "verified" if self.known.is_verified(key) else f"not verified (/verify {clean(nick)})"
+        return f"; key {keys.fingerprint}, {state}"
 
     def _join(self, room: str) -> None:
         """JOIN (with a proof, under aes2), and in the same breath ask for the room's history."""
@@ -459,6 +607,9 @@ class ChatSession:
         again = self.greeted
         self.greeted = True
         self.notice(f"{'reconnected' if again else 'connected'} to {self.server} ({clean(text)})")
+        made = getattr(self.cipher, "identity_made", None)
+        if made and not again:
+            self.notice(f"made your identity keys in {made}; your fingerprint: {self.cipher.identity.public.fingerprint}")
         if not self.cipher.secure and not self._warned:
             self._warned = True
             self.problem(
@@ -655,7 +806,18 @@ class ChatSession:
             where = f"in {clean(target)}" if target.startswith("#") else "(private)"
             self.problem(f"cannot read a message from {clean(sender)} {where}: {clean(str(e))}")
             return
+        mark = self._trusted(sender, target, opened) if name_key(sender) != me or opened.signer else ""
+        if mark is None:
+            return
         text = opened.text
+        if text.startswith(KEYREQ_MARKER) or text.startswith(KEY_MARKER):
+            # keys asked for, or given (the envelope carried them): answer a
+            # request once per person; nothing to show
+            if text.startswith(KEYREQ_MARKER) and not target.startswith("#") and not from_history:
+                if name_key(sender) not in self._keys_answered:
+                    self._keys_answered.add(name_key(sender))
+                    self._send_plain_control(sender, KEY_MARKER)
+            return
         if from_history:
             # The sender's own timestamp, authenticated with the message;
             # the relay's time tag is not trusted.
@@ -686,7 +848,7 @@ class ChatSession:
             text = text[len(ACTION_MARKER):]
         elif text.startswith(files.MARKER[0]):
             return  # a kind a newer client knows (docs/protocol.md): nothing to show
-        said = f"* {clean(sender)} {clean(text)}" if action else f"{clean(sender)}: {clean(text)}"
+        said = f"* {clean(sender)}{mark} {clean(text)}" if action else f"{clean(sender)}{mark}: {clean(text)}"
         named = not from_history and name_key(sender) != me and mentions(text, self.nick)
         if target.startswith("#"):
             line = f"[{clean(target)}] {said}{suffix}"
@@ -694,7 +856,9 @@ class ChatSession:
                 self.roster.message_in(target, named)
                 self._show_activity()
         else:
-            line = f"[{clean(sender)} → you] {said if action else clean(text)}"
+            line = f"[{clean(sender)}{mark} → you] {said if action else clean(text)}"
+            if self.signing and opened.signer is not None and not opened.private:
+                line += " (not private: keyed by the passphrase alone)"
             if not self.current or name_key(sender) != name_key(self.current):
                 self.roster.message_in(sender, True)  # a private message always wants you
                 self._show_activity()
