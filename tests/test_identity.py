@@ -1,0 +1,324 @@
+"""
+Per-user keys (aes3): identities, pinned keys, and the attacks they stop --
+a member with the passphrase writing under someone else's nick, a relay
+swapping keys, a third member reading a private conversation.  Level 1 and
+2: the cipher alone, and client sessions wired to the test as the relay.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+
+import pytest
+from twisted.internet import defer
+from twisted.internet.task import Clock as ReactorClock
+from twisted.internet.testing import StringTransport
+
+from chatsvc.client.aesgcm import AES3, AesGcmCipher, DecryptError
+from chatsvc.client.ciphers import Context
+from chatsvc.client.identity import (
+    CHANGED, NEW, PINNED, VERIFIED, Identity, KnownKeys, PublicKeys, fingerprint, safety_number,
+)
+from chatsvc.client.protocol import ChatClientProtocol
+from chatsvc.client.session import ChatSession
+from tests.displays import RecordingDisplay
+from tests.test_client_attacks import MASTER, MASTER_V2, SALT, T0, Clock
+
+ALICE = Identity.from_seeds(bytes(range(32)), bytes(range(32, 64)))
+BOB = Identity.from_seeds(bytes(range(64, 96)), bytes(range(96, 128)))
+MALLORY = Identity.from_seeds(bytes(range(128, 160)), bytes(range(160, 192)))
+
+
+def signing_cipher(identity: Identity | None, clock=None, peers=None) -> AesGcmCipher:
+    c = AesGcmCipher(MASTER, now=clock or Clock(), identity=identity)
+    c.use_v2(MASTER_V2, SALT)
+    if peers:
+        c.peer_agree = lambda nick: peers.get(nick.casefold())
+    return c
+
+
+# --- identities and known keys ---------------------------------------------------------------
+
+
+def test_identity_is_made_once_with_mode_0600_and_read_back(tmp_path):
+    path = tmp_path / "conf" / "identity"
+    first, made = Identity.load_or_create(path)
+    again, made_again = Identity.load_or_create(path)
+    assert made and not made_again
+    assert first.public == again.public
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_damaged_identity_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "identity"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="is not a chatsvc identity"):
+        Identity.load_or_create(path)
+
+
+def test_fingerprints_and_safety_numbers():
+    fp = fingerprint(ALICE.public)
+    assert len(fp.split()) == 8 and all(len(group) == 4 for group in fp.split())
+    number = safety_number(ALICE.public, BOB.public)
+    assert number == safety_number(BOB.public, ALICE.public)  # the same on both sides
+    assert len(number.split()) == 6 and all(len(g) == 5 and g.isdigit() for g in number.split())
+    assert number != safety_number(ALICE.public, MALLORY.public)
+
+
+def test_known_keys_pin_first_flag_changes_and_persist(tmp_path):
+    path = tmp_path / "known_keys"
+    known = KnownKeys(path)
+    assert known.check("bob", BOB.public) == NEW
+    assert known.check("bob", BOB.public) == PINNED
+    assert known.check("bob", MALLORY.public) == CHANGED
+    assert KnownKeys(path).keys_of("bob") == BOB.public  # on disk, and the change was not
+    known.accept("bob", MALLORY.public)
+    reread = KnownKeys(path)
+    assert reread.check("bob", MALLORY.public) == VERIFIED
+
+
+# --- the scheme ----------------------------------------------------------------------------
+
+
+def test_aes3_room_message_is_signed_and_carries_the_keys():
+    clock = Clock()
+    payload = signing_cipher(ALICE, clock).encrypt("hello", Context("#lobby", "alice"))
+    assert payload.startswith("aes3:")
+    opened = signing_cipher(BOB, clock).open(payload, Context("#lobby", "alice"))
+    assert opened.text == "hello" and opened.signer == ALICE.public and not opened.private
+
+
+def test_a_relay_that_swaps_the_keys_cannot_re_sign():
+    clock = Clock()
+    payload = signing_cipher(ALICE, clock).encrypt("hello", Context("#lobby", "alice"))
+    envelope = bytearray(base64.urlsafe_b64decode(payload[5:] + "=="))
+    envelope[-160:-128] = MALLORY.public.sign  # its own key in place of alice's
+    forged = "aes3:" + base64.urlsafe_b64encode(bytes(envelope)).rstrip(b"=").decode()
+    with pytest.raises(DecryptError, match="signature does not verify"):
+        signing_cipher(BOB, clock).open(forged, Context("#lobby", "alice"))
+
+
+def test_private_messages_between_identities_are_unreadable_to_a_member_with_the_passphrase():
+    clock = Clock()
+    alice = signing_cipher(ALICE, clock, peers={"bob": BOB.public.agree})
+    payload = alice.encrypt("just us", Context("bob", "alice"))
+    bob = signing_cipher(BOB, clock)
+    opened = bob.open(payload, Context("bob", "alice"))
+    assert opened.text == "just us" and opened.private
+    # mallory has the passphrase (and the relay's help: the exact payload)
+    with pytest.raises(DecryptError, match="keyed for someone else's key"):
+        signing_cipher(MALLORY, clock).open(payload, Context("bob", "alice"))
+    # ...and without her own identity in the way, the passphrase key alone fails too
+    with pytest.raises(DecryptError):
+        signing_cipher(None, clock).open(payload, Context("bob", "alice"))
+
+
+def test_private_file_frames_take_the_shared_secret_too():
+    alice = signing_cipher(ALICE, peers={"bob": BOB.public.agree})
+    bob = signing_cipher(BOB, peers={"alice": ALICE.public.agree})
+    mallory = signing_cipher(MALLORY, peers={"alice": ALICE.public.agree, "bob": BOB.public.agree})
+    context = Context("bob", "alice")
+    key = alice.file_key(context, "t1", peer="bob")
+    assert key == bob.file_key(context, "t1", peer="alice")
+    assert key != mallory.file_key(context, "t1", peer="alice")
+    assert key != signing_cipher(None).file_key(context, "t1")
+
+
+# --- sessions: what the user sees -------------------------------------------------------------
+
+
+class Session:
+    """A signing client session, the test playing the relay."""
+
+    def __init__(self, nick: str, identity: Identity, clock=None) -> None:
+        self.clock = clock or Clock()
+        self.display = RecordingDisplay()
+        self.cipher = AesGcmCipher(MASTER, now=self.clock, identity=identity)
+        self.cipher.derive_v2 = lambda salt: MASTER_V2
+        self.reactor = ReactorClock()
+        self.session = ChatSession(
+            self.display, self.cipher, nick, "#lobby", "example:8000", run_slow=defer.maybeDeferred,
+            clock=self.reactor, known_keys=KnownKeys(),
+        )
+        self.protocol = ChatClientProtocol(self.session)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        self.nick = nick
+
+    def server(self, *lines: str) -> None:
+        self.protocol.dataReceived("".join(line + "\n" for line in lines).encode())
+
+    def sent(self) -> list[str]:
+        value = self.transport.value().decode()
+        self.transport.clear()
+        return value.splitlines()
+
+    def ready(self) -> "Session":
+        self.server("HELLO chatsvc 1 test", f"CAPS join-proof max-line=65536 salt={SALT}", f"OK NICK {self.nick}")
+        self.server(f"JOIN #lobby {self.nick}", f"NAMES #lobby {self.nick}", "ENDNAMES #lobby")
+        self.server("ENDHISTORY #lobby complete")
+        self.sent()
+        self.display.take()
+        return self
+
+
+def from_(identity: Identity | None, text: str, target: str, sender: str, clock, peers=None) -> str:
+    return signing_cipher(identity, clock, peers).encrypt(text, Context(target, sender))
+
+
+def test_a_member_with_the_passphrase_and_another_key_cannot_write_as_a_pinned_nick():
+    s = Session("alice", ALICE).ready()
+    s.server(f"MSG bob #lobby {from_(BOB, 'hi, it is bob', '#lobby', 'bob', s.clock)}")
+    shown = s.display.take()
+    assert "[#lobby] bob: hi, it is bob" in shown
+    assert any(line.startswith("* bob's key: ") and "first seen" in line for line in shown)
+    # bob is offline; mallory takes his nick and writes, with the passphrase
+    s.server(f"MSG bob #lobby {from_(MALLORY, 'send the money to me', '#lobby', 'bob', s.clock)}")
+    shown = s.display.take()
+    assert shown == ["! bob's key changed — not shown as bob; /verify bob"]
+    # ...nor with no signature at all (an old client, or a stripped one)
+    s.server(f"MSG bob #lobby {from_(None, 'send it anyway', '#lobby', 'bob', s.clock)}")
+    assert s.display.take() == [
+        "! a message under bob's name without bob's signature (they sign theirs) — not shown as bob"
+    ]
+
+
+def test_verify_shows_the_safety_number_and_accepts_a_changed_key_after_comparing():
+    s = Session("alice", ALICE).ready()
+    s.server(f"MSG bob #lobby {from_(BOB, 'one', '#lobby', 'bob', s.clock)}")
+    s.server(f"MSG bob #lobby {from_(MALLORY, 'new laptop', '#lobby', 'bob', s.clock)}")
+    s.display.take()
+    s.session.user_line("/whois bob")
+    (whois,) = s.display.take()
+    assert "key CHANGED to " + MALLORY.public.fingerprint in whois
+    s.session.user_line("/verify bob")
+    shown = s.display.take()
+    assert shown[0] == f"* safety number with bob: {safety_number(ALICE.public, MALLORY.public)} — compare it " \
+                       "with bob in person or on a call: it is the same on both sides"
+    assert shown[1] == f"* bob's key {MALLORY.public.fingerprint} is now verified"
+    assert shown[2] == "[#lobby] bob: new laptop (held until /verify)"
+    s.server(f"MSG bob #lobby {from_(MALLORY, 'thanks', '#lobby', 'bob', s.clock)}")
+    assert s.display.take() == ["[#lobby] bob: thanks"]
+    s.session.user_line("/whois bob")
+    assert s.display.take()[0].endswith(f"key {MALLORY.public.fingerprint}, verified")
+
+
+def test_unsigned_messages_from_unpinned_nicks_are_marked_never_verified():
+    s = Session("alice", ALICE).ready()
+    s.server(f"MSG carol #lobby {from_(None, 'from an older client', '#lobby', 'carol', s.clock)}")
+    assert s.display.take() == ["[#lobby] carol (unsigned): from an older client"]
+    s.session.user_line("/whois carol")
+    assert s.display.take()[0].endswith("; no key seen (unsigned so far)")
+
+
+def test_a_private_message_waits_for_the_recipients_keys_then_only_the_two_can_read_it():
+    alice = Session("alice", ALICE).ready()
+    bob = Session("bob", BOB, clock=alice.clock).ready()
+    alice.session.user_line("/msg bob the door code is 4711")
+    (request,) = alice.sent()  # a key request first; the message waits
+    assert request.startswith("MSG bob aes3:")
+    bob.server(request.replace("MSG bob ", "MSG alice bob ", 1))
+    (answer,) = bob.sent()  # bob's client answers with its keys, by itself
+    assert answer.startswith("MSG alice aes3:") and bob.display.take()[-1].startswith("* alice's key: ")
+    alice.server("OK MSG bob", answer.replace("MSG alice ", "MSG bob alice ", 1))
+    (private,) = alice.sent()
+    bob.server("OK MSG alice", private.replace("MSG bob ", "MSG alice bob ", 1))
+    assert bob.display.take() == ["[alice → you] the door code is 4711"]
+    # mallory, a member with the passphrase, given the very payload by the relay
+    mallory = Session("mallory", MALLORY, clock=alice.clock).ready()
+    mallory.server(private.replace("MSG bob ", "MSG alice mallory ", 1))
+    assert not any("4711" in line for line in mallory.display.take())
+    with pytest.raises(DecryptError):
+        signing_cipher(MALLORY, alice.clock).open(private.split(" ", 2)[2], Context("bob", "alice"))
+
+
+def test_a_private_message_to_an_older_client_goes_after_a_wait_with_a_warning():
+    alice = Session("alice", ALICE).ready()
+    alice.session.user_line("/msg dave hello")
+    assert len(alice.sent()) == 1  # the key request
+    alice.reactor.advance(5)
+    shown = alice.display.take()
+    assert shown == [
+        "! dave did not send their keys (an older client?): your private message goes keyed by the passphrase "
+        "alone, which every member can read"
+    ]
+    (late,) = alice.sent()
+    assert late.startswith("MSG dave aes3:")
+
+
+# --- docs/encryption.md, the aes3 vectors: the reference and an independent implementation ------
+
+V2_MASTER = bytes.fromhex("7f32341638165b4d488876d3d63044123558f0abd66356c3c6dbb902bba904c8")
+V2_SALT = "AAECAwQFBgcICQoLDA0ODw"
+ROOM_PAYLOAD = (
+    "aes3:AwABAgMEBQYHAAAAAAAAAAEAAAGbdtqoABAREhMUFRYXGBkaG1Yf7rLg9c_dcbE4lS1nch0LLMhDGN5axW6yW-7kXAOhB7_zzhC-HXDd"
+    "GOdLwJln5NYwm6UNXx3chmQSVTG4NYBy1jZYgNGu6jKa35EhODhR7SGijjt16WXQ0s0WYlQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    "AOeTvOetUfVik-pdLZDxzeD45qi407jcbpWedQKrnxTYsfsV5Nfl3jck6aPttdLOuyOyE2cJ8J9fC34b4RKaWw0"
+)
+DM_PAYLOAD = (
+    "aes3:AwABAgMEBQYHAAAAAAAAAAEAAAGbdtqoABAREhMUFRYXGBkaG1fuS5oZqp_iKDt8HSHkrVrP1TfwA6EHv_POEL4dcN0Y50vAmWfk1jCb"
+    "pQ1fHdyGZBJVMbg1gHLWNliA0a7qMprfkSE4OFHtIaKOO3XpZdDSzRZiVGdd1XTtd4kxCz0udoHzeQtGbHc7FSH-zzZXeVg3HqUvMPcDb7cCmV0o"
+    "jpzV0jHhU9H79LO3G8cjNS5nHKC42nbedLRieIlVbXycuU69VndOtT6ArI-GzbYu1vJ9dPzJAg"
+)
+
+
+def vector_cipher(identity, peers=None) -> AesGcmCipher:
+    randoms = iter([bytes.fromhex("0001020304050607"), bytes.fromhex("101112131415161718191a1b")])
+    c = AesGcmCipher(bytes(32), now=lambda: 1767225600.0, random=lambda n: next(randoms), identity=identity)
+    c.use_v2(V2_MASTER, V2_SALT)
+    if peers:
+        c.peer_agree = lambda nick: peers.get(nick.casefold())
+    return c
+
+
+def test_aes3_vectors_with_the_reference_implementation():
+    assert ALICE.public.sign.hex() == "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
+    assert BOB.public.agree.hex() == "675dd574ed7789310b3d2e7681f3790b466c773b1521fecf36577958371ea52f"
+    assert fingerprint(ALICE.public) == "8aed a0be a029 48be c296 6852 b3d7 8537"
+    assert safety_number(ALICE.public, BOB.public) == "46792 50910 08355 57315 35338 38505"
+    assert vector_cipher(ALICE).encrypt("Hello, 世界!", Context("#Lobby", "Alice")) == ROOM_PAYLOAD
+    assert vector_cipher(ALICE, {"bob": BOB.public.agree}).encrypt("psst", Context("bob", "Alice")) == DM_PAYLOAD
+    opened = vector_cipher(BOB).open(DM_PAYLOAD, Context("bob", "Alice", history=True))
+    assert (opened.text, opened.private, opened.signer) == ("psst", True, ALICE.public)
+
+
+def test_aes3_vectors_with_an_independent_implementation():
+    """From docs/encryption.md alone: hashlib, hmac and the raw primitives."""
+    import hashlib
+    import hmac
+    import struct
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    def hkdf(ikm: bytes, info: bytes) -> bytes:
+        prk = hmac.new(b"\0" * 32, ikm, hashlib.sha256).digest()
+        return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+    def field(b: bytes) -> bytes:
+        return struct.pack(">H", len(b)) + b
+
+    def open_(payload: str, label: bytes, sender: str, own_agree_private: bytes | None) -> str:
+        env = base64.urlsafe_b64decode(payload[5:] + "=" * (-len(payload[5:]) % 4))
+        header, sealed, keys, sig = env[:37], env[37:-160], env[-160:-64], env[-64:]
+        aad = b"chatsvc/e2e/v3" + field(label) + field(sender.casefold().encode()) + header + keys
+        Ed25519PublicKey.from_public_bytes(keys[:32]).verify(sig, b"chatsvc/e2e/v3/sig" + aad + sealed)
+        base = hkdf(V2_MASTER, b"chatsvc/e2e/v3/key " + label)
+        if keys[64:] != bytes(32):
+            mine = X25519PrivateKey.from_private_bytes(own_agree_private)
+            shared = mine.exchange(X25519PublicKey.from_public_bytes(keys[32:64]))
+            assert shared.hex() == "7c79d7b5f31b9aac367477f5f7c7a68b5c44cac28ed5c902a59ec48c02956a6a"
+            key = hkdf(shared + base, b"chatsvc/e2e/v3/dm " + label)
+            assert key.hex() == "c702506e424896f53ec547f97df7665efd81677ed4e5d6fafb1191204ec3ec66"
+        else:
+            key = base
+            assert key.hex() == "c7aa34987f2711404f05f29d7f9dec22ace6e19cb5666c0ae51ac22773aec0cb"
+        return AESGCM(key).decrypt(header[25:], sealed, aad).decode()
+
+    assert open_(ROOM_PAYLOAD, b"room:#lobby", "Alice", None) == "Hello, 世界!"
+    assert open_(DM_PAYLOAD, b"dm:alice bob", "Alice", bytes(range(96, 128))) == "psst"
+    digest = hashlib.sha256(b"chatsvc/e2e/v3/fingerprint" + ALICE.public.sign + ALICE.public.agree).hexdigest()
+    assert " ".join(digest[i:i + 4] for i in range(0, 32, 4)) == "8aed a0be a029 48be c296 6852 b3d7 8537"
