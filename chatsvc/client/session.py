@@ -335,7 +335,11 @@ class ChatSession:
         file_key = getattr(self.cipher, "file_key", None)
         if not self._streams_cap or self.connect_stream is None or file_key is None:
             return None
-        return file_key(Context(target=target, sender=sender or self.nick or self.wanted_nick), transfer_id)
+        context = Context(target=target, sender=sender or self.nick or self.wanted_nick)
+        if not self.signing:
+            return file_key(context, transfer_id)
+        # a private file: keyed to the two identities as well (aes3)
+        return file_key(context, transfer_id, peer=sender or target)
 
     def open_stream(self, stream) -> None:
         from chatsvc.client.stream import CUT

@@ -1,6 +1,6 @@
-// End-to-end encryption in the page: schemes aes1 and aes2 of
+// End-to-end encryption in the page: schemes aes1, aes2 and aes3 of
 // docs/encryption.md, byte for byte, with WebCrypto only (PBKDF2, HKDF,
-// AES-256-GCM). No JavaScript crypto fallback: without crypto.subtle (an
+// AES-256-GCM; Ed25519 and X25519 for aes3's per-user keys). No JavaScript crypto fallback: without crypto.subtle (an
 // insecure context) the page says so and does not chat.
 //
 // The reference is chatsvc/client/aesgcm.py; tests/js/crypto.test.mjs checks
@@ -21,7 +21,13 @@ export const MAX_AGE_MS = 10 * 60 * 1000;
 export const SCHEMES = {
   aes1: { name: "aes1", version: 1, info: "chatsvc/e2e/v1/key ", aad: "chatsvc/e2e/v1" },
   aes2: { name: "aes2", version: 2, info: "chatsvc/e2e/v2/key ", aad: "chatsvc/e2e/v2" },
+  aes3: { name: "aes3", version: 3, info: "chatsvc/e2e/v3/key ", aad: "chatsvc/e2e/v3" },
 };
+const SIG_LABEL = "chatsvc/e2e/v3/sig";
+const DM_INFO = "chatsvc/e2e/v3/dm ";
+const FILE_DM_INFO = "chatsvc/e2e/v3/file ";
+const KEYS_SIZE = 96;
+const SIG_SIZE = 64;
 const V1_SALT = "chatsvc/e2e/v1/pbkdf2-salt";
 const V2_SALT_PREFIX = "chatsvc/e2e/v2/salt ";
 const JOIN_INFO = "chatsvc/e2e/v2/join ";
@@ -128,6 +134,71 @@ export function fileKey(masterV2, label, transferId) {
   return hkdf(masterV2, FILE_INFO + label + " " + transferId);
 }
 
+// --- per-user keys (aes3) -----------------------------------------------------------------
+
+/** A new identity: non-extractable private keys (the public halves export). */
+export async function generateIdentity() {
+  const sign = await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
+  const agree = await crypto.subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]);
+  return identityFromPairs(sign, agree);
+}
+
+/** An identity from stored (or test-vector) key pairs. */
+export async function identityFromPairs(sign, agree) {
+  return {
+    signKey: sign.privateKey, agreeKey: agree.privateKey, pairs: { sign, agree },
+    public: {
+      sign: new Uint8Array(await crypto.subtle.exportKey("raw", sign.publicKey)),
+      agree: new Uint8Array(await crypto.subtle.exportKey("raw", agree.publicKey)),
+    },
+  };
+}
+
+/** An identity from 32-byte private keys (the test vectors). */
+export async function identityFromSeeds(signSeed, agreeSeed, publicSign, publicAgree) {
+  const jwk = (crv, d, x) => ({ kty: "OKP", crv, d: b64url(d), x: b64url(x) });
+  const sign = {
+    privateKey: await crypto.subtle.importKey("jwk", jwk("Ed25519", signSeed, publicSign), { name: "Ed25519" }, false, ["sign"]),
+    publicKey: await crypto.subtle.importKey("raw", publicSign, { name: "Ed25519" }, true, ["verify"]),
+  };
+  const agree = {
+    privateKey: await crypto.subtle.importKey("jwk", jwk("X25519", agreeSeed, publicAgree), { name: "X25519" }, false, ["deriveBits"]),
+    publicKey: await crypto.subtle.importKey("raw", publicAgree, { name: "X25519" }, true, []),
+  };
+  return identityFromPairs(sign, agree);
+}
+
+export async function sharedSecret(identity, theirAgree) {
+  const pub = await crypto.subtle.importKey("raw", theirAgree, { name: "X25519" }, false, []);
+  return new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: pub }, identity.agreeKey, 256));
+}
+
+async function sha256(...parts) {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", concat(...parts)));
+}
+
+/** Eight groups of four hex digits (docs/encryption.md, aes3). */
+export async function fingerprint(keys) {
+  const digest = hex(await sha256(utf8.encode("chatsvc/e2e/v3/fingerprint"), keys.sign, keys.agree)).slice(0, 32);
+  return digest.match(/.{4}/g).join(" ");
+}
+
+/** Six groups of five digits, the same whoever computes it. */
+export async function safetyNumber(a, b) {
+  const [first, second] = [concat(a.sign, a.agree), concat(b.sign, b.agree)].sort((x, y) => {
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
+    return 0;
+  });
+  const digest = await sha256(utf8.encode("chatsvc/e2e/v3/safety"), first, second);
+  const groups = [];
+  for (let i = 0; i < 12; i += 2) groups.push(String((digest[i] << 8) | digest[i + 1]).padStart(5, "0"));
+  return groups.join(" ");
+}
+
+export function sameKeys(a, b) {
+  return Boolean(a && b) && hex(a.sign) === hex(b.sign) && hex(a.agree) === hex(b.agree);
+}
+
 export function associatedData(label, sender, header, scheme = SCHEMES.aes1) {
   return concat(utf8.encode(scheme.aad), field(utf8.encode(label)), field(utf8.encode(casefold(sender))), header);
 }
@@ -151,7 +222,9 @@ function header(version, senderId, counter, stampMs, nonce) {
  */
 export class Cipher {
   constructor({ masterV1, now = () => Date.now(), random = (n) => crypto.getRandomValues(new Uint8Array(n)),
-                replay = new ReplayGuard() } = {}) {
+                replay = new ReplayGuard(), identity = null } = {}) {
+    this.identity = identity; // with it (and the relay's salt) the page sends aes3
+    this.peerAgree = (nick) => null; // nick -> the X25519 key a private message to them is keyed with
     this.masters = { aes1: masterV1 };
     this.sending = SCHEMES.aes1;
     this.salt = null;
@@ -170,8 +243,34 @@ export class Cipher {
   useV2(masterV2, salt) {
     if (this.salt !== salt) for (const k of [...this.keys.keys()]) if (k.startsWith("aes2 ")) this.keys.delete(k);
     this.masters.aes2 = masterV2;
+    this.masters.aes3 = masterV2; // the same master; other keys by their HKDF info
     this.salt = salt;
-    this.sending = SCHEMES.aes2;
+    this.sending = this.identity ? SCHEMES.aes3 : SCHEMES.aes2;
+  }
+
+  privateTo(nick) {
+    return this.sending === SCHEMES.aes3 && Boolean(this.peerAgree(nick));
+  }
+
+  async pairwiseKey(label, theirAgree) {
+    const id = "dm " + label + " " + hex(theirAgree);
+    let key = this.keys.get(id);
+    if (!key) {
+      const ikm = concat(await sharedSecret(this.identity, theirAgree), await contextKey(this.masters.aes3, label, SCHEMES.aes3));
+      key = await crypto.subtle.importKey("raw", await hkdf(ikm, DM_INFO + label), "AES-GCM", false, ["encrypt", "decrypt"]);
+      if (this.keys.size >= 256) this.keys.delete(this.keys.keys().next().value);
+      this.keys.set(id, key);
+    }
+    return key;
+  }
+
+  /** A file transfer's frame key; a private one also takes the two identities' shared secret. */
+  async fileKey(target, sender, transferId, peer = null) {
+    const label = contextLabel(target, sender);
+    const info = FILE_INFO + label + " " + transferId;
+    const their = peer && this.identity && !target.startsWith("#") ? this.peerAgree(peer) : null;
+    if (their) return hkdf(concat(this.masters.aes2, await sharedSecret(this.identity, their)), FILE_DM_INFO + info);
+    return hkdf(this.masters.aes2, info);
   }
 
   joinProof(room) {
@@ -197,11 +296,21 @@ export class Cipher {
     const label = contextLabel(target, sender);
     const head = header(scheme.version, this.senderId, this.counter, Math.floor(this.now()), this.random(12));
     const nonce = head.subarray(25);
-    const key = await this.aead(scheme, label);
+    let aad = associatedData(label, sender, head, scheme);
+    if (scheme !== SCHEMES.aes3) {
+      const sealed = new Uint8Array(await crypto.subtle.encrypt(
+        { name: "AES-GCM", iv: nonce, additionalData: aad, tagLength: 128 }, await this.aead(scheme, label), utf8.encode(text)));
+      return scheme.name + ":" + b64url(concat(head, sealed));
+    }
+    const peer = target.startsWith("#") ? null : this.peerAgree(target);
+    const keys = concat(this.identity.public.sign, this.identity.public.agree, peer || new Uint8Array(32));
+    aad = concat(aad, keys);
+    const key = peer ? await this.pairwiseKey(label, peer) : await this.aead(scheme, label);
     const sealed = new Uint8Array(await crypto.subtle.encrypt(
-      { name: "AES-GCM", iv: nonce, additionalData: associatedData(label, sender, head, scheme), tagLength: 128 },
-      key, utf8.encode(text)));
-    return scheme.name + ":" + b64url(concat(head, sealed));
+      { name: "AES-GCM", iv: nonce, additionalData: aad, tagLength: 128 }, key, utf8.encode(text)));
+    const signature = new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, this.identity.signKey,
+                                                                concat(utf8.encode(SIG_LABEL), aad, sealed)));
+    return scheme.name + ":" + b64url(concat(head, sealed, keys, signature));
   }
 
   /**
@@ -215,7 +324,8 @@ export class Cipher {
     if (!scheme) throw new DecryptError(`sent with cipher '${name || "?"}', which this client does not know`);
     if (!this.masters[name]) throw new DecryptError(`sent with ${name}, but this client has no ${name} key for this server`);
     const envelope = unb64url(payload.slice(colon + 1));
-    if (envelope.length < HEADER_SIZE + TAG_SIZE) throw new DecryptError("damaged message (too short)");
+    const tail = scheme === SCHEMES.aes3 ? KEYS_SIZE + SIG_SIZE : 0;
+    if (envelope.length < HEADER_SIZE + TAG_SIZE + tail) throw new DecryptError("damaged message (too short)");
     const head = envelope.subarray(0, HEADER_SIZE);
     if (head[0] !== scheme.version) throw new DecryptError(`envelope version ${head[0]} does not belong to ${name}`);
     const view = new DataView(envelope.buffer, envelope.byteOffset);
@@ -223,11 +333,42 @@ export class Cipher {
     const counter = view.getBigUint64(9);
     const stampMs = Number(view.getBigUint64(17));
     const label = contextLabel(target, sender);
+    let aad = associatedData(label, sender, head, scheme);
+    let sealed = envelope.subarray(HEADER_SIZE);
+    let key;
+    let signer = null;
+    let isPrivate = false;
+    if (scheme === SCHEMES.aes3) {
+      sealed = envelope.subarray(HEADER_SIZE, envelope.length - tail);
+      const keys = envelope.slice(envelope.length - tail, envelope.length - SIG_SIZE);
+      const signature = envelope.slice(envelope.length - SIG_SIZE);
+      signer = { sign: keys.slice(0, 32), agree: keys.slice(32, 64) };
+      aad = concat(aad, keys);
+      let good = false;
+      try {
+        const pub = await crypto.subtle.importKey("raw", signer.sign, { name: "Ed25519" }, false, ["verify"]);
+        good = await crypto.subtle.verify({ name: "Ed25519" }, pub, signature, concat(utf8.encode(SIG_LABEL), aad, sealed));
+      } catch (e) {
+        good = false;
+      }
+      if (!good) throw new DecryptError("its signature does not verify (altered, or not signed by the key it carries)");
+      const peer = keys.slice(64);
+      if (peer.some((b) => b !== 0)) {
+        if (target.startsWith("#") || !this.identity || hex(peer) !== hex(this.identity.public.agree)) {
+          throw new DecryptError("it is keyed for someone else's key, not yours");
+        }
+        key = await this.pairwiseKey(label, signer.agree);
+        isPrivate = true;
+      } else {
+        key = await this.aead(scheme, label);
+      }
+    } else {
+      key = await this.aead(scheme, label);
+    }
     let plain;
     try {
       plain = await crypto.subtle.decrypt(
-        { name: "AES-GCM", iv: head.subarray(25), additionalData: associatedData(label, sender, head, scheme), tagLength: 128 },
-        await this.aead(scheme, label), envelope.subarray(HEADER_SIZE));
+        { name: "AES-GCM", iv: head.subarray(25), additionalData: aad, tagLength: 128 }, key, sealed);
     } catch (e) {
       throw new DecryptError("it does not authenticate: a different passphrase, or the message " +
                              "was altered, moved to another conversation or misattributed");
@@ -243,7 +384,7 @@ export class Cipher {
       throw e;
     }
     try {
-      return { text: strictUtf8.decode(plain), sentMs: stampMs };
+      return { text: strictUtf8.decode(plain), sentMs: stampMs, signer, private: isPrivate };
     } catch (e) {
       throw new DecryptError("message is not UTF-8 text");
     }

@@ -7,7 +7,7 @@
 // sends and takes files up to MAX_FILE; the terminal client has no such
 // bound. A cut stream is not resumed here: the transfer fails, saying so.
 
-import { b64url, contextLabel, fileKey, frameAad, hex, sealFrame } from "./crypto.js";
+import { b64url, frameAad, hex, sealFrame } from "./crypto.js";
 
 export const MARKER = "\x1fchatsvc-file:";
 export const FRAME_SIZE = 1024 * 1024;
@@ -157,7 +157,7 @@ export class Transfers {
   }
 
   async sendOver(id, entry, receiver, token) {
-    const key = await fileKey(this.host.cipher.masters.aes2, contextLabel(entry.target, this.host.nick), id);
+    const key = await this.host.cipher.fileKey(entry.target, this.host.nick, id, entry.target);
     const aesKey = key;
     const stream = new StreamSocket(this.host.url, token, "send", this.host.WebSocketImpl);
     const frames = Math.max(1, Math.ceil(entry.size / FRAME_SIZE));
@@ -261,7 +261,7 @@ export class Transfers {
     if (!offer || offer.state !== "offered") return;
     offer.state = "receiving";
     const token = randomToken();
-    const key = await fileKey(this.host.cipher.masters.aes2, contextLabel(offer.target, offer.sender), id);
+    const key = await this.host.cipher.fileKey(offer.target, offer.sender, id, offer.sender);
     const aes = await crypto.subtle.importKey("raw", key, "AES-GCM", false, ["decrypt"]);
     // The first bytes say where we stand: frame 0 (the page does not resume).
     const stream = new StreamSocket(this.host.url, token, "recv", this.host.WebSocketImpl, new Uint8Array(8));
