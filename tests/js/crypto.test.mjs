@@ -67,7 +67,7 @@ test("file frame", async () => {
 test("open: the vector reads back; moved, misattributed, replayed, stale are refused", async () => {
   const payload = "aes1:AQABAgMEBQYHAAAAAAAAAAEAAAGbdtqoABAREhMUFRYXGBkaGwCGrM6vtQ06esURUzy6hv9B20D2T0d9m_tjc2ef_g";
   const reader = () => new Cipher({ masterV1: v1, now: () => STAMP + 1000 });
-  assert.deepEqual(await reader().open(payload, "#lobby", "alice"), { text: "Hello, 世界!", sentMs: STAMP });
+  assert.deepEqual(await reader().open(payload, "#lobby", "alice"), { text: "Hello, 世界!", sentMs: STAMP, signer: null, private: false });
   await assert.rejects(reader().open(payload, "#other", "alice"), DecryptError);
   await assert.rejects(reader().open(payload, "#lobby", "mallory"), DecryptError);
   const once = reader();
