@@ -50,6 +50,9 @@ const view = {
       if (entry.pending) li.append(el("span", "mark sending", "sending…"));
     } else if (entry.kind === "msg") {
       li.append(el("span", "from", entry.from), el("span", "text", entry.text));
+      if (entry.unsigned) li.append(el("span", "mark unsigned", "(unsigned)"));
+      if (entry.notPrivate) li.append(el("span", "mark", "(not private: keyed by the passphrase alone)"));
+      if (entry.held) li.append(el("span", "mark", "(held until /verify)"));
       if (entry.history) li.append(el("span", "mark", `(${entry.history})`));
       if (entry.pending) li.append(el("span", "mark sending", "sending…"));
     } else {
@@ -290,7 +293,7 @@ function join(nick, passphrase, room) {
   $("chat").hidden = false;
   session = new ChatSession({
     url: socketUrl(), nick, passphrase, room, ui: view,
-    store: window.sessionStorage, replayStore: window.localStorage,
+    store: window.sessionStorage, replayStore: window.localStorage, keyStore: window.localStorage,
   });
   window.chatsvcSession = session; // for the browser tests and the curious
   session.start();

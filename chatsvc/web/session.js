@@ -5,7 +5,8 @@
 // fake socket under Node.
 
 import { casefold } from "./casefold.js";
-import { Cipher, DecryptError, deriveMasterV1, deriveMasterV2 } from "./crypto.js";
+import { Cipher, DecryptError, deriveMasterV1, deriveMasterV2, fingerprint, safetyNumber, sameKeys } from "./crypto.js";
+import { CHANGED, KnownKeys, NEW, loadOrCreateIdentity } from "./identity.js";
 import { formatLine, isDecimal, isNick, isRoom, nickProblem, parseLine } from "./proto.js";
 import { ReplayGuard } from "./replay.js";
 import { MARKER as FILE_MARKER, Transfers, decode as decodeFile } from "./files.js";
@@ -23,6 +24,11 @@ const MAX_REASON = 80;
 export const ACTION_MARKER = "\x1fchatsvc-me:";
 export const AWAY_MARKER = "\x1fchatsvc-away:";
 export const TOPIC_MARKER = "\x1fchatsvc-topic:";
+// Per-user keys (aes3): "send me your keys" and the answer, both signed.
+export const KEYREQ_MARKER = "\x1fchatsvc-keyreq:";
+export const KEY_MARKER = "\x1fchatsvc-key:";
+export const KEY_WAIT_MS = 5000;
+const HELD_PER_NICK = 20;
 
 /** How a decrypted text is shown: {text, action}, or null for what is not shown as a line. */
 export function present(text) {
@@ -40,7 +46,8 @@ export const HELP = [
   "/query nick — open a private conversation with nick",
   "/topic [text] — show the room's topic, or set it (encrypted like messages)",
   "/names — who is in the current room",
-  "/whois nick — the rooms you share with nick, and their away note",
+  "/whois nick — the rooms you share with nick, their away note, their key and whether you verified it",
+  "/verify nick — the safety number to compare with nick (in person, on a call); marks their key verified",
   "/away [text] — answer private messages with “away: text” (once per person); /away alone: back",
   "/ignore [nick], /unignore nick — hide everything from nick (files too)",
   "/window N — switch to the Nth conversation (Alt-1…9 too)",
@@ -73,8 +80,8 @@ function randomBase() {
  * replayStore: a localStorage-like object for what was seen (replay.js).
  */
 export class ChatSession {
-  constructor({ url, nick, passphrase, room, ui, store = null, replayStore = null,
-                WebSocketImpl = globalThis.WebSocket, now = () => Date.now(),
+  constructor({ url, nick, passphrase, room, ui, store = null, replayStore = null, keyStore = null,
+                identity = undefined, WebSocketImpl = globalThis.WebSocket, now = () => Date.now(),
                 setTimer = (f, ms) => setTimeout(f, ms), clearTimer = (t) => clearTimeout(t) }) {
     this.url = url;
     this.wantedNick = nick;
@@ -119,6 +126,14 @@ export class ChatSession {
     this.awayText = null; // ours: answered once to each who messages us privately (/away)
     this.awayTold = new Set();
     this.awayOf = new Map(); // nick key -> the away note they sent us
+    // per-user keys (aes3): undefined = this browser's own, from IndexedDB
+    this.identity = identity;
+    this.known = new KnownKeys(keyStore);
+    this.flagged = new Map(); // nick key -> the unaccepted keys we warned of
+    this.held = new Map(); // nick key -> [[target, text]] not shown as theirs
+    this.waitingKey = new Map(); // nick key -> [[nick, text, shown]] private messages waiting for keys
+    this.noKey = new Set(); // nicks that did not answer a key request
+    this.keysAnswered = new Set();
     this.restore();
   }
 
@@ -126,7 +141,19 @@ export class ChatSession {
 
   async start() {
     this.ui.status("deriving the key from your passphrase…");
-    this.cipher = new Cipher({ masterV1: await deriveMasterV1(this.passphrase), now: this.now, replay: this.replay });
+    let made = false;
+    if (this.identity === undefined) {
+      try {
+        ({ identity: this.identity, made } = await loadOrCreateIdentity());
+      } catch (e) {
+        this.identity = null;
+        this.problem(null, `no identity keys in this browser (${e.message}): your messages go unsigned`);
+      }
+    }
+    this.cipher = new Cipher({ masterV1: await deriveMasterV1(this.passphrase), now: this.now, replay: this.replay,
+                               identity: this.identity });
+    this.cipher.peerAgree = (nick) => this.peerAgree(nick);
+    if (made) this.notice(null, `made your identity keys in this browser; your fingerprint: ${await fingerprint(this.identity.public)}`);
     this.connect();
   }
 
@@ -568,6 +595,16 @@ export class ChatSession {
       }
       return this.problem(conv, `cannot read a message from ${from} ${target.startsWith("#") ? "in " + target : "(private)"}: ${opened.error}`);
     }
+    const mark = key(from) !== me || opened.signer ? await this.trusted(from, target, conv, opened) : "";
+    if (mark === null) return;
+    if (opened.text.startsWith(KEYREQ_MARKER) || opened.text.startsWith(KEY_MARKER)) {
+      // keys asked for, or given (the envelope carried them): nothing to show
+      if (opened.text.startsWith(KEYREQ_MARKER) && !target.startsWith("#") && !history && !this.keysAnswered.has(key(from))) {
+        this.keysAnswered.add(key(from));
+        await this.sendPlainControl(from, KEY_MARKER);
+      }
+      return;
+    }
     if (this.ignored.has(key(from)) && key(from) !== me) return; // /ignore: nothing of theirs, files included
     if (opened.text.startsWith(FILE_MARKER)) {
       let fields;
@@ -597,7 +634,9 @@ export class ChatSession {
     this.conversation(target.startsWith("#") ? target : from, !target.startsWith("#"));
     this.remember(conv, [from, target, payload, tags.id || "", 0]);
     this.show(conv, { kind: "msg", from, text: shown.text, action: shown.action, time: opened.sentMs,
-                      history: history ? this.historyMode[conv] : null, mention: this.mentions(shown.text) });
+                      history: history ? this.historyMode[conv] : null, mention: this.mentions(shown.text),
+                      unsigned: mark === "unsigned",
+                      notPrivate: Boolean(this.identity && opened.signer && !target.startsWith("#") && !opened.private) });
     if (!target.startsWith("#") && this.awayText !== null && !this.awayTold.has(key(from))) {
       this.awayTold.add(key(from));
       await this.sendControl(from, AWAY_MARKER + this.awayText);
@@ -667,10 +706,11 @@ export class ChatSession {
     this.save();
   }
 
-  async sendPrivate(nick, text) {
+  async sendPrivate(nick, text, shown = text) {
+    if (this.wantsKeys(nick)) return this.awaitKeys(nick, text, shown);
     const payload = await this.cipher.encrypt(text, nick, this.nick);
     if (!this.fits(nick, payload, null)) return;
-    this.privatePending.push([nick, text]);
+    this.privatePending.push([nick, shown]);
     this.send("MSG", nick, payload);
   }
 
@@ -678,11 +718,112 @@ export class ChatSession {
   sendControl(target, text) {
     if (!this.ready) return Promise.resolve();
     if (target.startsWith("#")) return this.sendRoom(target, text, false);
-    return (async () => {
-      const payload = await this.cipher.encrypt(text, target, this.nick);
-      this.privatePending.push([target, null]);
-      this.send("MSG", target, payload);
-    })();
+    return this.sendPrivate(target, text, null);
+  }
+
+  // --- per-user keys (aes3, identity.js) ------------------------------------------------
+
+  peerAgree(nick) {
+    const k = key(nick);
+    const keys = this.known.keysOf(k);
+    return keys && !this.known.pending.has(k) ? keys.agree : null;
+  }
+
+  wantsKeys(nick) {
+    return Boolean(this.identity) && this.cipher.scheme === "aes3" && !this.cipher.privateTo(nick) && !this.noKey.has(key(nick));
+  }
+
+  async awaitKeys(nick, text, shown) {
+    const k = key(nick);
+    let waiting = this.waitingKey.get(k);
+    if (!waiting) {
+      this.waitingKey.set(k, waiting = []);
+      await this.sendPlainControl(nick, KEYREQ_MARKER);
+      this.setTimer(() => this.run(() => this.keysLate(k)), KEY_WAIT_MS);
+    }
+    waiting.push([nick, text, shown]);
+  }
+
+  async sendPlainControl(nick, marker) {
+    // signed (so it carries our keys), keyed by the passphrase
+    const payload = await this.cipher.encrypt(marker, nick, this.nick);
+    this.privatePending.push([nick, null]);
+    this.send("MSG", nick, payload);
+  }
+
+  async keysKnown(k) {
+    const waiting = this.waitingKey.get(k) || [];
+    this.waitingKey.delete(k);
+    for (const [nick, text, shown] of waiting) if (this.ready) await this.sendPrivate(nick, text, shown);
+  }
+
+  async keysLate(k) {
+    const waiting = this.waitingKey.get(k);
+    if (!waiting || !waiting.length) return;
+    this.noKey.add(k);
+    this.problem(k, `${waiting[0][0]} did not send their keys (an older client?): your private message goes keyed by the ` +
+                    "passphrase alone, which every member can read");
+    await this.keysKnown(k);
+  }
+
+  /** null: not to be shown as from's (the user was told); else "" or "unsigned". */
+  async trusted(from, target, conv, opened) {
+    if (!this.identity) return "";
+    const k = key(from);
+    const signer = opened.signer;
+    if (!signer) {
+      if (this.known.keysOf(k)) {
+        this.problem(conv, `a message under ${from}'s name without ${from}'s signature (they sign theirs) — not shown as ${from}`);
+        return null;
+      }
+      return "unsigned";
+    }
+    if (this.nick && k === key(this.nick) && sameKeys(signer, this.identity.public)) return "";
+    const verdict = this.known.check(k, signer);
+    if (verdict === CHANGED) {
+      if (!sameKeys(this.flagged.get(k), signer)) {
+        this.flagged.set(k, signer);
+        this.problem(conv, `${from}'s key changed — not shown as ${from}; /verify ${from}`);
+      }
+      const held = this.held.get(k) || [];
+      held.push([target, opened.text]);
+      this.held.set(k, held.slice(-HELD_PER_NICK));
+      return null;
+    }
+    if (verdict === NEW) {
+      this.notice(conv, `${from}'s key: ${await fingerprint(signer)} (first seen, trusted from now on; /verify ${from} to compare safety numbers)`);
+    }
+    await this.keysKnown(k);
+    return "";
+  }
+
+  async cmd_verify(args) {
+    if (!isNick(args)) return this.problem(this.current, "usage: /verify nick");
+    if (!this.identity) return this.problem(this.current, "this browser has no identity keys");
+    const k = key(args);
+    const keys = this.known.pending.get(k) || this.known.keysOf(k);
+    if (!keys) return this.problem(this.current, `no keys seen from ${args} yet: they must write something first`);
+    this.notice(this.current, `safety number with ${args}: ${await safetyNumber(this.identity.public, keys)} — compare it ` +
+                              `with ${args} in person or on a call: it is the same on both sides`);
+    const changed = this.known.pending.has(k);
+    this.known.accept(k, keys);
+    this.flagged.delete(k);
+    this.notice(this.current, `${args}'s key ${await fingerprint(keys)} is now verified`);
+    for (const [target, text] of changed ? this.held.get(k) || [] : []) {
+      const conv = target.startsWith("#") ? key(target) : k;
+      this.show(conv, { kind: "msg", from: args, text, action: false, time: this.now(), held: true });
+    }
+    this.held.delete(k);
+    await this.keysKnown(k);
+  }
+
+  async keyStatus(nick) {
+    if (!this.identity) return "";
+    const k = key(nick);
+    if (this.known.pending.has(k)) return `; key CHANGED to ${await fingerprint(this.known.pending.get(k))}, not accepted (/verify ${nick})`;
+    const keys = this.known.keysOf(k);
+    if (!keys) return "; no key seen (unsigned so far)";
+    return `; key ${await fingerprint(keys)}, ${this.known.isVerified(k) ? "verified" : `not verified (/verify ${nick})`}`;
   }
 
   /** Offer a file (a File from the picker or a drop) to the current conversation. */
@@ -781,12 +922,12 @@ export class ChatSession {
     this.setCurrent(shown[n - 1][0]);
   }
 
-  cmd_whois(args) {
+  async cmd_whois(args) {
     if (!isNick(args)) return this.problem(this.current, "usage: /whois nick");
     const rooms = [...this.conversations.values()].filter((c) => c.room && c.members.has(key(args))).map((c) => c.name);
     const away = this.awayOf.get(key(args));
     this.notice(this.current, `${args} is ${rooms.length ? `in ${rooms.join(", ")} with you` : "in no room you share"}` +
-                (away ? `; away: ${away}` : "") + (this.ignored.has(key(args)) ? "; ignored" : ""));
+                (away ? `; away: ${away}` : "") + (this.ignored.has(key(args)) ? "; ignored" : "") + await this.keyStatus(args));
   }
 
   cmd_away(args) {

@@ -1,0 +1,118 @@
+// Per-user keys in the page's session, as in the terminal client: a
+// member with the passphrase but another key cannot write under a pinned
+// nick, unsigned messages are marked, /verify, and a private message waits
+// for its recipient's keys and then only the two can read it.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ChatSession } from "../../chatsvc/web/session.js";
+import { Cipher, deriveMasterV1, deriveMasterV2, fingerprint, generateIdentity, safetyNumber } from "../../chatsvc/web/crypto.js";
+
+const PASS = "correct horse battery staple";
+const SALT = "AAECAwQFBgcICQoLDA0ODw";
+const v1 = await deriveMasterV1(PASS);
+const v2 = await deriveMasterV2(PASS, SALT);
+const BOB = await generateIdentity();
+const MALLORY = await generateIdentity();
+
+class FakeSocket {
+  static all = [];
+  constructor() { this.readyState = 1; this.sent = []; FakeSocket.all.push(this); queueMicrotask(() => this.onopen?.()); }
+  send(line) { this.sent.push(line); }
+  close() { this.readyState = 3; this.onclose?.({ code: 1000 }); }
+}
+
+function recorder() {
+  const lines = [];
+  return { lines, texts: () => lines.map(([, e]) => e.text), line: (conv, entry) => lines.push([conv, entry]),
+           acked() {}, refused() {}, status() {}, changed() {}, current() {}, ended() {}, clear() {} };
+}
+
+async function signedIn(nick, identity) {
+  const ui = recorder();
+  const timers = [];
+  const s = new ChatSession({ url: "ws://x/chat", nick, passphrase: PASS, room: "#lobby", ui, identity,
+                              WebSocketImpl: FakeSocket, setTimer: (f) => timers.push(f), clearTimer: () => {} });
+  await s.start();
+  const ws = FakeSocket.all.at(-1);
+  const say = (line) => s.received(line);
+  await say("HELLO chatsvc 1 test");
+  await say(`CAPS join-proof streams max-line=65536 salt=${SALT}`);
+  await say(`OK NICK ${nick}`);
+  await say(`JOIN #lobby ${nick}`);
+  await say("ENDHISTORY #lobby complete");
+  return { s, ui, ws, say, timers };
+}
+
+async function from(identity, text, target, sender) {
+  const c = new Cipher({ masterV1: v1, identity });
+  c.useV2(v2, SALT);
+  return c.encrypt(text, target, sender);
+}
+
+test("a pinned nick cannot be written under with another key, or unsigned", async () => {
+  const { ui, say } = await signedIn("alice", await generateIdentity());
+  await say(`@id=1 MSG bob #lobby ${await from(BOB, "hi, it is bob", "#lobby", "bob")}`);
+  assert.equal(ui.texts().at(-1), "hi, it is bob");
+  assert.ok(ui.texts().includes(`bob's key: ${await fingerprint(BOB.public)} (first seen, trusted from now on; /verify bob to compare safety numbers)`));
+  await say(`@id=2 MSG bob #lobby ${await from(MALLORY, "send the money to me", "#lobby", "bob")}`);
+  assert.equal(ui.texts().at(-1), "bob's key changed — not shown as bob; /verify bob");
+  await say(`@id=3 MSG bob #lobby ${await from(null, "send it anyway", "#lobby", "bob")}`);
+  assert.equal(ui.texts().at(-1), "a message under bob's name without bob's signature (they sign theirs) — not shown as bob");
+  assert.ok(!ui.texts().some((t) => t.includes("money") || t.includes("anyway")));
+});
+
+test("unsigned messages from a nick never seen signing are marked", async () => {
+  const { ui, say } = await signedIn("alice", await generateIdentity());
+  await say(`@id=1 MSG carol #lobby ${await from(null, "from an older client", "#lobby", "carol")}`);
+  const [, entry] = ui.lines.at(-1);
+  assert.equal(entry.text, "from an older client");
+  assert.equal(entry.unsigned, true);
+});
+
+test("/verify shows the safety number and accepts a changed key; held messages then show", async () => {
+  const me = await generateIdentity();
+  const { s, ui, say } = await signedIn("alice", me);
+  await say(`@id=1 MSG bob #lobby ${await from(BOB, "one", "#lobby", "bob")}`);
+  await say(`@id=2 MSG bob #lobby ${await from(MALLORY, "new laptop", "#lobby", "bob")}`);
+  await s.typed("/whois bob");
+  assert.match(ui.texts().at(-1), /key CHANGED to /);
+  await s.typed("/verify bob");
+  const texts = ui.texts();
+  assert.ok(texts.includes(`safety number with bob: ${await safetyNumber(me.public, MALLORY.public)} — compare it with bob in person or on a call: it is the same on both sides`));
+  assert.equal(ui.lines.at(-1)[1].text, "new laptop");
+  assert.equal(ui.lines.at(-1)[1].held, true);
+  await say(`@id=3 MSG bob #lobby ${await from(MALLORY, "thanks", "#lobby", "bob")}`);
+  assert.equal(ui.texts().at(-1), "thanks");
+});
+
+test("a private message waits for the keys, then only the two can read it", async () => {
+  const alice = await signedIn("alice", await generateIdentity());
+  const bob = await signedIn("bob", BOB);
+  await alice.s.typed("/msg bob the door code is 4711");
+  const request = alice.ws.sent.at(-1);
+  assert.match(request, /^MSG bob aes3:/);
+  await bob.say(request.replace("MSG bob ", "MSG alice bob "));
+  const answer = bob.ws.sent.at(-1);
+  assert.match(answer, /^MSG alice aes3:/);
+  await alice.say("OK MSG bob");
+  await alice.say(answer.replace("MSG alice ", "MSG bob alice "));
+  const secret = alice.ws.sent.at(-1);
+  assert.match(secret, /^MSG bob aes3:/);
+  await bob.say(secret.replace("MSG bob ", "MSG alice bob "));
+  assert.equal(bob.ui.texts().at(-1), "the door code is 4711");
+  assert.equal(bob.ui.lines.at(-1)[1].notPrivate, false);
+  // mallory, with the passphrase and the payload the relay hands her
+  const mallory = await signedIn("mallory", MALLORY);
+  await mallory.say(secret.replace("MSG bob ", "MSG alice mallory "));
+  assert.ok(!mallory.ui.texts().some((t) => t.includes("4711")));
+});
+
+test("to an older client, the private message goes after the wait, with a warning", async () => {
+  const alice = await signedIn("alice", await generateIdentity());
+  await alice.s.typed("/msg dave hello");
+  const sent = alice.ws.sent.length;
+  await alice.timers.at(-1)();  // KEY_WAIT_MS passed without an answer
+  await alice.s.chain;
+  assert.match(alice.ui.texts().at(-1), /^dave did not send their keys/);
+  assert.equal(alice.ws.sent.length, sent + 1);
+});
