@@ -159,14 +159,28 @@ def test_the_published_vectors_pass_in_the_page(relay, browsers):
           const cipher = new c.Cipher({masterV1: await c.deriveMasterV1("correct horse battery staple"),
                                        now: () => 1767225600000, random: () => fixed.shift()});
           cipher.useV2(v2, "AAECAwQFBgcICQoLDA0ODw");
+          const range = (a, b) => Uint8Array.from({length: b - a}, (_, i) => a + i);
+          const alice = await c.identityFromSeeds(range(0, 32), range(32, 64),
+            c.unhex("03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"),
+            c.unhex("358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd166254"));
+          const again = [c.unhex("0001020304050607"), c.unhex("101112131415161718191a1b")];
+          const signing = new c.Cipher({masterV1: new Uint8Array(32), now: () => 1767225600000,
+                                        random: () => again.shift(), identity: alice});
+          signing.useV2(v2, "AAECAwQFBgcICQoLDA0ODw");
           return {master: c.hex(v2), proof: await c.joinProof(v2, "#Lobby"),
-                  payload: await cipher.encrypt("Hello, 世界!", "#Lobby", "Alice")};
+                  payload: await cipher.encrypt("Hello, 世界!", "#Lobby", "Alice"),
+                  signed: await signing.encrypt("Hello, 世界!", "#Lobby", "Alice"),
+                  fingerprint: await c.fingerprint(alice.public)};
         })().then(done, (e) => done({error: String(e)}));
     """)
+    from tests.test_identity import ROOM_PAYLOAD
+
     assert result == {
         "master": "7f32341638165b4d488876d3d63044123558f0abd66356c3c6dbb902bba904c8",
         "proof": "OD7trhWlSg2EvqrbNMWSofcWx9YJLbjC8gKfDXSQjPM",
         "payload": "aes2:AgABAgMEBQYHAAAAAAAAAAEAAAGbdtqoABAREhMUFRYXGBkaG6Aj84_2r7haQ5OT6be9hW0ueHabY1RXhWftvWr3-Q",
+        "signed": ROOM_PAYLOAD,  # aes3, signed with the vector identity: Chromium's Ed25519 matches
+        "fingerprint": "8aed a0be a029 48be c296 6852 b3d7 8537",
     }
 
 
@@ -202,6 +216,36 @@ def test_a_browser_user_and_a_terminal_user_read_each_other(relay, browsers, cli
     wait_line(web, "termy", "private from terminal")
     say(web, "/msg termy private from browser")
     terminal.wait_for("[webby → you] private from browser")
+
+
+def test_a_browser_user_and_a_terminal_user_verify_each_other(relay, browsers, clients):
+    terminal, web = meet(relay, browsers, clients, "tverify", "wverify", "#keys")
+    say(web, "signed in the browser")
+    terminal.wait_for("[#keys] wverify: signed in the browser")
+    (notice,) = [line for line in terminal.seen if line.startswith("* wverify's key: ")]  # just before it
+    web_print = notice.split("key: ", 1)[1].split(" (")[0]
+    terminal.type("signed in the terminal")
+    wait_line(web, "tverify", "signed in the terminal")
+    assert web_print in wait_line(web, "your fingerprint:")  # the page said its own on its first run
+    terminal_print = wait_line(web, "tverify's key: ").split("key: ", 1)[1].split(" (")[0]
+    # both show the same safety number, each computed on its own side
+    terminal.type("/verify wverify")
+    number_t = terminal.wait_for_prefix("* safety number with wverify: ").split(": ", 1)[1].split(" — ")[0]
+    say(web, "/verify tverify")
+    number_w = wait_line(web, "safety number with tverify: ").split(": ", 1)[1].split(" — ")[0]
+    assert number_t == number_w and len(number_t.split()) == 6
+    terminal.type("/whois wverify")
+    assert terminal.wait_for_prefix("* wverify is in #keys with you; key ").endswith(f"key {web_print}, verified")
+    say(web, "/whois tverify")
+    assert wait_line(web, "tverify is in #keys with you; key ").endswith(f"key {terminal_print}, verified")
+    # a private message each way, keyed to the two identities (no "not private" mark)
+    say(web, "/msg tverify only we can read this")
+    line = terminal.wait_for_prefix("[wverify → you] only we can read this")
+    assert "not private" not in line
+    terminal.type("/msg wverify nor this")
+    open_conversation(web, "tverify")
+    assert "not private" not in wait_line(web, "tverify", "nor this")
+    no_page_errors(web)
 
 
 def png(width: int = 40, height: int = 30) -> bytes:
