@@ -322,3 +322,18 @@ def test_aes3_vectors_with_an_independent_implementation():
     assert open_(DM_PAYLOAD, b"dm:alice bob", "Alice", bytes(range(96, 128))) == "psst"
     digest = hashlib.sha256(b"chatsvc/e2e/v3/fingerprint" + ALICE.public.sign + ALICE.public.agree).hexdigest()
     assert " ".join(digest[i:i + 4] for i in range(0, 32, 4)) == "8aed a0be a029 48be c296 6852 b3d7 8537"
+
+
+def test_a_topic_set_under_a_pinned_nick_with_another_key_is_not_shown_as_theirs():
+    from chatsvc.client.session import TOPIC_MARKER
+
+    s = Session("alice", ALICE).ready()
+    s.server("CAPS join-proof topic max-line=65536 salt=" + SALT)
+    s.server(f"MSG bob #lobby {from_(BOB, 'hi', '#lobby', 'bob', s.clock)}")
+    s.display.take()
+    forged = from_(MALLORY, TOPIC_MARKER + "new rules: pay mallory", "#lobby", "bob", s.clock)
+    s.server(f"TOPIC #lobby bob {int(T0 * 1000)} {forged}")
+    assert s.display.take() == ["! bob's key changed — not shown as bob; /verify bob"]
+    real = from_(BOB, TOPIC_MARKER + "release Friday", "#lobby", "bob", s.clock)
+    s.server(f"TOPIC #lobby bob {int(T0 * 1000)} {real}")
+    assert s.display.take()[0].startswith("* topic of #lobby: release Friday (set by bob, ")

@@ -938,10 +938,13 @@ class ChatSession:
         if not opened.text.startswith(TOPIC_MARKER):
             self.problem(f"the topic of {clean(room)} is not a topic (a message passed off as one?); ignored")
             return
+        mark = self._trusted(setter, room, opened) if self.nick is None or name_key(setter) != name_key(self.nick) else ""
+        if mark is None:
+            return  # not shown as the setter's (told why)
         text = opened.text[len(TOPIC_MARKER):]
         stamp = opened.sent_ms if opened.sent_ms is not None else when_ms
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp / 1000)) if stamp else "at an unknown time"
-        self.notice(f"topic of {clean(room)}: {clean(text)} (set by {clean(setter)}, {when})")
+        self.notice(f"topic of {clean(room)}: {clean(text)} (set by {clean(setter)}{mark}, {when})")
 
     def set_topic(self, room: str, text: str) -> None:
         """/topic text: encrypted for the room like a message; the relay keeps the ciphertext."""

@@ -538,8 +538,10 @@ export class ChatSession {
     const opened = await this.open(payload, conv.name, setter, true);
     if (opened.error) return this.problem(k, `cannot read the topic of ${conv.name} set by ${setter}: ${opened.error}`);
     if (!opened.text.startsWith(TOPIC_MARKER)) return this.problem(k, `the topic of ${conv.name} is not a topic (a message passed off as one?); ignored`);
+    const mark = this.nick && key(setter) === key(this.nick) ? "" : await this.trusted(setter, conv.name, k, opened);
+    if (mark === null) return; // not shown as the setter's (told why)
     conv.topic = opened.text.slice(TOPIC_MARKER.length);
-    this.notice(k, `topic: ${conv.topic} (set by ${setter})`);
+    this.notice(k, `topic: ${conv.topic} (set by ${setter}${mark ? " (unsigned)" : ""})`);
     this.ui.changed();
   }
 

@@ -157,7 +157,7 @@ test("actions and away notes from the terminal client are shown as such", async 
 test("a topic is read like a message, and a message passed off as a topic is refused", async () => {
   const { s, ui, say, ws } = await signedIn();
   await say(`TOPIC #lobby bob 1 ${await sealed("\x1fchatsvc-topic:ship it", "#lobby", "bob")}`);
-  assert.equal(ui.texts().at(-1), "topic: ship it (set by bob)");
+  assert.equal(ui.texts().at(-1), "topic: ship it (set by bob (unsigned))");
   assert.equal(s.conversations.get("#lobby").topic, "ship it");
   await say(`TOPIC #lobby bob 1 ${await sealed("just a message", "#lobby", "bob")}`);
   assert.match(ui.texts().at(-1), /is not a topic/);
