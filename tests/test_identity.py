@@ -337,3 +337,17 @@ def test_a_topic_set_under_a_pinned_nick_with_another_key_is_not_shown_as_theirs
     real = from_(BOB, TOPIC_MARKER + "release Friday", "#lobby", "bob", s.clock)
     s.server(f"TOPIC #lobby bob {int(T0 * 1000)} {real}")
     assert s.display.take()[0].startswith("* topic of #lobby: release Friday (set by bob, ")
+
+
+def test_a_new_salt_drops_every_key_of_the_old_master():
+    # a relay restarted without a store announces a new salt: aes3 keys,
+    # pairwise ones too, must come from the new master
+    alice = signing_cipher(ALICE, peers={"bob": BOB.public.agree})
+    alice.encrypt("warm the caches", Context("#lobby", "alice"))
+    alice.encrypt("and this one", Context("bob", "alice"))
+    new_master = bytes(range(100, 132))
+    alice.use_v2(new_master, "bmV3c2FsdG5ld3NhbHRuZQ")
+    bob = AesGcmCipher(MASTER, now=alice._now, identity=BOB)
+    bob.use_v2(new_master, "bmV3c2FsdG5ld3NhbHRuZQ")
+    assert bob.open(alice.encrypt("room", Context("#lobby", "alice")), Context("#lobby", "alice")).text == "room"
+    assert bob.open(alice.encrypt("dm", Context("bob", "alice")), Context("bob", "alice")).text == "dm"

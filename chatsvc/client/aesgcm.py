@@ -229,8 +229,10 @@ class AesGcmCipher:
         if len(master_v2) != 32:
             raise ValueError("master key must be 32 bytes")
         if self.salt != salt:
-            for key in [k for k in self._keys if k[0] is AES2]:
+            # another relay (or one that forgot its salt): every key of the old master goes
+            for key in [k for k in self._keys if k[0] is not AES1]:
                 del self._keys[key]
+            self._pairwise.clear()
         self._masters[AES2] = master_v2
         self._masters[AES3] = master_v2  # the same master; other keys by their HKDF info
         self.salt = salt

@@ -241,7 +241,8 @@ export class Cipher {
   }
 
   useV2(masterV2, salt) {
-    if (this.salt !== salt) for (const k of [...this.keys.keys()]) if (k.startsWith("aes2 ")) this.keys.delete(k);
+    // another relay (or one that forgot its salt): every key of the old master goes
+    if (this.salt !== salt) for (const k of [...this.keys.keys()]) if (!k.startsWith("aes1 ")) this.keys.delete(k);
     this.masters.aes2 = masterV2;
     this.masters.aes3 = masterV2; // the same master; other keys by their HKDF info
     this.salt = salt;
