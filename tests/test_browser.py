@@ -296,6 +296,21 @@ def test_files_go_both_ways_between_a_browser_and_a_terminal(relay, browsers, cl
     """, thumb.get_attribute("src"))
     assert digest == hashlib.sha256(image).hexdigest()
     terminal.wait_for("* webfiles has picture.png")
+
+    # Privately, both ways: the frames are keyed to the two identities too
+    # (aes3), so both sides must derive the same key from their own halves.
+    secret = os.urandom(300_000)
+    (tmp_path / "private.bin").write_bytes(secret)
+    terminal.type(f"/send webfiles {tmp_path / 'private.bin'}")
+    open_conversation(web, "filer")
+    wait_line(web, "filer offers private.bin")
+    web.find_element(By.XPATH, "//button[@aria-label='Accept private.bin']").click()
+    terminal.wait_for("* webfiles has private.bin", timeout=60)
+    upload = tmp_path / "private from browser.bin"
+    upload.write_bytes(secret[::-1])
+    web.find_element(By.ID, "attach").send_keys(str(upload))  # to the open private conversation
+    saved = terminal.wait_for_prefix("* saved private from browser.bin from webfiles as ", timeout=60)
+    assert Path(saved.split(" as ", 1)[1].rsplit(" (", 1)[0]).read_bytes() == secret[::-1]
     no_page_errors(web)
 
 
