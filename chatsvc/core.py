@@ -404,6 +404,9 @@ class Connection:
         if replicated:
             if line.command == "MSG" and not grammar.is_valid_cid(line.tags.get("cid", "x")):
                 raise ProtocolError("bad-syntax", "MSG cid tag: 1-64 characters of A-Z a-z 0-9 - _ .")
+            if line.command == "QUIT" and not self._in_log:
+                self._quit_in_log()  # the log never heard of it: nothing to tell the others
+                return
             if cluster.submit(self, line.command, line.args, line.tags.get("cid")):
                 self._inflight += 1
                 self._in_log = True
