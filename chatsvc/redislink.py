@@ -181,7 +181,6 @@ class ClusterLink(service.Service):
         self.link_service = link_service  # where other relays bring us stream ends (streamlink.py)
         self.link_host = link_host
         self._connect = connect
-        self.replicated = REPLICATED
         self.synced = False  # the replica holds the cluster's state (once, at start)
         self.up = False  # Redis reachable and the replica current
         self.epoch: str | None = None
