@@ -205,6 +205,17 @@ def test_verify_shows_the_safety_number_and_accepts_a_changed_key_after_comparin
     assert s.display.take()[0].endswith(f"key {MALLORY.public.fingerprint}, verified")
 
 
+def test_nothing_private_goes_to_a_nick_whose_key_changed_until_verified():
+    s = Session("alice", ALICE).ready()
+    s.server(f"MSG bob #lobby {from_(BOB, 'one', '#lobby', 'bob', s.clock)}")
+    s.server(f"MSG bob #lobby {from_(MALLORY, 'two', '#lobby', 'bob', s.clock)}")
+    s.display.take()
+    s.sent()
+    s.session.user_line("/msg bob the code is 1234")
+    assert s.sent() == []
+    assert s.display.take() == ["! not sent: bob's key changed; compare safety numbers with /verify bob first"]
+
+
 def test_unsigned_messages_from_unpinned_nicks_are_marked_never_verified():
     s = Session("alice", ALICE).ready()
     s.server(f"MSG carol #lobby {from_(None, 'from an older client', '#lobby', 'carol', s.clock)}")

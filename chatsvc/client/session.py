@@ -389,6 +389,11 @@ class ChatSession:
         the relay, which would otherwise hang up on us.  A private message
         to someone whose keys we do not know yet waits for them (aes3).
         """
+        if not target.startswith("#") and self.signing and name_key(target) in self.known.pending:
+            # someone writes under this nick with keys that are not the pinned ones
+            self.problem(f"not sent: {clean(target)}'s key changed; compare safety numbers with /verify "
+                         f"{clean(target)} first")
+            return False
         if not target.startswith("#") and self._wants_keys(target):
             self._await_keys(target, text, shown)
             return True

@@ -709,6 +709,10 @@ export class ChatSession {
   }
 
   async sendPrivate(nick, text, shown = text) {
+    if (this.identity && this.known.pending.has(key(nick))) {
+      // someone writes under this nick with keys that are not the pinned ones
+      return this.problem(key(nick), `not sent: ${nick}'s key changed; compare safety numbers with /verify ${nick} first`);
+    }
     if (this.wantsKeys(nick)) return this.awaitKeys(nick, text, shown);
     const payload = await this.cipher.encrypt(text, nick, this.nick);
     if (!this.fits(nick, payload, null)) return;

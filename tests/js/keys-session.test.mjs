@@ -61,6 +61,16 @@ test("a pinned nick cannot be written under with another key, or unsigned", asyn
   assert.ok(!ui.texts().some((t) => t.includes("money") || t.includes("anyway")));
 });
 
+test("nothing private goes to a nick whose key changed until it is verified", async () => {
+  const { s, ui, ws, say } = await signedIn("alice", await generateIdentity());
+  await say(`@id=1 MSG bob #lobby ${await from(BOB, "one", "#lobby", "bob")}`);
+  await say(`@id=2 MSG bob #lobby ${await from(MALLORY, "two", "#lobby", "bob")}`);
+  const sent = ws.sent.length;
+  await s.typed("/msg bob the code is 1234");
+  assert.equal(ws.sent.length, sent);
+  assert.equal(ui.texts().at(-1), "not sent: bob's key changed; compare safety numbers with /verify bob first");
+});
+
 test("unsigned messages from a nick never seen signing are marked", async () => {
   const { ui, say } = await signedIn("alice", await generateIdentity());
   await say(`@id=1 MSG carol #lobby ${await from(null, "from an older client", "#lobby", "carol")}`);
