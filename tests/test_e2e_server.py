@@ -1,17 +1,52 @@
-"""Level 4: the real ``twistd -n chat`` in a subprocess, real TCP clients."""
+"""
+Level 4: the real ``twistd -n chat`` in a subprocess, real TCP clients.
+
+The protocol tests run twice: against one relay, and with their clients
+dealt over two relays linked through a real redis-server -- the same
+answers, whichever relay each client landed on.
+"""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import subprocess
 import sys
 import threading
 
-from tests.support import TWISTD, LineSocket, subprocess_env, without_ids
+import pytest
+
+from tests.support import TWISTD, LineSocket, RelayProcess, subprocess_env, without_ids
 
 
-def test_relay_and_notices(relay_process):
-    relay = relay_process()
+class LinkedRelays:
+    """Two linked relays that look like one: each new client goes to the next."""
+
+    def __init__(self, relays: list[RelayProcess]) -> None:
+        self.relays = relays
+        self._next = itertools.cycle(relays)
+
+    def connect(self) -> LineSocket:
+        return next(self._next).connect()
+
+    pair = RelayProcess.pair
+
+
+@pytest.fixture(params=["one relay", "two linked relays"])
+def any_relay(request, relay_process):
+    """Start the relay under test: one process, or two linked through Redis."""
+    if request.param == "one relay":
+        return relay_process
+    url = request.getfixturevalue("redis_db")
+
+    def start(*extra: str) -> LinkedRelays:
+        return LinkedRelays([relay_process("--redis", url, *extra) for _ in range(2)])
+
+    return start
+
+
+def test_relay_and_notices(any_relay):
+    relay = any_relay()
     alice, bob, carol = relay.connect(), relay.connect(), relay.connect()
     assert alice.readline().startswith("HELLO chatsvc 1 ")
     alice.send("NICK alice\r\nJOIN #lobby\r\n")
@@ -32,8 +67,8 @@ def test_relay_and_notices(relay_process):
         client.close()
 
 
-def test_abrupt_disconnect_gives_quit_connection_lost(relay_process):
-    relay = relay_process()
+def test_abrupt_disconnect_gives_quit_connection_lost(any_relay):
+    relay = any_relay()
     alice, bob = relay.pair()
     bob.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     bob.close()  # RST, no QUIT
@@ -43,16 +78,16 @@ def test_abrupt_disconnect_gives_quit_connection_lost(relay_process):
     again.register("bob")
 
 
-def test_quit_closes_connection(relay_process):
-    relay = relay_process()
+def test_quit_closes_connection(any_relay):
+    relay = any_relay()
     alice, bob = relay.pair()
     bob.send("QUIT bye now\n")
     assert bob.at_eof()
     alice.expect("QUIT bob bye now")
 
 
-def test_line_split_across_many_reads(relay_process):
-    relay = relay_process()
+def test_line_split_across_many_reads(any_relay):
+    relay = any_relay()
     alice, bob = relay.pair()
     bob.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for byte in "MSG #a ¡Hola! ¿Sí? ñandú\n".encode():
@@ -64,16 +99,16 @@ def test_line_split_across_many_reads(relay_process):
 NO_FLOOD_LIMIT = ("--flood-burst", "0", "--flood-rate", "0")
 
 
-def test_many_lines_in_one_read(relay_process):
-    relay = relay_process(*NO_FLOOD_LIMIT)
+def test_many_lines_in_one_read(any_relay):
+    relay = any_relay(*NO_FLOOD_LIMIT)
     alice, bob = relay.pair()
     bob.send("".join(f"MSG #a line {n}\n" for n in range(500)))
     for n in range(500):
         alice.expect(f"MSG bob #a line {n}")
 
 
-def test_many_clients_sending_at_once(relay_process):
-    relay = relay_process(*NO_FLOOD_LIMIT)
+def test_many_clients_sending_at_once(any_relay):
+    relay = any_relay(*NO_FLOOD_LIMIT)
     listener = relay.connect()
     listener.register("listener", "#busy")
     senders = []
@@ -106,8 +141,8 @@ def test_many_clients_sending_at_once(relay_process):
     assert got == {f"s{i}": list(range(100)) for i in range(8)}
 
 
-def test_bad_input_gets_documented_errors(relay_process):
-    relay = relay_process("--max-line", "1000")
+def test_bad_input_gets_documented_errors(any_relay):
+    relay = any_relay("--max-line", "1000")
     alice, bob = relay.pair()
     bob.send(b"\xc3\x28\nFROB\nMSG #a\n")
     assert bob.readline().startswith("ERROR bad-encoding ")
