@@ -362,3 +362,68 @@ def test_a_new_salt_drops_every_key_of_the_old_master():
     bob.use_v2(new_master, "bmV3c2FsdG5ld3NhbHRuZQ")
     assert bob.open(alice.encrypt("room", Context("#lobby", "alice")), Context("#lobby", "alice")).text == "room"
     assert bob.open(alice.encrypt("dm", Context("bob", "alice")), Context("bob", "alice")).text == "dm"
+
+
+SESSION_DM_PAYLOAD = (
+    "aes3:AwABAgMEBQYHAAAAAAAAAAEAAAGbdtqoABAREhMUFRYXGBkaG8dQr3-I6YbottQGBKiDuRa8wAxgA6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1f"
+    "HdyGZBJVMbg1gHLWNliA0a7qMprfkSE4OFHtIaKOO3XpZdDSzRZiVHNoRdVOh94J1rsRSqcELFCkoBW9mQHRoAJvWVZTOhUZSKH6TQdPQfxkMr_puME_"
+    "GHXpfGi6_LlLPnm7U2FWUMcBLXRd3PINVvB01plsdJwi_0UtMb1ObvJUMOa0c_dxBw"
+)
+
+
+def test_the_session_keyed_vector_and_forward_secrecy_per_session():
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    alice_session = X25519PrivateKey.from_private_bytes(bytes(range(192, 224)))
+    bob_session = X25519PrivateKey.from_private_bytes(bytes(range(224, 256)))
+    randoms = iter([bytes.fromhex("0001020304050607"), bytes.fromhex("101112131415161718191a1b")])
+    alice = AesGcmCipher(bytes(32), now=lambda: 1767225600.0, random=lambda n: next(randoms), identity=ALICE,
+                         session_key=alice_session)
+    alice.use_v2(V2_MASTER, V2_SALT)
+    bob_public_session = AesGcmCipher(bytes(32), identity=BOB, session_key=bob_session).session_public
+    assert bob_public_session.hex() == "736845d54e87de09d6bb114aa7042c50a4a015bd9901d1a0026f5956533a1519"
+    alice.peer_agree = lambda nick: BOB.public.agree
+    alice.peer_session = lambda nick: bob_public_session
+    assert alice.encrypt("psst", Context("bob", "Alice")) == SESSION_DM_PAYLOAD
+    bob = AesGcmCipher(bytes(32), now=lambda: 1767225600.0, identity=BOB, session_key=bob_session)
+    bob.use_v2(V2_MASTER, V2_SALT)
+    bob.peer_session = lambda nick: alice.session_public
+    assert bob.open(SESSION_DM_PAYLOAD, Context("bob", "Alice")).text == "psst"
+    # Bob's session is over; someone with his identity file (and the
+    # passphrase) and the recorded payload, but not that session's key:
+    later = AesGcmCipher(bytes(32), now=lambda: 1767225600.0, identity=BOB)
+    later.use_v2(V2_MASTER, V2_SALT)
+    later.peer_session = lambda nick: alice.session_public
+    with pytest.raises(DecryptError, match="earlier session of yours"):
+        later.open(SESSION_DM_PAYLOAD, Context("bob", "Alice"))
+
+
+def test_a_receiver_that_restarted_announces_its_new_session_and_the_next_message_reads():
+    alice = Session("alice", ALICE).ready()
+    bob = Session("bob", BOB, clock=alice.clock).ready()
+
+    def deliver(line: str, to: Session, sender: str) -> None:
+        to.server(line.replace(f"MSG {to.nick} ", f"MSG {sender} {to.nick} ", 1))
+
+    alice.session.user_line("/msg bob one")
+    deliver(alice.sent()[0], bob, "alice")  # key request
+    deliver(bob.sent()[0], alice, "bob")  # answer
+    alice.server("OK MSG bob")
+    (first,) = alice.sent()
+    deliver(first, bob, "alice")
+    assert bob.display.take()[-1] == "[alice → you] one"
+    # bob's client restarts: same identity, a new session
+    bob = Session("bob", BOB, clock=alice.clock).ready()
+    alice.session.user_line("/msg bob two")
+    (second,) = alice.sent()  # alice still has bob's old session key
+    deliver(second, bob, "alice")
+    shown = bob.display.take()
+    assert any("earlier session of yours" in line for line in shown)
+    (request,) = bob.sent()  # bob's client asks again, saying which session is his now
+    deliver(request, alice, "bob")
+    (answer,) = alice.sent()  # ...and alice's answers with hers
+    deliver(answer, bob, "alice")
+    alice.session.user_line("/msg bob three")
+    (third,) = alice.sent()
+    deliver(third, bob, "alice")
+    assert bob.display.take()[-1] == "[alice → you] three"

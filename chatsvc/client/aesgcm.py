@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from chatsvc.client.ciphers import Context, DecryptError, Opened, split_scheme
 from chatsvc.client.identity import Identity, PublicKeys, verify
@@ -61,6 +63,8 @@ AES3 = Scheme("aes3", 3, b"chatsvc/e2e/v3", b"chatsvc/e2e/v3/key ")
 SCHEMES = {s.name: s for s in (AES1, AES2, AES3)}
 SIG_LABEL = b"chatsvc/e2e/v3/sig"
 DM_INFO_PREFIX = b"chatsvc/e2e/v3/dm "
+#: a private message keyed to both parties' session keys as well
+SESSION_INFO_PREFIX = b"chatsvc/e2e/v3/dm-session "
 FILE_DM_INFO_PREFIX = b"chatsvc/e2e/v3/file "
 #: aes3's tail: sender's Ed25519 key, sender's X25519 key, the X25519 key a
 #: private message was keyed for (zeros: none), then the signature.
@@ -191,6 +195,7 @@ class AesGcmCipher:
         replay: ReplayGuard | None = None,
         passphrase: str | None = None,
         identity: Identity | None = None,
+        session_key: X25519PrivateKey | None = None,
     ) -> None:
         if len(master_key) != 32:
             raise ValueError("master key must be 32 bytes")
@@ -210,7 +215,15 @@ class AesGcmCipher:
         #: nick -> the X25519 key to key a private message to them with
         #: (the session answers from its known keys; None: not known yet)
         self.peer_agree: Callable[[str], bytes | None] = lambda nick: None
-        self._pairwise: OrderedDict[tuple[bytes, bytes], AESGCM] = OrderedDict()
+        #: this run's X25519 key (forward secrecy per session): never stored,
+        #: announced signed in key requests and answers; gone when it quits
+        self.session_key = session_key or (X25519PrivateKey.generate() if identity is not None else None)
+        self.session_public = (
+            self.session_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) if self.session_key else None
+        )
+        #: nick -> their current session's X25519 key, as they announced it
+        self.peer_session: Callable[[str], bytes | None] = lambda nick: None
+        self._pairwise: OrderedDict[tuple, AESGCM] = OrderedDict()
 
     @property
     def scheme(self) -> str:
@@ -274,23 +287,37 @@ class AesGcmCipher:
             self._keys.move_to_end(key)
         return aead
 
-    def _pairwise_aead(self, label: bytes, their_agree: bytes) -> AESGCM:
+    def _pairwise_aead(self, label: bytes, their_agree: bytes, their_session: bytes | None = None) -> AESGCM:
         """
         aes3, a private message keyed for the two identities: HKDF over the
         X25519 shared secret and the passphrase's key for the pair, so it
-        takes both the other's private key and the passphrase to read.
+        takes both the other's private key and the passphrase to read.  With
+        both parties' session keys (``their_session``), their shared secret
+        too: once the two sessions end, their keys are gone, and a stolen
+        identity file no longer opens what was recorded (forward secrecy per
+        session).
         """
-        cache_key = (label, their_agree)
+        cache_key = (label, their_agree, their_session)
         aead = self._pairwise.get(cache_key)
         if aead is None:
-            ikm = self.identity.shared_secret(their_agree) + context_key(self._masters[AES3], label, AES3)
-            aead = AESGCM(HKDF(hashes.SHA256(), 32, salt=None, info=DM_INFO_PREFIX + label).derive(ikm))
+            ikm = self.identity.shared_secret(their_agree)
+            info = DM_INFO_PREFIX + label
+            if their_session is not None:
+                ikm += self.session_key.exchange(X25519PublicKey.from_public_bytes(their_session))
+                info = SESSION_INFO_PREFIX + label
+            ikm += context_key(self._masters[AES3], label, AES3)
+            aead = AESGCM(HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(ikm))
             self._pairwise[cache_key] = aead
             while len(self._pairwise) > KEY_CACHE:
                 self._pairwise.popitem(last=False)
         return aead
 
-    def encrypt(self, text: str, context: Context) -> str:
+    def encrypt(self, text: str, context: Context, use_session: bool = True) -> str:
+        """
+        ``use_session``: key a private message to both sessions if their key
+        is known; False for the messages that announce session keys (the
+        other side cannot have ours before it reads them).
+        """
         scheme = self._sending
         self._counter += 1
         label = context_label(context)
@@ -302,18 +329,20 @@ class AesGcmCipher:
         if scheme is not AES3:
             sealed = self._aead(scheme, label).encrypt(nonce, text.encode("utf-8"), aad)
             return f"{scheme.name}:{_b64encode(header + sealed)}"
-        peer = self.peer_agree(context.target) if context.is_private else None
+        their = self.peer_agree(context.target) if context.is_private else None
+        session = self.peer_session(context.target) if their is not None and use_session else None
         mine = self.identity.public
-        keys = mine.sign + mine.agree + (peer or NO_PEER)
+        # peer: whose key it is keyed for -- their session key, else their identity's
+        keys = mine.sign + mine.agree + (session or their or NO_PEER)
         aad += keys
-        aead = self._pairwise_aead(label, peer) if peer else self._aead(scheme, label)
+        aead = self._pairwise_aead(label, their, session) if their else self._aead(scheme, label)
         sealed = aead.encrypt(nonce, text.encode("utf-8"), aad)
         signature = self.identity.signature(SIG_LABEL + aad + sealed)
         return f"{scheme.name}:{_b64encode(header + sealed + keys + signature)}"
 
     def private_to(self, nick: str) -> bool:
-        """Whether a private message to ``nick`` would now be keyed for the two identities only."""
-        return self._sending is AES3 and self.peer_agree(nick) is not None
+        """Whether a private message to ``nick`` would now be keyed for the two sessions only."""
+        return self._sending is AES3 and self.peer_agree(nick) is not None and self.peer_session(nick) is not None
 
     def decrypt(self, payload: str, context: Context) -> str:
         return self.open(payload, context).text
@@ -351,9 +380,17 @@ class AesGcmCipher:
                 raise DecryptError("its signature does not verify (altered, or not signed by the key it carries)")
             peer = keys[64:]
             if peer != NO_PEER:
-                if not context.is_private or self.identity is None or peer != self.identity.public.agree:
+                if not context.is_private or self.identity is None:
                     raise DecryptError("it is keyed for someone else's key, not yours")
-                aead = self._pairwise_aead(label, signer.agree)
+                if peer == self.identity.public.agree:
+                    aead = self._pairwise_aead(label, signer.agree)
+                elif peer == self.session_public:
+                    theirs = self.peer_session(context.sender)
+                    if theirs is None:
+                        raise DecryptError("it is keyed for a session of theirs this client has not seen announced")
+                    aead = self._pairwise_aead(label, signer.agree, theirs)
+                else:
+                    raise DecryptError("it is keyed for someone else's key, or an earlier session of yours")
                 private = True
             else:
                 aead = self._aead(scheme, label)

@@ -10,6 +10,7 @@ interface only.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import time
 from collections import deque
@@ -114,8 +115,11 @@ class ChatSession:
         #: per-user keys (aes3): the pinned keys of others, trust on first use
         self.known = known_keys if known_keys is not None else KnownKeys()
         self.signing = getattr(cipher, "identity", None) is not None
+        self._sessions: dict[str, bytes] = {}  # nick key -> their session's X25519 key, as announced
+        self._reannounced: set[str] = set()
         if self.signing:
             cipher.peer_agree = self._peer_agree
+            cipher.peer_session = lambda nick: self._sessions.get(name_key(nick))
         self._flagged: dict[str, object] = {}  # nick key -> the unaccepted keys we warned of
         self._held: dict[str, deque] = {}  # nick key -> (target, text) not shown as theirs
         self._waiting_key: dict[str, list[tuple[str, str, str | None]]] = {}  # DMs waiting for keys
@@ -451,12 +455,15 @@ class ChatSession:
 
     def _send_plain_control(self, nick: str, marker: str) -> None:
         # A control message that needs no keys of theirs: signed (so it
-        # carries ours) and keyed by the passphrase.
-        payload = self.cipher.encrypt(marker, Context(target=nick, sender=self.nick))
+        # carries our identity's keys) and, inside, our session's key.
+        text = marker + base64.urlsafe_b64encode(self.cipher.session_public).decode()
+        payload = self.cipher.encrypt(text, Context(target=nick, sender=self.nick), use_session=False)
         self._private_pending.append((nick, None))
         self.protocol.send_message(nick, payload)
 
-    def _keys_known(self, key: str) -> None:
+    def _keys_known(self, key: str, late: bool = False) -> None:
+        if not late and key not in self._sessions:
+            return  # their session key comes with their answer
         for nick, text, shown in self._waiting_key.pop(key, []):
             if self.online:
                 self.send_encrypted(nick, text, shown)
@@ -467,11 +474,15 @@ class ChatSession:
             return
         nick = waiting[0][0]
         self._no_key.add(key)
-        self.problem(
-            f"{clean(nick)} did not send their keys (an older client?): your private message goes keyed by the "
-            "passphrase alone, which every member can read"
-        )
-        self._keys_known(key)
+        if self._peer_agree(nick) is not None:
+            self.problem(f"{clean(nick)} did not send a session key: your private message goes keyed to your two "
+                         "identities, without forward secrecy")
+        else:
+            self.problem(
+                f"{clean(nick)} did not send their keys (an older client?): your private message goes keyed by the "
+                "passphrase alone, which every member can read"
+            )
+        self._keys_known(key, late=True)
 
     def _trusted(self, sender: str, target: str, opened: Opened) -> str | None:
         """
@@ -507,8 +518,18 @@ class ChatSession:
                 f"{clean(sender)}'s key: {signer.fingerprint} (first seen, trusted from now on; "
                 f"/verify {clean(sender)} to compare safety numbers)"
             )
-        self._keys_known(key)
         return ""
+
+    def _session_announced(self, sender: str, encoded: str) -> None:
+        try:
+            session = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)) if encoded else b""
+        except ValueError:
+            session = b""
+        key = name_key(sender)
+        if len(session) == 32:
+            self._sessions[key] = session
+            self._reannounced.discard(key)
+            self._keys_known(key)
 
     def verify(self, nick: str) -> None:
         """/verify: the safety number to compare, and the keys marked verified."""
@@ -814,17 +835,25 @@ class ChatSession:
                 return
             where = f"in {clean(target)}" if target.startswith("#") else "(private)"
             self.problem(f"cannot read a message from {clean(sender)} {where}: {clean(str(e))}")
+            if "session" in str(e) and self.signing and name_key(sender) not in self._reannounced:
+                # keyed to a session we had before a restart, or to theirs we
+                # have not seen: exchange session keys again, so the next reads
+                self._reannounced.add(name_key(sender))
+                self._send_plain_control(sender, KEYREQ_MARKER)
             return
         mark = self._trusted(sender, target, opened) if name_key(sender) != me or opened.signer else ""
         if mark is None:
             return
         text = opened.text
         if text.startswith(KEYREQ_MARKER) or text.startswith(KEY_MARKER):
-            # keys asked for, or given (the envelope carried them): answer a
-            # request once per person; nothing to show
-            if text.startswith(KEYREQ_MARKER) and not target.startswith("#") and not from_history:
-                if name_key(sender) not in self._keys_answered:
-                    self._keys_answered.add(name_key(sender))
+            # keys asked for, or given: the envelope carried their identity's,
+            # the text their session's; answer a request once per person
+            if not target.startswith("#") and not from_history and opened.signer is not None:
+                encoded = text.split(":", 1)[1]
+                self._session_announced(sender, encoded)
+                # answered once per session of theirs (a restarted one asks again)
+                if text.startswith(KEYREQ_MARKER) and (name_key(sender), encoded) not in self._keys_answered:
+                    self._keys_answered.add((name_key(sender), encoded))
                     self._send_plain_control(sender, KEY_MARKER)
             return
         if from_history:
