@@ -245,6 +245,9 @@ def test_a_browser_user_and_a_terminal_user_verify_each_other(relay, browsers, c
     terminal.type("/msg wverify nor this")
     open_conversation(web, "tverify")
     assert "not private" not in wait_line(web, "tverify", "nor this")
+    # both sides had the other's session key: forward secrecy per session, no fallback
+    assert not any("session key" in line or "did not send" in line for line in terminal.seen)
+    assert not any("did not send" in line for line in log_lines(web))
     no_page_errors(web)
 
 

@@ -427,3 +427,14 @@ def test_a_receiver_that_restarted_announces_its_new_session_and_the_next_messag
     (third,) = alice.sent()
     deliver(third, bob, "alice")
     assert bob.display.take()[-1] == "[alice → you] three"
+
+
+def test_a_key_request_carries_the_session_key_as_unpadded_base64url():
+    # what the page parses (docs/encryption.md): a padded one was ignored there
+    alice = Session("alice", ALICE).ready()
+    alice.session.user_line("/msg bob hi")
+    (request,) = alice.sent()
+    opened = signing_cipher(BOB, alice.clock).open(request.split(" ", 2)[2], Context("bob", "alice"))
+    marker, encoded = opened.text.split(":", 1)
+    assert marker == "\x1fchatsvc-keyreq" and len(encoded) == 43 and "=" not in encoded
+    assert base64.urlsafe_b64decode(encoded + "=") == alice.cipher.session_public

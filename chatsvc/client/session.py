@@ -456,7 +456,7 @@ class ChatSession:
     def _send_plain_control(self, nick: str, marker: str) -> None:
         # A control message that needs no keys of theirs: signed (so it
         # carries our identity's keys) and, inside, our session's key.
-        text = marker + base64.urlsafe_b64encode(self.cipher.session_public).decode()
+        text = marker + base64.urlsafe_b64encode(self.cipher.session_public).rstrip(b"=").decode()  # unpadded, as everywhere
         payload = self.cipher.encrypt(text, Context(target=nick, sender=self.nick), use_session=False)
         self._private_pending.append((nick, None))
         self.protocol.send_message(nick, payload)

@@ -25,6 +25,7 @@ export const SCHEMES = {
 };
 const SIG_LABEL = "chatsvc/e2e/v3/sig";
 const DM_INFO = "chatsvc/e2e/v3/dm ";
+const SESSION_INFO = "chatsvc/e2e/v3/dm-session ";
 const FILE_DM_INFO = "chatsvc/e2e/v3/file ";
 const KEYS_SIZE = 96;
 const SIG_SIZE = 64;
@@ -168,9 +169,21 @@ export async function identityFromSeeds(signSeed, agreeSeed, publicSign, publicA
   return identityFromPairs(sign, agree);
 }
 
-export async function sharedSecret(identity, theirAgree) {
+export async function sharedSecret(identity, theirAgree, privateKey = identity.agreeKey) {
   const pub = await crypto.subtle.importKey("raw", theirAgree, { name: "X25519" }, false, []);
-  return new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: pub }, identity.agreeKey, 256));
+  return new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: pub }, privateKey, 256));
+}
+
+/** This page load's session key (forward secrecy per session): never stored. */
+export async function generateSessionKey() {
+  const pair = await crypto.subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]);
+  return { privateKey: pair.privateKey, public: new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey)) };
+}
+
+/** A session key from its 32 private bytes (the test vectors). */
+export async function sessionKeyFromSeed(seed, publicKey) {
+  const jwk = { kty: "OKP", crv: "X25519", d: b64url(seed), x: b64url(publicKey) };
+  return { privateKey: await crypto.subtle.importKey("jwk", jwk, { name: "X25519" }, false, ["deriveBits"]), public: publicKey };
 }
 
 async function sha256(...parts) {
@@ -222,9 +235,11 @@ function header(version, senderId, counter, stampMs, nonce) {
  */
 export class Cipher {
   constructor({ masterV1, now = () => Date.now(), random = (n) => crypto.getRandomValues(new Uint8Array(n)),
-                replay = new ReplayGuard(), identity = null } = {}) {
+                replay = new ReplayGuard(), identity = null, session = null } = {}) {
     this.identity = identity; // with it (and the relay's salt) the page sends aes3
     this.peerAgree = (nick) => null; // nick -> the X25519 key a private message to them is keyed with
+    this.session = session; // this page load's X25519 key: {privateKey, public} (set by the session)
+    this.peerSession = (nick) => null; // nick -> their current session's key, as announced
     this.masters = { aes1: masterV1 };
     this.sending = SCHEMES.aes1;
     this.salt = null;
@@ -250,15 +265,19 @@ export class Cipher {
   }
 
   privateTo(nick) {
-    return this.sending === SCHEMES.aes3 && Boolean(this.peerAgree(nick));
+    return this.sending === SCHEMES.aes3 && Boolean(this.peerAgree(nick)) && Boolean(this.peerSession(nick));
   }
 
-  async pairwiseKey(label, theirAgree) {
-    const id = "dm " + label + " " + hex(theirAgree);
+  /** Keyed to the two identities (and, with theirSession, to the two sessions too). */
+  async pairwiseKey(label, theirAgree, theirSession = null) {
+    const id = "dm " + label + " " + hex(theirAgree) + " " + (theirSession ? hex(theirSession) : "");
     let key = this.keys.get(id);
     if (!key) {
-      const ikm = concat(await sharedSecret(this.identity, theirAgree), await contextKey(this.masters.aes3, label, SCHEMES.aes3));
-      key = await crypto.subtle.importKey("raw", await hkdf(ikm, DM_INFO + label), "AES-GCM", false, ["encrypt", "decrypt"]);
+      let ikm = await sharedSecret(this.identity, theirAgree);
+      if (theirSession) ikm = concat(ikm, await sharedSecret(this.identity, theirSession, this.session.privateKey));
+      ikm = concat(ikm, await contextKey(this.masters.aes3, label, SCHEMES.aes3));
+      const info = (theirSession ? SESSION_INFO : DM_INFO) + label;
+      key = await crypto.subtle.importKey("raw", await hkdf(ikm, info), "AES-GCM", false, ["encrypt", "decrypt"]);
       if (this.keys.size >= 256) this.keys.delete(this.keys.keys().next().value);
       this.keys.set(id, key);
     }
@@ -291,7 +310,7 @@ export class Cipher {
   }
 
   /** text for target (a room, or a nick), sent as sender (our nick) -> payload */
-  async encrypt(text, target, sender) {
+  async encrypt(text, target, sender, useSession = true) {
     const scheme = this.sending;
     this.counter += 1;
     const label = contextLabel(target, sender);
@@ -303,10 +322,12 @@ export class Cipher {
         { name: "AES-GCM", iv: nonce, additionalData: aad, tagLength: 128 }, await this.aead(scheme, label), utf8.encode(text)));
       return scheme.name + ":" + b64url(concat(head, sealed));
     }
-    const peer = target.startsWith("#") ? null : this.peerAgree(target);
-    const keys = concat(this.identity.public.sign, this.identity.public.agree, peer || new Uint8Array(32));
+    const their = target.startsWith("#") ? null : this.peerAgree(target);
+    const session = their && useSession && this.session ? this.peerSession(target) : null;
+    // peer: whose key it is keyed for -- their session key, else their identity's
+    const keys = concat(this.identity.public.sign, this.identity.public.agree, session || their || new Uint8Array(32));
     aad = concat(aad, keys);
-    const key = peer ? await this.pairwiseKey(label, peer) : await this.aead(scheme, label);
+    const key = their ? await this.pairwiseKey(label, their, session) : await this.aead(scheme, label);
     const sealed = new Uint8Array(await crypto.subtle.encrypt(
       { name: "AES-GCM", iv: nonce, additionalData: aad, tagLength: 128 }, key, utf8.encode(text)));
     const signature = new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, this.identity.signKey,
@@ -355,10 +376,16 @@ export class Cipher {
       if (!good) throw new DecryptError("its signature does not verify (altered, or not signed by the key it carries)");
       const peer = keys.slice(64);
       if (peer.some((b) => b !== 0)) {
-        if (target.startsWith("#") || !this.identity || hex(peer) !== hex(this.identity.public.agree)) {
-          throw new DecryptError("it is keyed for someone else's key, not yours");
+        if (target.startsWith("#") || !this.identity) throw new DecryptError("it is keyed for someone else's key, not yours");
+        if (hex(peer) === hex(this.identity.public.agree)) {
+          key = await this.pairwiseKey(label, signer.agree);
+        } else if (this.session && hex(peer) === hex(this.session.public)) {
+          const theirs = this.peerSession(sender);
+          if (!theirs) throw new DecryptError("it is keyed for a session of theirs this client has not seen announced");
+          key = await this.pairwiseKey(label, signer.agree, theirs);
+        } else {
+          throw new DecryptError("it is keyed for someone else's key, or an earlier session of yours");
         }
-        key = await this.pairwiseKey(label, signer.agree);
         isPrivate = true;
       } else {
         key = await this.aead(scheme, label);

@@ -5,7 +5,10 @@
 // fake socket under Node.
 
 import { casefold } from "./casefold.js";
-import { Cipher, DecryptError, deriveMasterV1, deriveMasterV2, fingerprint, safetyNumber, sameKeys } from "./crypto.js";
+import {
+  Cipher, DecryptError, b64url, deriveMasterV1, deriveMasterV2, fingerprint, generateSessionKey, safetyNumber, sameKeys,
+  unb64url,
+} from "./crypto.js";
 import { CHANGED, KnownKeys, NEW, loadOrCreateIdentity } from "./identity.js";
 import { formatLine, isDecimal, isNick, isRoom, nickProblem, parseLine } from "./proto.js";
 import { ReplayGuard } from "./replay.js";
@@ -133,7 +136,9 @@ export class ChatSession {
     this.held = new Map(); // nick key -> [[target, text]] not shown as theirs
     this.waitingKey = new Map(); // nick key -> [[nick, text, shown]] private messages waiting for keys
     this.noKey = new Set(); // nicks that did not answer a key request
-    this.keysAnswered = new Set();
+    this.keysAnswered = new Set(); // "nick key session" answered (a restarted session asks again)
+    this.sessions = new Map(); // nick key -> their session's X25519 key, as announced
+    this.reannounced = new Set();
     this.restore();
   }
 
@@ -151,8 +156,9 @@ export class ChatSession {
       }
     }
     this.cipher = new Cipher({ masterV1: await deriveMasterV1(this.passphrase), now: this.now, replay: this.replay,
-                               identity: this.identity });
+                               identity: this.identity, session: this.identity ? await generateSessionKey() : null });
     this.cipher.peerAgree = (nick) => this.peerAgree(nick);
+    this.cipher.peerSession = (nick) => this.sessions.get(key(nick)) || null;
     if (made) this.notice(null, `made your identity keys in this browser; your fingerprint: ${await fingerprint(this.identity.public)}`);
     this.connect();
   }
@@ -595,15 +601,27 @@ export class ChatSession {
         this.unreadable.set(id, entry);
         return;
       }
-      return this.problem(conv, `cannot read a message from ${from} ${target.startsWith("#") ? "in " + target : "(private)"}: ${opened.error}`);
+      this.problem(conv, `cannot read a message from ${from} ${target.startsWith("#") ? "in " + target : "(private)"}: ${opened.error}`);
+      if (opened.error.includes("session") && this.identity && !this.reannounced.has(key(from))) {
+        // keyed to a session we had before a reload, or to theirs we have
+        // not seen: exchange session keys again, so the next one reads
+        this.reannounced.add(key(from));
+        await this.sendPlainControl(from, KEYREQ_MARKER);
+      }
+      return;
     }
     const mark = key(from) !== me || opened.signer ? await this.trusted(from, target, conv, opened) : "";
     if (mark === null) return;
     if (opened.text.startsWith(KEYREQ_MARKER) || opened.text.startsWith(KEY_MARKER)) {
       // keys asked for, or given (the envelope carried them): nothing to show
-      if (opened.text.startsWith(KEYREQ_MARKER) && !target.startsWith("#") && !history && !this.keysAnswered.has(key(from))) {
-        this.keysAnswered.add(key(from));
-        await this.sendPlainControl(from, KEY_MARKER);
+      if (!target.startsWith("#") && !history && opened.signer) {
+        const encoded = opened.text.slice(opened.text.indexOf(":") + 1);
+        await this.sessionAnnounced(from, encoded);
+        // answered once per session of theirs (a restarted one asks again)
+        if (opened.text.startsWith(KEYREQ_MARKER) && !this.keysAnswered.has(key(from) + " " + encoded)) {
+          this.keysAnswered.add(key(from) + " " + encoded);
+          await this.sendPlainControl(from, KEY_MARKER);
+        }
       }
       return;
     }
@@ -751,13 +769,28 @@ export class ChatSession {
   }
 
   async sendPlainControl(nick, marker) {
-    // signed (so it carries our keys), keyed by the passphrase
-    const payload = await this.cipher.encrypt(marker, nick, this.nick);
+    // signed (so it carries our identity's keys), our session's key inside;
+    // never keyed to sessions (the other side cannot have ours yet)
+    const payload = await this.cipher.encrypt(marker + b64url(this.cipher.session.public), nick, this.nick, false);
     this.privatePending.push([nick, null]);
     this.send("MSG", nick, payload);
   }
 
-  async keysKnown(k) {
+  async sessionAnnounced(from, encoded) {
+    let session = null;
+    try {
+      session = encoded ? unb64url(encoded) : null;
+    } catch (e) {
+      session = null;
+    }
+    if (!session || session.length !== 32) return;
+    this.sessions.set(key(from), session);
+    this.reannounced.delete(key(from));
+    await this.keysKnown(key(from));
+  }
+
+  async keysKnown(k, late = false) {
+    if (!late && !this.sessions.has(k)) return; // their session key comes with their answer
     const waiting = this.waitingKey.get(k) || [];
     this.waitingKey.delete(k);
     for (const [nick, text, shown] of waiting) if (this.ready) await this.sendPrivate(nick, text, shown);
@@ -767,9 +800,12 @@ export class ChatSession {
     const waiting = this.waitingKey.get(k);
     if (!waiting || !waiting.length) return;
     this.noKey.add(k);
-    this.problem(k, `${waiting[0][0]} did not send their keys (an older client?): your private message goes keyed by the ` +
-                    "passphrase alone, which every member can read");
-    await this.keysKnown(k);
+    const nick = waiting[0][0];
+    this.problem(k, this.peerAgree(nick)
+      ? `${nick} did not send a session key: your private message goes keyed to your two identities, without forward secrecy`
+      : `${nick} did not send their keys (an older client?): your private message goes keyed by the ` +
+        "passphrase alone, which every member can read");
+    await this.keysKnown(k, true);
   }
 
   /** null: not to be shown as from's (the user was told); else "" or "unsigned". */
@@ -799,7 +835,6 @@ export class ChatSession {
     if (verdict === NEW) {
       this.notice(conv, `${from}'s key: ${await fingerprint(signer)} (first seen, trusted from now on; /verify ${from} to compare safety numbers)`);
     }
-    await this.keysKnown(k);
     return "";
   }
 

@@ -76,3 +76,25 @@ test("private file frames take the shared secret", async () => {
   assert.equal(hex(a), hex(b));
   assert.notEqual(hex(a), hex(await cipher(null).fileKey("bob", "alice", "t1")));
 });
+
+test("aes3 private message keyed to both sessions: exactly the vector", async () => {
+  const { sessionKeyFromSeed } = await import("../../chatsvc/web/crypto.js");
+  const aliceSession = await sessionKeyFromSeed(range(192, 224), unhex("dc2cca31e8e43bbd91dff7e475cca3347eb478107d5bd765aba4ae4a30c35d44"));
+  const bobSession = await sessionKeyFromSeed(range(224, 256), unhex("736845d54e87de09d6bb114aa7042c50a4a015bd9901d1a0026f5956533a1519"));
+  const SESSION_DM = "aes3:AwABAgMEBQYHAAAAAAAAAAEAAAGbdtqoABAREhMUFRYXGBkaG8dQr3-I6YbottQGBKiDuRa8wAxgA6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1f" +
+    "HdyGZBJVMbg1gHLWNliA0a7qMprfkSE4OFHtIaKOO3XpZdDSzRZiVHNoRdVOh94J1rsRSqcELFCkoBW9mQHRoAJvWVZTOhUZSKH6TQdPQfxkMr_puME_" +
+    "GHXpfGi6_LlLPnm7U2FWUMcBLXRd3PINVvB01plsdJwi_0UtMb1ObvJUMOa0c_dxBw";
+  const alice = cipher(ALICE, { bob: BOB.public.agree }, fixedRandom());
+  alice.session = aliceSession;
+  alice.peerSession = () => bobSession.public;
+  assert.equal(await alice.encrypt("psst", "bob", "Alice"), SESSION_DM);
+  const bob = cipher(BOB);
+  bob.session = bobSession;
+  bob.peerSession = () => aliceSession.public;
+  assert.equal((await bob.open(SESSION_DM, "bob", "Alice", true)).text, "psst");
+  // bob's session over: his identity alone (a new session) does not open it
+  const later = cipher(BOB);
+  later.session = await (await import("../../chatsvc/web/crypto.js")).generateSessionKey();
+  later.peerSession = () => aliceSession.public;
+  await assert.rejects(later.open(SESSION_DM, "bob", "Alice", true), /earlier session of yours/);
+});

@@ -126,3 +126,24 @@ test("to an older client, the private message goes after the wait, with a warnin
   assert.match(alice.ui.texts().at(-1), /^dave did not send their keys/);
   assert.equal(alice.ws.sent.length, sent + 1);
 });
+
+test("a page that reloaded asks again, and the next private message reads", async () => {
+  const alice = await signedIn("alice", await generateIdentity());
+  let bob = await signedIn("bob", BOB);
+  const deliver = (line, to, sender) => to.say(line.replace(`MSG ${to.s.nick} `, `MSG ${sender} ${to.s.nick} `));
+  await alice.s.typed("/msg bob one");
+  await deliver(alice.ws.sent.at(-1), bob, "alice"); // key request
+  await deliver(bob.ws.sent.at(-1), alice, "bob"); // answer
+  await alice.say("OK MSG bob");
+  await deliver(alice.ws.sent.at(-1), bob, "alice");
+  assert.equal(bob.ui.texts().at(-1), "one");
+  bob = await signedIn("bob", BOB); // reloaded: same identity, a new session
+  await alice.s.typed("/msg bob two");
+  await deliver(alice.ws.sent.at(-1), bob, "alice");
+  assert.match(bob.ui.texts().at(-1), /earlier session of yours/);
+  await deliver(bob.ws.sent.at(-1), alice, "bob"); // bob's page asks again...
+  await deliver(alice.ws.sent.at(-1), bob, "alice"); // ...alice's answers
+  await alice.s.typed("/msg bob three");
+  await deliver(alice.ws.sent.at(-1), bob, "alice");
+  assert.equal(bob.ui.texts().at(-1), "three");
+});
