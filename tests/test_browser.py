@@ -104,8 +104,11 @@ def wait_line(driver, *parts: str) -> str:
     def found(d):
         return next((line for line in log_lines(d) if all(p in line for p in parts)), None)
 
+    from selenium.common.exceptions import StaleElementReferenceException
+
     try:
-        return WebDriverWait(driver, WAIT).until(found)
+        # (a line read while the log is redrawn may be gone: look again)
+        return WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(found)
     except Exception:
         raise AssertionError(f"no log line with {parts!r}; the log: {log_lines(driver)!r}; console: "
                              f"{driver.get_log('browser')!r}")
@@ -119,14 +122,26 @@ def say(driver, text: str) -> None:
 
 def open_conversation(driver, name: str) -> str:
     """Click the Rooms entry ``name`` once it exists; returns its text before."""
-    def entry(d):
-        return next((b for b in d.find_elements(By.CSS_SELECTOR, "nav[aria-label=Rooms] button")
-                     if b.text.split("\n")[0].lstrip("@") == name), None)
+    from selenium.common.exceptions import StaleElementReferenceException
 
-    button = WebDriverWait(driver, WAIT).until(entry, f"no conversation {name!r}")
-    text = button.text
-    button.click()
-    return text
+    def entry(d):
+        for button in d.find_elements(By.CSS_SELECTOR, "nav[aria-label=Rooms] button"):
+            text = button.text
+            if text.split("\n")[0].lstrip("@") == name:
+                return button, text
+        return None
+
+    # The sidebar is redrawn as the conversation changes (counts, new
+    # entries): an entry found a moment ago may be gone; look again.
+    wait = WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,))
+    for _ in range(10):
+        button, text = wait.until(entry, f"no conversation {name!r}")
+        try:
+            button.click()
+            return text
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"the conversation {name!r} kept being redrawn")
 
 
 def meet(relay, browsers, clients, terminal_nick: str, web_nick: str, room: str, *extra: str):
