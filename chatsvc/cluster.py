@@ -73,6 +73,7 @@ class Replica:
         self.relay = relay
         self.time_ms = 0
         relay.now = self._now  # the entry's time, the same on every relay
+        relay.logs_member = lambda member: member.send is not _nobody  # our own clients' only
         #: (relay id, conn) -> the member, for every registered member anywhere
         self.members: dict[tuple[str, int], Member] = {}
         #: conn -> this relay's connection, while it is open

@@ -141,6 +141,9 @@ class Relay:
         #: Set while the server shuts down: everyone is leaving at once, so
         #: QUIT notices would only be quadratic noise.
         self.closing = False
+        #: Whose comings and goings this relay logs: linked relays log their
+        #: own clients' only (cluster.py), not every member of the chat N times.
+        self.logs_member: Callable[[Member], bool] = lambda member: True
 
     # --- nicks -------------------------------------------------------------
 
@@ -156,11 +159,13 @@ class Relay:
         member.nick = nick
         member.send(format_line("OK", "NICK", nick))
         if old is None:
-            self.log.info("{peer} registered as {nick}", peer=member.peer, nick=nick)
+            if self.logs_member(member):
+                self.log.info("{peer} registered as {nick}", peer=member.peer, nick=nick)
             return 1
         if old == nick:
             return 1
-        self.log.info("{old} is now known as {nick}", old=old, nick=nick)
+        if self.logs_member(member):
+            self.log.info("{old} is now known as {nick}", old=old, nick=nick)
         line = format_line("NICK", old, nick)
         audience = self._audience(member)
         for peer in audience:
@@ -213,7 +218,8 @@ class Relay:
             room.members[member] = None
             member.rooms[name_key(name)] = room
             self._when_loaded(member, key, lambda: None)  # read its history ahead
-            self.log.info("{nick} joined {room}", nick=member.nick, room=room.name)
+            if self.logs_member(member):
+                self.log.info("{nick} joined {room}", nick=member.nick, room=room.name)
             line = format_line("JOIN", room.name, member.nick)
             if self._is_large(room):
                 self._changed[key] = None
@@ -267,7 +273,8 @@ class Relay:
         else:
             self.fanout.to_room(room, line)
         self._leave(member, room)
-        self.log.info("{nick} left {room}", nick=member.nick, room=room.name)
+        if self.logs_member(member):
+            self.log.info("{nick} left {room}", nick=member.nick, room=room.name)
 
     def send_names(self, member: Member, name: str) -> None:
         room = self._my_room(member, name)
@@ -454,7 +461,8 @@ class Relay:
         for room in list(member.rooms.values()):
             self._leave(member, room)
         self.fanout.release_nick(member, member.nick)
-        self.log.info("{nick} quit ({reason})", nick=member.nick, reason=reason)
+        if self.logs_member(member):
+            self.log.info("{nick} quit ({reason})", nick=member.nick, reason=reason)
         member.nick = None
         for peer in audience:
             peer.send(line)
