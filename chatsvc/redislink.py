@@ -196,6 +196,7 @@ class ClusterLink(service.Service):
         self._relay_addresses: dict[str, str] = {}
         self._last_error = ""
         self.running = False
+        self.stopping = False
         self.writer = self.reader = None
         self._loop_done: defer.Deferred | None = None
         self._flushed: list[defer.Deferred] = []
@@ -504,8 +505,8 @@ class ClusterLink(service.Service):
             self._append(self._entry(0, GONE, relay_id, "connection lost"), force=True)
 
     def _gone(self, relay_id: str) -> None:
-        if relay_id != self.relay_id or not self.running:
-            return
+        if relay_id != self.relay_id or not self.running or self.stopping:
+            return  # (our own goodbye, read back while stopping, is no news)
         # The others declared us dead (we were cut off longer than
         # RELAY_TTL): our clients are no longer in the chat.
         self.log.warn("relay {relay} was declared gone by the others; its clients must reconnect", relay=relay_id)
@@ -534,6 +535,7 @@ class ClusterLink(service.Service):
         return d
 
     async def _stop(self) -> None:
+        self.stopping = True
         if self.up:
             # One entry for all of this relay's members, not one per member.
             self._append(self._entry(0, GONE, self.relay_id, "server shutdown"), force=True)
