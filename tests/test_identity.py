@@ -438,3 +438,14 @@ def test_a_key_request_carries_the_session_key_as_unpadded_base64url():
     marker, encoded = opened.text.split(":", 1)
     assert marker == "\x1fchatsvc-keyreq" and len(encoded) == 43 and "=" not in encoded
     assert base64.urlsafe_b64decode(encoded + "=") == alice.cipher.session_public
+
+
+def test_a_client_without_identity_ignores_key_requests_quietly():
+    # an unsigned client (the Caesar cipher has no identity; nor has an aes
+    # cipher built without one) shows nothing for a key request, and sends nothing
+    from tests.test_client_attacks import Session as PlainSession
+
+    s = PlainSession("bob").ready()
+    request = from_(ALICE, "\x1fchatsvc-keyreq:" + "A" * 43, "bob", "alice", s.clock)
+    s.server(f"MSG alice bob {request}")
+    assert s.sent() == [] and s.display.take() == []

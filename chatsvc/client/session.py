@@ -848,7 +848,7 @@ class ChatSession:
         if text.startswith(KEYREQ_MARKER) or text.startswith(KEY_MARKER):
             # keys asked for, or given: the envelope carried their identity's,
             # the text their session's; answer a request once per person
-            if not target.startswith("#") and not from_history and opened.signer is not None:
+            if not target.startswith("#") and not from_history and opened.signer is not None and self.signing:
                 encoded = text.split(":", 1)[1]
                 self._session_announced(sender, encoded)
                 # answered once per session of theirs (a restarted one asks again)

@@ -614,7 +614,7 @@ export class ChatSession {
     if (mark === null) return;
     if (opened.text.startsWith(KEYREQ_MARKER) || opened.text.startsWith(KEY_MARKER)) {
       // keys asked for, or given (the envelope carried them): nothing to show
-      if (!target.startsWith("#") && !history && opened.signer) {
+      if (!target.startsWith("#") && !history && opened.signer && this.identity) {
         const encoded = opened.text.slice(opened.text.indexOf(":") + 1);
         await this.sessionAnnounced(from, encoded);
         // answered once per session of theirs (a restarted one asks again)
