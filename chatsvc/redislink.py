@@ -114,7 +114,7 @@ def parse_url(url: str) -> dict:
     try:
         port = parts.port or 6379
     except ValueError:
-        raise ValueError(f"{url!r}: the port must be a number")
+        raise ValueError(f"{url!r}: the port must be a number from 1 to 65535")
     if not parts.hostname:
         raise ValueError(f"{url!r}: no host")
     path = parts.path.strip("/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,29 @@ def test_web_options():
 def test_bad_web_options_are_usage_errors(args, complaint):
     with pytest.raises(usage.UsageError, match=complaint):
         tap.Options().parseOptions(args)
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--redis", "foo"], "must start with redis:// or rediss://"),
+        (["--redis", "redis://h:99999"], "the port must be a number from 1 to 65535"),
+        (["--redis", "redis://h/zero"], "the database after / must be a number"),
+        (["--redis", "env:CHATSVC_TEST_NOT_SET"], "the environment variable CHATSVC_TEST_NOT_SET is not set"),
+        (["--redis", "redis://h", "--store", "x.db"], "--store and --redis do not go together"),
+        (["--reuse-port", "--port", "unix:/tmp/chat.sock"], "--reuse-port works with a tcp port"),
+    ],
+)
+def test_linked_relay_options_explain_their_mistakes(args, says):
+    with pytest.raises(usage.UsageError, match=re.escape(says)):
+        parse(*args)
+
+
+def test_redis_url_from_the_environment_with_password_and_database(monkeypatch):
+    from chatsvc.redislink import parse_url
+
+    monkeypatch.setenv("CHATSVC_TEST_REDIS", "rediss://chat:p%40ss@redis.example:6380/3")
+    config = parse("--redis", "env:CHATSVC_TEST_REDIS", "--reuse-port")
+    assert parse_url(config["redis"]) == {
+        "host": "redis.example", "port": 6380, "dbid": 3, "password": "p@ss", "username": "chat", "tls": True,
+    }
