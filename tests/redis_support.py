@@ -9,8 +9,9 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+from tests.support import OutputWatch
 
 REDIS_SERVER = shutil.which("redis-server")
 #: One per test that links relays (an empty database each), instead of 16.
@@ -46,18 +47,14 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [REDIS_SERVER, *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--databases", str(DATABASES), "--dir", str(self.workdir), *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # until it answers PING
-            try:
-                if self.command("PING") == "PONG":
-                    return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("redis-server exited at start")
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not answer")
+        # It says so once it accepts connections (its log is on stdout).
+        try:
+            OutputWatch(self.proc.stdout).wait_for_text("Ready to accept connections", timeout)
+        except AssertionError as e:
+            self.stop()
+            raise RuntimeError(f"redis-server did not start: {e}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -46,6 +46,47 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+class OutputWatch:
+    """
+    A subprocess's output (a binary pipe), read by a thread of its own so the
+    pipe never fills and no wait can block forever: waits are woken by the
+    lines themselves, not by polling.
+    """
+
+    def __init__(self, stream) -> None:
+        self.seen: list[str] = []
+        self.ended = False
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for raw in stream:
+            self._lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
+        self._lines.put(None)
+
+    def next_lines(self, timeout: float):
+        """Output lines as they come, until timeout or end of output."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if line is None:
+                self._lines.put(None)  # for the next caller
+                self.ended = True
+                return
+            self.seen.append(line)
+            yield line
+
+    def wait_for_text(self, text: str, timeout: float = 15.0) -> str:
+        """The next line holding ``text``."""
+        for line in self.next_lines(timeout):
+            if text in line:
+                return line
+        raise AssertionError(f"never saw {text!r} in:\n" + "\n".join(self.seen[-40:]))
+
+
 # --- in-memory connections --------------------------------------------------
 
 
@@ -348,35 +389,26 @@ class PipedClient:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env,
         )
-        self.seen: list[str] = []
-        self.ended = False
-        # A thread reads stdout so that no wait here can block forever.
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.output = OutputWatch(self.proc.stdout)
 
-    def _pump(self) -> None:
-        for raw in self.proc.stdout:
-            self._lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
-        self._lines.put(None)
+    @property
+    def seen(self) -> list[str]:
+        return self.output.seen
+
+    @property
+    def ended(self) -> bool:
+        return self.output.ended
+
+    @ended.setter
+    def ended(self, value: bool) -> None:
+        self.output.ended = value
 
     def type(self, text: str) -> None:
         self.proc.stdin.write((text + "\n").encode())
         self.proc.stdin.flush()
 
     def _next_lines(self, timeout: float):
-        """Output lines as they come, until timeout or end of output."""
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                return
-            if line is None:
-                self._lines.put(None)  # for the next caller
-                self.ended = True
-                return
-            self.seen.append(line)
-            yield line
+        return self.output.next_lines(timeout)
 
     def wait_for(self, wanted: str, timeout: float = 20.0) -> list[str]:
         for line in self._next_lines(timeout):

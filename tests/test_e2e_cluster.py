@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 import threading
 
 import pytest
 
 from tests.redis_support import REDIS_SERVER, RedisServer
-from tests.support import LineSocket, RelayProcess, without_ids
+from tests.support import TWISTD, LineSocket, OutputWatch, RelayProcess, subprocess_env, without_ids
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 
@@ -292,28 +293,28 @@ def test_rediss_with_a_password_links_relays_and_a_wrong_password_says_so(tmp_pa
     redis.start()
     url = f"rediss://:pw@localhost:{redis.port}/0"
     relays = start_relays(tmp_path, url, 2, "--redis-ca", str(ca[2]))
-    wrong = RelayProcess(tmp_path, ["--redis", f"rediss://:nope@localhost:{redis.port}/0", "--redis-ca", str(ca[2])])
     try:
         a, b = relays
         alice, bob = on(a, "alice", "#tls"), on(b, "bob", "#tls")
         alice.expect("JOIN #tls bob")
         bob.send("MSG #tls over-tls\n")
         alice.expect("MSG bob #tls over-tls")
-        wrong.start()
-        wait_for_log(wrong, "Redis refused this relay's login or database (see above): check the --redis URL")
+        # a relay with the wrong password says why, in its log (stdout under -n)
+        wrong = subprocess.Popen(
+            TWISTD + ["-n", "--pidfile=", "chat", "--port", "tcp:0:interface=127.0.0.1",
+                      "--redis", f"rediss://:nope@localhost:{redis.port}/0", "--redis-ca", str(ca[2])],
+            cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        try:
+            OutputWatch(wrong.stdout).wait_for_text(
+                "Redis refused this relay's login or database (see above): check the --redis URL")
+        finally:
+            wrong.terminate()
+            wrong.wait(10)
     finally:
-        for relay in relays + [wrong]:
+        for relay in relays:
             relay.stop()
         redis.stop()
-
-
-def wait_for_log(relay: RelayProcess, text: str, timeout: float = 15.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while text not in relay.log():  # a subprocess's log file: polled, it has no event to wait on
-        assert time.monotonic() < deadline, relay.log()
-        time.sleep(0.1)
 
 
 def test_a_browser_member_on_one_relay_and_a_terminal_member_on_another(linked):
