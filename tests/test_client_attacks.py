@@ -38,21 +38,31 @@ class Clock:
         return self.t
 
 
-def cipher(clock, replay=None) -> AesGcmCipher:
-    c = AesGcmCipher(MASTER, now=clock, replay=replay)
+def cipher(clock, replay=None, identity=None) -> AesGcmCipher:
+    c = AesGcmCipher(MASTER, now=clock, replay=replay, identity=identity)
     c.derive_v2 = lambda salt: MASTER_V2  # the slow KDF is tested in test_aesgcm
     return c
 
 
 class Session:
-    """A session with the AES cipher, wired to a StringTransport."""
+    """
+    A session with the AES cipher, wired to a StringTransport.  With an
+    ``identity`` it signs (aes3), pins keys in memory and has a fake
+    reactor clock (``reactor``) for its timers.
+    """
 
-    def __init__(self, nick="alice", clock=None, replay=None) -> None:
+    def __init__(self, nick="alice", clock=None, replay=None, identity=None) -> None:
+        from twisted.internet.task import Clock as ReactorClock
+
+        from chatsvc.client.identity import KnownKeys
+
         self.clock = clock or Clock()
         self.display = RecordingDisplay()
-        self.cipher = cipher(self.clock, replay)
+        self.cipher = cipher(self.clock, replay, identity)
+        self.reactor = ReactorClock() if identity is not None else None
         self.session = ChatSession(
-            self.display, self.cipher, nick, "#lobby", "example:8000", run_slow=defer.maybeDeferred
+            self.display, self.cipher, nick, "#lobby", "example:8000", run_slow=defer.maybeDeferred,
+            clock=self.reactor, known_keys=KnownKeys(),
         )
         self.protocol = ChatClientProtocol(self.session)
         self.transport = StringTransport()

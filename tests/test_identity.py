@@ -12,19 +12,12 @@ import os
 import stat
 
 import pytest
-from twisted.internet import defer
-from twisted.internet.task import Clock as ReactorClock
-from twisted.internet.testing import StringTransport
 
-from chatsvc.client.aesgcm import AES3, AesGcmCipher, DecryptError
+from chatsvc.client.aesgcm import AesGcmCipher, DecryptError
 from chatsvc.client.ciphers import Context
-from chatsvc.client.identity import (
-    CHANGED, NEW, PINNED, VERIFIED, Identity, KnownKeys, PublicKeys, fingerprint, safety_number,
-)
-from chatsvc.client.protocol import ChatClientProtocol
-from chatsvc.client.session import ChatSession
-from tests.displays import RecordingDisplay
+from chatsvc.client.identity import CHANGED, NEW, PINNED, VERIFIED, Identity, KnownKeys, fingerprint, safety_number
 from tests.test_client_attacks import MASTER, MASTER_V2, SALT, T0, Clock
+from tests.test_client_attacks import Session as AttackSession
 
 ALICE = Identity.from_seeds(bytes(range(32)), bytes(range(32, 64)))
 BOB = Identity.from_seeds(bytes(range(64, 96)), bytes(range(96, 128)))
@@ -129,39 +122,9 @@ def test_private_file_frames_take_the_shared_secret_too():
 # --- sessions: what the user sees -------------------------------------------------------------
 
 
-class Session:
+def Session(nick: str, identity: Identity, clock=None):
     """A signing client session, the test playing the relay."""
-
-    def __init__(self, nick: str, identity: Identity, clock=None) -> None:
-        self.clock = clock or Clock()
-        self.display = RecordingDisplay()
-        self.cipher = AesGcmCipher(MASTER, now=self.clock, identity=identity)
-        self.cipher.derive_v2 = lambda salt: MASTER_V2
-        self.reactor = ReactorClock()
-        self.session = ChatSession(
-            self.display, self.cipher, nick, "#lobby", "example:8000", run_slow=defer.maybeDeferred,
-            clock=self.reactor, known_keys=KnownKeys(),
-        )
-        self.protocol = ChatClientProtocol(self.session)
-        self.transport = StringTransport()
-        self.protocol.makeConnection(self.transport)
-        self.nick = nick
-
-    def server(self, *lines: str) -> None:
-        self.protocol.dataReceived("".join(line + "\n" for line in lines).encode())
-
-    def sent(self) -> list[str]:
-        value = self.transport.value().decode()
-        self.transport.clear()
-        return value.splitlines()
-
-    def ready(self) -> "Session":
-        self.server("HELLO chatsvc 1 test", f"CAPS join-proof max-line=65536 salt={SALT}", f"OK NICK {self.nick}")
-        self.server(f"JOIN #lobby {self.nick}", f"NAMES #lobby {self.nick}", "ENDNAMES #lobby")
-        self.server("ENDHISTORY #lobby complete")
-        self.sent()
-        self.display.take()
-        return self
+    return AttackSession(nick, clock=clock, identity=identity)
 
 
 def from_(identity: Identity | None, text: str, target: str, sender: str, clock, peers=None) -> str:
