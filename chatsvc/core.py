@@ -344,6 +344,10 @@ class Connection:
         except UnicodeDecodeError:
             self.send_line(error_line("bad-encoding", "lines must be UTF-8; line dropped"))
             return
+        self._handle_text(text)
+
+    def _handle_text(self, text: str) -> None:
+        """One decoded line: answered, or refused with its error -- never raising."""
         try:
             self.handle(text)
         except ProtocolError as e:
@@ -462,14 +466,7 @@ class Connection:
         while held:
             if self.door.closing:
                 return
-            text = held.popleft()
-            try:
-                self.handle(text)
-            except ProtocolError as e:
-                self.send_line(error_line(e.code, e.text))
-            except Exception:
-                self.log.failure("internal error handling a line from {peer}", peer=self.door.peer)
-                self.send_line(error_line("server-error", "internal error; line dropped"))
+            self._handle_text(held.popleft())
             if self._held is not None:
                 self._held.extend(held)
                 return

@@ -372,7 +372,7 @@ class ClusterLink(service.Service):
                 self.epoch = None
                 self._down("missed part of the cluster log")
                 return
-            replica.apply(fields[1] if fields[0] == "e" else dict(zip(fields[::2], fields[1::2]))["e"])
+            replica.apply(fields[1])  # the one field, "e" (see _APPEND)
             last = number
             self.position = entry_id
         self._since_snapshot += len(entries)

@@ -223,3 +223,15 @@ def test_replicas_and_a_late_joiner_agree_whatever_the_commands(steps, join_at):
             log.add(relay, 0, GONE, "b" if relay == "a" else "a", "connection lost")
     snapshots = {name: r.snapshot() for name, r in log.replicas.items()}
     assert len(set(snapshots.values())) == 1, snapshots
+
+
+def test_a_snapshot_of_another_version_is_refused_with_a_reason():
+    import json
+
+    import pytest
+
+    log = Log("a")
+    state = json.loads(log.replicas["a"].snapshot())
+    state["v"] = 99
+    with pytest.raises(ValueError, match="snapshot version 99"):
+        Replica("b", new_relay(100, 4096, 0, False, False)).restore(json.dumps(state))

@@ -412,3 +412,25 @@ def test_a_client_without_identity_ignores_key_requests_quietly():
     request = from_(ALICE, "\x1fchatsvc-keyreq:" + "A" * 43, "bob", "alice", s.clock)
     s.server(f"MSG alice bob {request}")
     assert s.sent() == [] and s.display.take() == []
+
+
+def test_at_most_twenty_messages_are_held_from_a_changed_key():
+    s = Session("alice", ALICE).ready()
+    s.server(f"MSG bob #lobby {from_(BOB, 'first', '#lobby', 'bob', s.clock)}")
+    for n in range(25):
+        s.server(f"MSG bob #lobby {from_(MALLORY, f'held {n}', '#lobby', 'bob', s.clock)}")
+    s.display.take()
+    s.session.user_line("/verify bob")
+    held = [line for line in s.display.take() if line.endswith("(held until /verify)")]
+    assert held == [f"[#lobby] bob: held {n} (held until /verify)" for n in range(5, 25)]
+
+
+def test_a_malformed_session_key_in_a_key_answer_is_ignored():
+    alice = Session("alice", ALICE).ready()
+    alice.session.user_line("/msg bob hello")
+    alice.sent()
+    for bad in ("", "not base64 !", "AAAA", "A" * 60):
+        answer = from_(BOB, "\x1fchatsvc-key:" + bad, "alice", "bob", alice.clock)
+        alice.server(f"MSG bob alice {answer}")
+    assert alice.sent() == []  # still waiting: no session key came
+    assert "bob" not in alice.session._sessions
