@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Protocol
 
 from twisted.logger import Logger
 
@@ -86,6 +86,8 @@ class Replica:
         #: per-address and server-wide limits hold for the cluster)
         self.remote_total = 0
         self.remote_per_origin: Counter[str] = Counter()
+        #: relay id -> its members (the heartbeat checks these relays every second)
+        self.per_relay: Counter[str] = Counter()
 
     def _now(self) -> float:
         return self.time_ms / 1000
@@ -182,6 +184,7 @@ class Replica:
 
     def _add(self, key: tuple[str, int], member: Member) -> None:
         self.members[key] = member
+        self.per_relay[key[0]] += 1
         if key[0] != self.relay_id:
             self.remote_total += 1
             if member.origin:
@@ -189,6 +192,9 @@ class Replica:
 
     def _remove(self, key: tuple[str, int]) -> Member:
         member = self.members.pop(key)
+        self.per_relay[key[0]] -= 1
+        if self.per_relay[key[0]] <= 0:
+            del self.per_relay[key[0]]
         if key[0] != self.relay_id:
             self.remote_total -= 1
             if member.origin:
@@ -201,10 +207,7 @@ class Replica:
 
     def relays(self) -> set[str]:
         """The relays that have members, by id."""
-        return {relay_id for relay_id, _ in self.members}
-
-    def remote_members(self) -> Iterable[Member]:
-        return (m for (relay_id, _), m in self.members.items() if relay_id != self.relay_id)
+        return set(self.per_relay)
 
     # --- snapshots -----------------------------------------------------------------------
 
@@ -259,6 +262,7 @@ class Replica:
         self.members = {}
         self.remote_total = 0
         self.remote_per_origin.clear()
+        self.per_relay.clear()
         members: list[Member] = []
         for relay_id, conn, nick, origin, peer in state["members"]:
             local = self.local.get(conn) if relay_id == self.relay_id else None

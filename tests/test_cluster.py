@@ -223,6 +223,9 @@ def test_replicas_and_a_late_joiner_agree_whatever_the_commands(steps, join_at):
             log.add(relay, 0, GONE, "b" if relay == "a" else "a", "connection lost")
     snapshots = {name: r.snapshot() for name, r in log.replicas.items()}
     assert len(set(snapshots.values())) == 1, snapshots
+    for replica in log.replicas.values():  # the counts kept for the heartbeat and the limits
+        assert replica.relays() == {relay_id for relay_id, _ in replica.members}
+        assert replica.remote_total == sum(1 for relay_id, _ in replica.members if relay_id != replica.relay_id)
 
 
 def test_a_snapshot_of_another_version_is_refused_with_a_reason():
