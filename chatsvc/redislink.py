@@ -315,7 +315,7 @@ class ClusterLink(service.Service):
             try:
                 if not self.up:
                     await self._sync()
-                reply = await self._ask(
+                reply = await self.ask(
                     self.reader, "XREAD", "COUNT", str(READ_BATCH), "BLOCK", str(READ_BLOCK_MS), "STREAMS", LOG,
                     self.position,
                 )
@@ -335,7 +335,7 @@ class ClusterLink(service.Service):
             if reply:
                 self._apply(reply[0][1])
 
-    def _ask(self, handler, *command) -> defer.Deferred:
+    def ask(self, handler, *command) -> defer.Deferred:
         """
         A command whose answer the link waits for.  txredisapi waits for a
         connection without end while Redis is unreachable (or refused our
@@ -390,7 +390,7 @@ class ClusterLink(service.Service):
         """Catch up with the cluster: continue the log, or load a snapshot, or start the log."""
         w = self.writer
         while True:
-            epoch = await self._ask(w, "GET", EPOCH)
+            epoch = await self.ask(w, "GET", EPOCH)
             if epoch is None:
                 # A new cluster, or Redis lost its data: start the log from
                 # what this relay knows, unless another relay just did.
@@ -415,9 +415,9 @@ class ClusterLink(service.Service):
             if epoch == self.epoch:
                 self._synced()  # Redis kept its data: go on from where we were
                 return
-            at = await self._ask(w, "GET", SNAPSHOT_AT)
-            snapshot = await self._ask(w, "GET", SNAPSHOT)
-            if at is None or snapshot is None or epoch != await self._ask(w, "GET", EPOCH):
+            at = await self.ask(w, "GET", SNAPSHOT_AT)
+            snapshot = await self.ask(w, "GET", SNAPSHOT)
+            if at is None or snapshot is None or epoch != await self.ask(w, "GET", EPOCH):
                 continue  # changing under us: read again
             stale = self.replica.restore(snapshot)
             for conn in stale:
@@ -490,7 +490,7 @@ class ClusterLink(service.Service):
         known = self._relay_addresses.get(relay_id)
         if known is not None:
             return defer.succeed(known)
-        return self.writer.execute_command("GET", ALIVE + relay_id)
+        return self.ask(self.writer, "GET", ALIVE + relay_id)
 
     def _check_alive(self, others: list[str], values: list) -> None:
         now = self.clock.seconds()

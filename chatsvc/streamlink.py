@@ -75,8 +75,10 @@ class LinkedStreams:
             return refusal or pairing.offer(conn, token, role, counted=not linked)
         pairing.count(conn)
         conn.door.pause_reading()
-        claim = self.link.writer.execute_command(
-            "SET", STREAM_KEY + token, self.link.relay_id, "NX", "EX", str(int(PAIR_TIMEOUT * 2))
+        # (asked with the link's timeout: a Redis that stops answering
+        # leaves the end to pair on this relay, never hanging)
+        claim = self.link.ask(
+            self.link.writer, "SET", STREAM_KEY + token, self.link.relay_id, "NX", "EX", str(int(PAIR_TIMEOUT * 2))
         )
         claim.addCallback(self._claimed, conn, token, role)
         claim.addErrback(lambda f: self._local(conn, token, role))
@@ -94,7 +96,7 @@ class LinkedStreams:
         if ok is not None or conn.door.closing:
             self._local(conn, token, role)  # ours: the partner comes here, or through our link port
             return
-        d = self.link.writer.execute_command("GET", STREAM_KEY + token)
+        d = self.link.ask(self.link.writer, "GET", STREAM_KEY + token)
         d.addCallback(self._holder_found, conn, token, role)
         d.addErrback(lambda f: self._local(conn, token, role))
 
