@@ -54,7 +54,7 @@ class Session:
     def __init__(self, nick="alice", clock=None, replay=None, identity=None) -> None:
         from twisted.internet.task import Clock as ReactorClock
 
-        from chatsvc.client.identity import KnownKeys
+        from chatsvc.client.pins import KnownKeys
 
         self.clock = clock or Clock()
         self.display = RecordingDisplay()

@@ -15,7 +15,8 @@ import pytest
 
 from chatsvc.client.aesgcm import AesGcmCipher, DecryptError
 from chatsvc.client.ciphers import Context
-from chatsvc.client.identity import CHANGED, NEW, PINNED, VERIFIED, Identity, KnownKeys, fingerprint, safety_number
+from chatsvc.client.identity import Identity, fingerprint, safety_number
+from chatsvc.client.pins import CHANGED, NEW, PINNED, VERIFIED, KnownKeys
 from tests.test_client_attacks import MASTER, MASTER_V2, SALT, T0, Clock
 from tests.test_client_attacks import Session as AttackSession
 

@@ -17,7 +17,8 @@ from twisted.internet import defer, endpoints, stdio, task, threads
 from chatsvc import grammar
 from chatsvc.client import aesgcm, ciphers, config, connection, passphrases, terminal
 from chatsvc.client.protocol import describe_failure
-from chatsvc.client.identity import Identity, KnownKeys
+from chatsvc.client.identity import Identity
+from chatsvc.client.pins import KnownKeys
 from chatsvc.client.replay import ReplayGuard
 from chatsvc.client.session import ChatSession
 from chatsvc.client.stamps import DEFAULT_FORMAT, Stamps

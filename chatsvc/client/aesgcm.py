@@ -157,11 +157,11 @@ def _b64encode(data: bytes) -> str:
 
 def _b64decode(text: str) -> bytes:
     if not text or any(ch not in _B64URL for ch in text):
-        raise DecryptError("damaged message (not base64url)")
+        raise DecryptError("damaged message (not base64url)", "damaged")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except ValueError:
-        raise DecryptError("damaged message (not base64url)")
+        raise DecryptError("damaged message (not base64url)", "damaged")
 
 
 _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -355,17 +355,17 @@ class AesGcmCipher:
         name, body = split_scheme(payload)
         scheme = SCHEMES.get(name)
         if scheme is None:
-            raise DecryptError(f"sent with cipher '{name}', which this client does not know")
+            raise DecryptError(f"sent with cipher '{name}', which this client does not know", "unknown-scheme")
         if scheme not in self._masters:
-            raise DecryptError(f"sent with {name}, but this client has no {name} key for this server")
+            raise DecryptError(f"sent with {name}, but this client has no {name} key for this server", "no-key")
         envelope = _b64decode(body)
         tail = KEYS_SIZE + SIG_SIZE if scheme is AES3 else 0
         if len(envelope) < HEADER_SIZE + TAG_SIZE + tail:
-            raise DecryptError("damaged message (too short)")
+            raise DecryptError("damaged message (too short)", "damaged")
         header = envelope[:HEADER_SIZE]
         version, sender_id, counter, stamp_ms, nonce = _HEADER.unpack(header)
         if version != scheme.version:
-            raise DecryptError(f"envelope version {version} does not belong to {name}")
+            raise DecryptError(f"envelope version {version} does not belong to {name}", "wrong-version")
         label = context_label(context)
         aad = associated_data(label, context.sender, header, scheme)
         signer = None
@@ -377,20 +377,20 @@ class AesGcmCipher:
             signer = PublicKeys(keys[:32], keys[32:64])
             aad += keys
             if not verify(signer, signature, SIG_LABEL + aad + sealed):
-                raise DecryptError("its signature does not verify (altered, or not signed by the key it carries)")
+                raise DecryptError("its signature does not verify (altered, or not signed by the key it carries)", "bad-signature")
             peer = keys[64:]
             if peer != NO_PEER:
                 if not context.is_private or self.identity is None:
-                    raise DecryptError("it is keyed for someone else's key, not yours")
+                    raise DecryptError("it is keyed for someone else's key, not yours", "wrong-peer", signer)
                 if peer == self.identity.public.agree:
                     aead = self._pairwise_aead(label, signer.agree)
                 elif peer == self.session_public:
                     theirs = self.peer_session(context.sender)
                     if theirs is None:
-                        raise DecryptError("it is keyed for a session of theirs this client has not seen announced")
+                        raise DecryptError("it is keyed for a session of theirs this client has not seen announced", "unknown-session", signer)
                     aead = self._pairwise_aead(label, signer.agree, theirs)
                 else:
-                    raise DecryptError("it is keyed for someone else's key, or an earlier session of yours")
+                    raise DecryptError("it is keyed for someone else's key, or an earlier session of yours", "wrong-peer", signer)
                 private = True
             else:
                 aead = self._aead(scheme, label)
@@ -402,7 +402,7 @@ class AesGcmCipher:
         except InvalidTag:
             raise DecryptError(
                 "it does not authenticate: a different passphrase, or the message "
-                "was altered, moved to another conversation or misattributed"
+                "was altered, moved to another conversation or misattributed", "not-authentic", signer
             )
         # Authentic from here on: the checks below are about *when*.  Live
         # messages must be fresh and new; history the client asked for is
@@ -410,12 +410,12 @@ class AesGcmCipher:
         age = self._now() - stamp_ms / 1000
         if not context.history and abs(age) > self.max_age:
             direction = "old" if age > 0 else "in the future"
-            raise DecryptError(f"stale message ({abs(age) / 60:.0f} minutes {direction}); possibly replayed")
+            raise DecryptError(f"stale message ({abs(age) / 60:.0f} minutes {direction}); possibly replayed", "stale", signer)
         try:
             self.replay.check(context.sender.casefold(), sender_id, counter, record_only=context.history)
         except Replayed:
-            raise DecryptError("replayed message (already received)")
+            raise DecryptError("replayed message (already received)", "replayed", signer)
         try:
             return Opened(plain.decode("utf-8"), stamp_ms, signer, private)
         except UnicodeDecodeError:
-            raise DecryptError("message is not UTF-8 text")
+            raise DecryptError("message is not UTF-8 text", "not-utf8", signer)

@@ -56,7 +56,17 @@ class Opened:
 
 
 class DecryptError(Exception):
-    """A payload could not be turned back into text; the message says why."""
+    """
+    A payload could not be turned back into text.  ``code`` says why, for
+    decisions (docs/trust.md, *Reason codes*); the message says it for
+    people and is never read by code.  ``signer``: the keys whose signature
+    did verify before it failed (aes3), else None.
+    """
+
+    def __init__(self, text: str, code: str = "damaged", signer: object = None) -> None:
+        super().__init__(text)
+        self.code = code
+        self.signer = signer
 
 
 class Cipher(Protocol):
@@ -77,7 +87,7 @@ def split_scheme(payload: str) -> tuple[str, str]:
     """Split ``scheme:body``; raises DecryptError if there is no tag."""
     scheme, sep, body = payload.partition(":")
     if not sep or not scheme or len(scheme) > 16:
-        raise DecryptError("not a chatsvc payload (no scheme tag)")
+        raise DecryptError("not a chatsvc payload (no scheme tag)", "not-chatsvc")
     return scheme, body
 
 
@@ -111,7 +121,7 @@ class CaesarCipher:
     def decrypt(self, payload: str, context: Context) -> str:
         scheme, body = split_scheme(payload)
         if scheme != self.scheme:
-            raise DecryptError(f"sent with cipher '{scheme}', but this client uses '{self.scheme}'")
+            raise DecryptError(f"sent with cipher '{scheme}', but this client uses '{self.scheme}'", "unknown-scheme")
         return body.translate(self._decode)
 
     def open(self, payload: str, context: Context) -> Opened:

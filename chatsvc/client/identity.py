@@ -7,10 +7,8 @@ run and kept in ``identity`` in the config directory (mode 0600).  Every
 message this client sends is signed with it, and carries both public keys;
 private messages are keyed with X25519 between the two identities.
 
-L{KnownKeys} is ``known_keys`` beside it, like ssh's ``known_hosts``: the
-first keys seen under a nick are pinned (trust on first use); later keys
-under that nick are *not* that person until the user compares safety
-numbers and runs ``/verify``.  Plain Python, no Twisted.
+The keys pinned for others (``known_keys`` beside it) are in ``pins.py``.
+Plain Python, no Twisted.
 """
 
 from __future__ import annotations
@@ -131,67 +129,3 @@ def verify(keys: PublicKeys, signature: bytes, data: bytes) -> bool:
     except Exception:  # InvalidSignature, or a key that is not a point
         return False
     return True
-
-
-#: What L{KnownKeys.check} says of a signer.
-NEW, PINNED, VERIFIED, CHANGED = "new", "pinned", "verified", "changed"
-
-
-class KnownKeys:
-    """
-    Nick (case-folded as the relay compares them) -> the keys pinned for
-    it, and whether the user verified them; kept on disk as JSON.
-    """
-
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = Path(path).expanduser() if path is not None else None
-        self.pinned: dict[str, tuple[PublicKeys, bool]] = {}
-        #: keys seen under a pinned nick that are not the pinned ones (until /verify)
-        self.pending: dict[str, PublicKeys] = {}
-        if self.path is not None and self.path.exists():
-            try:
-                data = json.loads(self.path.read_text())
-                for nick, entry in data.items():
-                    keys = PublicKeys(_unb64(entry["sign"]), _unb64(entry["agree"]))
-                    self.pinned[nick] = (keys, bool(entry.get("verified")))
-            except (ValueError, KeyError, TypeError, AttributeError) as e:
-                raise ValueError(f"{self.path} is damaged ({e}); move it away to start again")
-
-    def check(self, nick_key: str, keys: PublicKeys) -> str:
-        """NEW (now pinned), PINNED, VERIFIED, or CHANGED (not that person's)."""
-        known = self.pinned.get(nick_key)
-        if known is None:
-            self.pinned[nick_key] = (keys, False)
-            self.save()
-            return NEW
-        if known[0] == keys:
-            return VERIFIED if known[1] else PINNED
-        self.pending[nick_key] = keys
-        return CHANGED
-
-    def keys_of(self, nick_key: str) -> PublicKeys | None:
-        known = self.pinned.get(nick_key)
-        return known[0] if known is not None else None
-
-    def is_verified(self, nick_key: str) -> bool:
-        known = self.pinned.get(nick_key)
-        return bool(known and known[1])
-
-    def accept(self, nick_key: str, keys: PublicKeys) -> None:
-        """The user compared safety numbers: these keys are that person's, verified."""
-        self.pinned[nick_key] = (keys, True)
-        self.pending.pop(nick_key, None)
-        self.save()
-
-    def save(self) -> None:
-        if self.path is None:
-            return
-        data = {
-            nick: {"sign": _b64(keys.sign), "agree": _b64(keys.agree), "verified": verified}
-            for nick, (keys, verified) in self.pinned.items()
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".known_keys.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, self.path)

@@ -23,7 +23,7 @@ from chatsvc import grammar
 from chatsvc.client import files
 from chatsvc.client.ciphers import Cipher, Context, DecryptError, Opened
 from chatsvc.client.commands import Commands
-from chatsvc.client.identity import CHANGED, NEW, KnownKeys
+from chatsvc.client.pins import CHANGED, NEW, KnownKeys
 from chatsvc.client.delivery import Delivery
 from chatsvc.client.lifecycle import Lifecycle, State
 from chatsvc.client.text import clean

@@ -34,7 +34,14 @@ const V2_SALT_PREFIX = "chatsvc/e2e/v2/salt ";
 const JOIN_INFO = "chatsvc/e2e/v2/join ";
 const FILE_INFO = "chatsvc/e2e/v2/file ";
 
-export class DecryptError extends Error {}
+/** A payload that did not open: code says why (for decisions), the message says it for people. */
+export class DecryptError extends Error {
+  constructor(message, code = "damaged", signer = null) {
+    super(message);
+    this.code = code;
+    this.signer = signer; // the keys whose signature did verify before it failed (aes3)
+  }
+}
 
 export function hasWebCrypto() {
   return Boolean(globalThis.crypto && globalThis.crypto.subtle && globalThis.isSecureContext !== false);
@@ -50,7 +57,7 @@ export function b64url(bytes) {
 
 export function unb64url(text) {
   if (!text || !/^[A-Za-z0-9_-]+$/.test(text) || text.length % 4 === 1) {
-    throw new DecryptError("damaged message (not base64url)");
+    throw new DecryptError("damaged message (not base64url)", "damaged");
   }
   const raw = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4));
   const out = new Uint8Array(raw.length);
@@ -342,14 +349,15 @@ export class Cipher {
   async open(payload, target, sender, history = false) {
     const colon = payload.indexOf(":");
     const name = colon < 0 ? "" : payload.slice(0, colon);
+    if (!name || name.length > 16) throw new DecryptError("not a chatsvc payload (no scheme tag)", "not-chatsvc");
     const scheme = SCHEMES[name];
-    if (!scheme) throw new DecryptError(`sent with cipher '${name || "?"}', which this client does not know`);
-    if (!this.masters[name]) throw new DecryptError(`sent with ${name}, but this client has no ${name} key for this server`);
+    if (!scheme) throw new DecryptError(`sent with cipher '${name || "?"}', which this client does not know`, "unknown-scheme");
+    if (!this.masters[name]) throw new DecryptError(`sent with ${name}, but this client has no ${name} key for this server`, "no-key");
     const envelope = unb64url(payload.slice(colon + 1));
     const tail = scheme === SCHEMES.aes3 ? KEYS_SIZE + SIG_SIZE : 0;
-    if (envelope.length < HEADER_SIZE + TAG_SIZE + tail) throw new DecryptError("damaged message (too short)");
+    if (envelope.length < HEADER_SIZE + TAG_SIZE + tail) throw new DecryptError("damaged message (too short)", "damaged");
     const head = envelope.subarray(0, HEADER_SIZE);
-    if (head[0] !== scheme.version) throw new DecryptError(`envelope version ${head[0]} does not belong to ${name}`);
+    if (head[0] !== scheme.version) throw new DecryptError(`envelope version ${head[0]} does not belong to ${name}`, "wrong-version");
     const view = new DataView(envelope.buffer, envelope.byteOffset);
     const senderId = head.slice(1, 9);
     const counter = view.getBigUint64(9);
@@ -373,18 +381,18 @@ export class Cipher {
       } catch (e) {
         good = false;
       }
-      if (!good) throw new DecryptError("its signature does not verify (altered, or not signed by the key it carries)");
+      if (!good) throw new DecryptError("its signature does not verify (altered, or not signed by the key it carries)", "bad-signature");
       const peer = keys.slice(64);
       if (peer.some((b) => b !== 0)) {
-        if (target.startsWith("#") || !this.identity) throw new DecryptError("it is keyed for someone else's key, not yours");
+        if (target.startsWith("#") || !this.identity) throw new DecryptError("it is keyed for someone else's key, not yours", "wrong-peer", signer);
         if (hex(peer) === hex(this.identity.public.agree)) {
           key = await this.pairwiseKey(label, signer.agree);
         } else if (this.session && hex(peer) === hex(this.session.public)) {
           const theirs = this.peerSession(sender);
-          if (!theirs) throw new DecryptError("it is keyed for a session of theirs this client has not seen announced");
+          if (!theirs) throw new DecryptError("it is keyed for a session of theirs this client has not seen announced", "unknown-session", signer);
           key = await this.pairwiseKey(label, signer.agree, theirs);
         } else {
-          throw new DecryptError("it is keyed for someone else's key, or an earlier session of yours");
+          throw new DecryptError("it is keyed for someone else's key, or an earlier session of yours", "wrong-peer", signer);
         }
         isPrivate = true;
       } else {
@@ -399,22 +407,22 @@ export class Cipher {
         { name: "AES-GCM", iv: head.subarray(25), additionalData: aad, tagLength: 128 }, key, sealed);
     } catch (e) {
       throw new DecryptError("it does not authenticate: a different passphrase, or the message " +
-                             "was altered, moved to another conversation or misattributed");
+                             "was altered, moved to another conversation or misattributed", "not-authentic", signer);
     }
     const age = this.now() - stampMs;
     if (!history && Math.abs(age) > MAX_AGE_MS) {
-      throw new DecryptError(`stale message (${Math.round(Math.abs(age) / 60000)} minutes ${age > 0 ? "old" : "in the future"}); possibly replayed`);
+      throw new DecryptError(`stale message (${Math.round(Math.abs(age) / 60000)} minutes ${age > 0 ? "old" : "in the future"}); possibly replayed`, "stale", signer);
     }
     try {
       this.replay.check(casefold(sender), hex(senderId), counter, history);
     } catch (e) {
-      if (e instanceof Replayed) throw new DecryptError("replayed message (already received)");
+      if (e instanceof Replayed) throw new DecryptError("replayed message (already received)", "replayed", signer);
       throw e;
     }
     try {
       return { text: strictUtf8.decode(plain), sentMs: stampMs, signer, private: isPrivate };
     } catch (e) {
-      throw new DecryptError("message is not UTF-8 text");
+      throw new DecryptError("message is not UTF-8 text", "not-utf8", signer);
     }
   }
 }
