@@ -51,7 +51,7 @@ class Session:
     reactor clock (``reactor``) for its timers.
     """
 
-    def __init__(self, nick="alice", clock=None, replay=None, identity=None) -> None:
+    def __init__(self, nick="alice", clock=None, replay=None, identity=None, known=None) -> None:
         from twisted.internet.task import Clock as ReactorClock
 
         from chatsvc.client.pins import KnownKeys
@@ -59,12 +59,12 @@ class Session:
         self.clock = clock or Clock()
         self.display = RecordingDisplay()
         self.cipher = cipher(self.clock, replay, identity)
-        self.reactor = ReactorClock() if identity is not None else None
+        self.reactor = ReactorClock()
         self.session = ChatSession(
             self.display, self.cipher, nick, "#lobby", "example:8000", run_slow=defer.maybeDeferred,
-            clock=self.reactor, known_keys=KnownKeys(),
+            clock=self.reactor, known_keys=known if known is not None else KnownKeys(),
         )
-        self.protocol = ChatClientProtocol(self.session)
+        self.protocol = ChatClientProtocol(self.session.events)
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)
         self.nick = nick
@@ -236,7 +236,7 @@ def test_unacknowledged_message_is_encrypted_afresh_for_the_new_nick():
     cid = first.split(" ", 1)[0]
     s.protocol.connectionLost(Failure(ConnectionLost()))
     # back, but the old connection still holds "alice"
-    s.protocol = ChatClientProtocol(s.session)
+    s.protocol = ChatClientProtocol(s.session.events)
     s.transport = StringTransport()
     s.protocol.makeConnection(s.transport)
     s.server("HELLO chatsvc 1 test", f"CAPS join-proof salt={SALT}", "ERROR nick-taken alice is already in use")

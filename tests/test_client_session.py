@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from chatsvc.client.ciphers import CaesarCipher, Context
@@ -20,8 +21,8 @@ class Harness:
 
     def __init__(self, interactive=False, nick="alice", room="#lobby"):
         self.display = RecordingDisplay()
-        self.session = ChatSession(self.display, CAESAR, nick, room, "example:8000", interactive)
-        self.protocol = ChatClientProtocol(self.session)
+        self.session = ChatSession(self.display, CAESAR, nick, room, "example:8000", interactive, clock=Clock())
+        self.protocol = ChatClientProtocol(self.session.events)
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)
         self.result = []
@@ -351,7 +352,7 @@ def test_reconnect_restores_nick_rooms_and_current_room():
         "[#lobby] alice: while away (pending)",
     ]
     # the connection comes back: a new protocol, the same session
-    h.protocol = ChatClientProtocol(h.session)
+    h.protocol = ChatClientProtocol(h.session.events)
     h.transport = StringTransport()
     h.protocol.makeConnection(h.transport)
     h.server("HELLO chatsvc 1 again", "ERROR nick-taken alice is already in use")
@@ -439,7 +440,7 @@ def test_after_a_drop_missed_history_then_resends_then_typed_lines():
     cid = re.match(r"@cid=(\S+) ", line).group(1)
     h.close()
     h.session.user_line("typed offline")
-    h.protocol = ChatClientProtocol(h.session)
+    h.protocol = ChatClientProtocol(h.session.events)
     h.transport = StringTransport()
     h.protocol.makeConnection(h.transport)
     h.server("HELLO chatsvc 1 x", "OK NICK alice")
@@ -497,7 +498,7 @@ def test_no_greeting_means_a_clear_message_and_exit_1():
     session = ChatSession(display, CAESAR, "alice", "#lobby", "example:8443", clock=clock)
     results = []
     session.done.addCallback(results.append)
-    protocol = ChatClientProtocol(session)
+    protocol = ChatClientProtocol(session.events)
     transport = StringTransport()
     protocol.makeConnection(transport)
     clock.advance(session_module.HELLO_TIMEOUT - 1)
@@ -516,7 +517,7 @@ def test_a_greeting_in_time_stops_the_timer():
 
     clock = Clock()
     session = ChatSession(RecordingDisplay(), CAESAR, "alice", "#lobby", "example:8000", clock=clock)
-    protocol = ChatClientProtocol(session)
+    protocol = ChatClientProtocol(session.events)
     protocol.makeConnection(StringTransport())
     protocol.dataReceived(b"HELLO chatsvc 1 hi\n")
     assert not [c for c in clock.getDelayedCalls() if c.active() and c.func == session._greeting_missing]

@@ -123,9 +123,9 @@ def test_private_file_frames_take_the_shared_secret_too():
 # --- sessions: what the user sees -------------------------------------------------------------
 
 
-def Session(nick: str, identity: Identity, clock=None):
-    """A signing client session, the test playing the relay."""
-    return AttackSession(nick, clock=clock, identity=identity)
+def Session(nick: str, identity: Identity, clock=None, known=None):
+    """A signing client session, the test playing the relay; ``known``: the pins kept on disk by an earlier run."""
+    return AttackSession(nick, clock=clock, identity=identity, known=known)
 
 
 def from_(identity: Identity | None, text: str, target: str, sender: str, clock, peers=None) -> str:
@@ -209,18 +209,71 @@ def test_a_private_message_waits_for_the_recipients_keys_then_only_the_two_can_r
         signing_cipher(MALLORY, alice.clock).open(private.split(" ", 2)[2], Context("bob", "alice"))
 
 
-def test_a_private_message_to_an_older_client_goes_after_a_wait_with_a_warning():
+def envelope_peer(line: str) -> bytes:
+    """The ``peer`` field of an aes3 payload in a MSG line: whose key it is keyed for (zeros: the passphrase)."""
+    body = line.rsplit(" ", 1)[1].split(":", 1)[1]
+    envelope = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    return envelope[-96:-64]
+
+
+def test_an_unanswered_key_exchange_is_retried_then_waits_for_the_user_never_downgraded_by_itself():
+    """Hole 2: one dropped answer no longer sends the message keyed by the passphrase alone."""
     alice = Session("alice", ALICE).ready()
     alice.session.user_line("/msg dave hello")
-    assert len(alice.sent()) == 1  # the key request
-    alice.reactor.advance(5)
-    shown = alice.display.take()
-    assert shown == [
-        "! dave did not send their keys (an older client?): your private message goes keyed by the passphrase "
-        "alone, which every member can read"
+    assert len(alice.sent()) == 1  # the key request; the message waits
+    alice.server("OK MSG dave")  # delivered, never answered (an older client, or the answer dropped)
+    for delay in (5, 10):
+        alice.reactor.advance(delay)
+        (again,) = alice.sent()  # asked again, with backoff
+        assert envelope_peer(again) == bytes(32)  # a request: dave's keys are not known
+        alice.server("OK MSG dave")
+    alice.reactor.advance(20)
+    assert alice.sent() == []  # nothing went out weaker by itself
+    assert alice.display.take() == [
+        "! dave did not answer a key exchange (3 tries in 35 s): 1 private message waits; /retry dave asks again, "
+        "/unsafe dave sends it without forward secrecy"
     ]
-    (late,) = alice.sent()
-    assert late.startswith("MSG dave aes3:")
+    alice.reactor.advance(600)
+    assert alice.sent() == []
+    alice.session.user_line("/unsafe dave")  # the user asks, for this message
+    (weak,) = alice.sent()
+    assert envelope_peer(weak) == bytes(32)
+    assert alice.display.take() == ["! as you asked, sent to dave keyed by the passphrase alone, which every member can read"]
+    alice.server("OK MSG dave")
+    # the mark does not stay: the next message asks again and waits
+    alice.session.user_line("/msg dave still there?")
+    (request,) = alice.sent()
+    assert "dave" in request and alice.display.take() == ["[you → dave] hello"]
+
+
+def test_a_dropped_answer_is_asked_for_again_and_the_message_goes_keyed_to_both_sessions():
+    alice = Session("alice", ALICE).ready()
+    bob = Session("bob", BOB, clock=alice.clock).ready()
+    alice.session.user_line("/msg bob the door code is 4711")
+    (request,) = alice.sent()
+    bob.server(request.replace("MSG bob ", "MSG alice bob ", 1))
+    bob.sent()  # the answer, which the relay drops
+    alice.server("OK MSG bob")
+    alice.reactor.advance(5)
+    (request,) = alice.sent()
+    bob.server(request.replace("MSG bob ", "MSG alice bob ", 1))
+    (answer,) = bob.sent()  # answered again: the same request may have been lost on its way
+    assert answer.startswith("MSG alice aes3:")
+    alice.server("OK MSG bob", answer.replace("MSG alice ", "MSG bob alice ", 1))
+    (private,) = alice.sent()
+    assert envelope_peer(private) == bob.cipher.session_public  # keyed to bob's session
+    bob.server(private.replace("MSG bob ", "MSG alice bob ", 1))
+    assert bob.display.take()[-1] == "[alice → you] the door code is 4711"
+
+
+def test_a_key_request_to_a_nick_nobody_has_says_so_at_once():
+    alice = Session("alice", ALICE).ready()
+    alice.session.user_line("/msg dave hello")
+    alice.sent()
+    alice.server("ERROR no-such-nick no one is called dave")
+    assert alice.display.take() == ["! nobody is called dave — not sent: hello"]
+    alice.reactor.advance(60)
+    assert alice.sent() == [] and alice.display.take() == []
 
 
 # --- docs/encryption.md, the aes3 vectors: the reference and an independent implementation ------
@@ -376,8 +429,8 @@ def test_a_receiver_that_restarted_announces_its_new_session_and_the_next_messag
     (first,) = alice.sent()
     deliver(first, bob, "alice")
     assert bob.display.take()[-1] == "[alice → you] one"
-    # bob's client restarts: same identity, a new session
-    bob = Session("bob", BOB, clock=alice.clock).ready()
+    # bob's client restarts: same identity and pinned keys, a new session
+    bob = Session("bob", BOB, clock=alice.clock, known=bob.session.trust.known).ready()
     alice.session.user_line("/msg bob two")
     (second,) = alice.sent()  # alice still has bob's old session key
     deliver(second, bob, "alice")
@@ -434,4 +487,4 @@ def test_a_malformed_session_key_in_a_key_answer_is_ignored():
         answer = from_(BOB, "\x1fchatsvc-key:" + bad, "alice", "bob", alice.clock)
         alice.server(f"MSG bob alice {answer}")
     assert alice.sent() == []  # still waiting: no session key came
-    assert "bob" not in alice.session._sessions
+    assert alice.session.sender.session_of("bob") is None

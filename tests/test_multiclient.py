@@ -164,6 +164,7 @@ def _session_pair():
     from chatsvc.client.ciphers import CaesarCipher
     from chatsvc.client.protocol import ChatClientProtocol
     from chatsvc.client.session import ChatSession
+    from twisted.internet.task import Clock
 
     from tests.displays import RecordingDisplay as Lines
 
@@ -171,10 +172,10 @@ def _session_pair():
     sessions, pumps = [], []
     for nick in ("alice", "bob"):
         display = Lines()
-        session = ChatSession(display, CaesarCipher(10), nick, "#lobby", "memory")
+        session = ChatSession(display, CaesarCipher(10), nick, "#lobby", "memory", clock=Clock())
         session.display_lines = display.lines
         _, _, pump = iosim.connectedServerAndClient(
-            lambda: factory.buildProtocol(None), lambda s=session: ChatClientProtocol(s)
+            lambda: factory.buildProtocol(None), lambda s=session: ChatClientProtocol(s.events)
         )
         sessions.append(session)
         pumps.append(pump)

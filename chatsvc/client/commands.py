@@ -31,6 +31,9 @@ commands:
   /whois nick       the rooms you share with nick, their away note, their key and whether you verified it
   /verify nick      the safety number to compare with nick (in person, on a call); marks their key verified
                     (also accepts a key that changed, after you compared)
+  /retry nick       ask nick for their keys again (after they did not answer a key exchange)
+  /unsafe nick      send the private messages waiting for nick's keys without forward secrecy
+                    (keyed to your identities, or by the passphrase alone if theirs is unknown)
   /away [text]      answer private messages with "away: text" (once per person); /away alone: back
   /ignore [nick]    hide everything from nick, files too (alone: list); /unignore nick
   /window N         make your Nth room current (Alt-1..9 too); /window alone lists them
@@ -94,7 +97,7 @@ class Commands:
         if not rest:
             self.session.problem("usage: /me action (e.g. /me waves)")
             return
-        self.session._say(rest, action=True)
+        self.session.say(rest, action=True)
 
     def cmd_query(self, rest: str) -> None:
         s = self.session
@@ -171,10 +174,21 @@ class Commands:
             return
         s.verify(rest)
 
+    def cmd_retry(self, rest: str) -> None:
+        if not rest or not grammar.is_valid_nick(rest):
+            self.session.problem("usage: /retry nick")
+            return
+        self.session.sender.retry(rest)
+
+    def cmd_unsafe(self, rest: str) -> None:
+        if not rest or not grammar.is_valid_nick(rest):
+            self.session.problem("usage: /unsafe nick (sends what waits for nick's keys without forward secrecy)")
+            return
+        self.session.sender.force(rest)
+
     def cmd_away(self, rest: str) -> None:
         s = self.session
-        s.away_text = rest[:80] or None
-        s._away_told.clear()
+        s.set_away(rest[:80] or None)
         s.notice(f"away: {clean(rest)} (sent once to whoever messages you privately)" if rest else "you are back")
 
     def cmd_help(self, rest: str) -> None:

@@ -62,4 +62,4 @@ def make_service(reactor, endpoint, session, on_retry: Callable[[float], None] |
             on_retry(delay)
         return delay
 
-    return ClientService(endpoint, ChatClientFactory(session), retryPolicy=policy, clock=reactor)
+    return ClientService(endpoint, ChatClientFactory(session.events), retryPolicy=policy, clock=reactor)

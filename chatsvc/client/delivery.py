@@ -108,6 +108,18 @@ class Delivery:
     def history_mode(self, room: str) -> str:
         return self._mode.get(name_key(room), "earlier")
 
+    def see(self, room: str, msg_id: int) -> None:
+        """Note a message id as seen in the room (the inbound policy decided it is new)."""
+        key = name_key(room)
+        self.last_id[key] = max(self.last_id.get(key, 0), msg_id)
+
+    def open_replies(self) -> frozenset:
+        """Keys of rooms with a HISTORY reply we asked for still open."""
+        return frozenset(key for key, count in self._open.items() if count > 0)
+
+    def modes(self) -> dict[str, str]:
+        return dict(self._mode)
+
     def first_time(self, room: str, msg_id: str) -> bool:
         """False for an id already seen in the room (it was shown)."""
         if not grammar.is_decimal(msg_id):

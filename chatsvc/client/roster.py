@@ -80,6 +80,13 @@ class Roster:
     def is_ignored(self, nick: str) -> bool:
         return name_key(nick) in self.ignored
 
+    def set_away(self, nick: str, note: str | None) -> None:
+        """Their away note (None: they are back)."""
+        if note:
+            self.away[name_key(nick)] = note
+        else:
+            self.away.pop(name_key(nick), None)
+
     # --- attention -------------------------------------------------------------------
 
     def message_in(self, room: str, mention: bool) -> None:

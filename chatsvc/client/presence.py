@@ -1,0 +1,107 @@
+"""
+Who is where, as the relay tells it: JOIN, PART, QUIT, NICK, NAMES,
+MEMBERS and ROOMS lines become the roster's state, the rooms we are in,
+the current window and one notice each.  Names come from the relay and
+are shown through ``clean`` only; nothing here decides trust.
+"""
+
+from __future__ import annotations
+
+from chatsvc.client.text import clean
+from chatsvc.grammar import name_key
+
+#: A reason (PART, QUIT) is shown at most this long: it is anyone's text.
+MAX_REASON_SHOWN = 80
+
+
+def unverified(reason: str) -> str:
+    """A PART/QUIT reason: anyone's text, so never shown as if authentic."""
+    short = reason if len(reason) <= MAX_REASON_SHOWN else reason[:MAX_REASON_SHOWN] + "…"
+    return f' (reason, not verified: "{clean(short)}")'
+
+
+class Presence:
+    def __init__(self, session) -> None:
+        self.session = session
+        self.awaiting: set[str] = set()  # rooms to be in before ready
+        self.switch_to: set[str] = set()  # joins that make the room current
+        self._counts: dict[str, int] = {}  # large rooms' member counts
+        self._joining_large: set[str] = set()
+
+    def mine(self, nick: str) -> bool:
+        me = self.session.nick
+        return me is not None and name_key(nick) == name_key(me)
+
+    def joined(self, room: str, nick: str) -> None:
+        s = self.session
+        s.roster.joined(room, nick)
+        if not self.mine(nick):
+            s.notice(f"{clean(nick)} joined {clean(room)}")
+            return
+        key = name_key(room)
+        s.rooms[key] = room
+        if key in self.switch_to or s.current is None:
+            self.switch_to.discard(key)
+            s.set_current(room)
+        s.notice(f"you joined {clean(room)}")
+
+    def parted(self, room: str, nick: str, reason: str | None) -> None:
+        s = self.session
+        why = unverified(reason) if reason else ""
+        me = self.mine(nick)
+        s.roster.parted(room, nick, me)
+        if not me:
+            s.notice(f"{clean(nick)} left {clean(room)}{why}")
+            return
+        s.rooms.pop(name_key(room), None)
+        s.show_activity()
+        s.notice(f"you left {clean(room)}{why}")
+        if s.current and name_key(s.current) == name_key(room):
+            s.set_current(next(iter(s.rooms.values()), None))
+
+    def quit(self, nick: str, reason: str | None) -> None:
+        self.session.roster.quit(nick)
+        self.session.notice(f"{clean(nick)} quit{unverified(reason) if reason else ''}")
+
+    def nick_changed(self, old: str, new: str) -> None:
+        s = self.session
+        s.roster.renamed(old, new)
+        if s.current and name_key(s.current) == name_key(old):
+            s.set_current(new)  # a /query follows the person
+        if self.mine(old):
+            s.nick = new
+            s.notice(f"you are now known as {clean(new)}")
+        else:
+            s.notice(f"{clean(old)} is now known as {clean(new)}")
+
+    def joining(self, room: str, switch: bool) -> None:
+        """A JOIN we send: wait for the room before ready; ``switch``: make it current."""
+        self._joining_large.add(name_key(room))
+        if switch:
+            self.switch_to.add(name_key(room))
+
+    def member_count(self, room: str, count: int) -> None:
+        # Large rooms send counts instead of join notices; show the one that
+        # answers our own join, not the periodic updates.
+        key = name_key(room)
+        if key in self.awaiting or key in self._joining_large:
+            self._joining_large.discard(key)
+            self.session.notice(f"{clean(room)} is a large room: {count} members (/names lists them)")
+        self._counts[key] = count
+
+    def name_list(self, room: str, nicks: list[str]) -> None:
+        s = self.session
+        s.roster.names(room, nicks, first=True)
+        key = name_key(room)
+        if nicks or key not in self._counts:
+            s.notice(f"in {clean(room)}: {', '.join(clean(n) for n in nicks)}")
+        self._joining_large.discard(key)
+        self.awaiting.discard(key)
+        if not s.ready and s.nick is not None and not self.awaiting:
+            s.become_ready()
+
+    def room_list(self, rooms: list[tuple[str, int]]) -> None:
+        if not rooms:
+            self.session.notice("no rooms")
+            return
+        self.session.notice("rooms: " + ", ".join(f"{clean(r)} ({n})" for r, n in rooms))
