@@ -294,6 +294,7 @@ function join(nick, passphrase, room) {
   session = new ChatSession({
     url: socketUrl(), nick, passphrase, room, ui: view,
     store: window.sessionStorage, replayStore: window.localStorage, keyStore: window.localStorage,
+    now: () => Date.now(), setTimer: (f, ms) => setTimeout(f, ms), clearTimer: (t) => clearTimeout(t),
   });
   window.chatsvcSession = session; // for the browser tests and the curious
   session.start();

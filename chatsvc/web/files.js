@@ -145,10 +145,10 @@ export class Transfers {
     const id = hex(crypto.getRandomValues(new Uint8Array(8)));
     const entry = {
       bytes, name: safeName(file.name), size: bytes.length, target, sha256: await sha256Hex(bytes),
-      type: sniffImage(bytes.subarray(0, 16)) || "file", when: Date.now(),
+      type: sniffImage(bytes.subarray(0, 16)) || "file", when: this.host.now(),
     };
     this.offered.set(id, entry);
-    for (const [old, e] of this.offered) if (Date.now() - e.when > OFFER_LIFETIME_MS) this.offered.delete(old);
+    for (const [old, e] of this.offered) if (this.host.now() - e.when > OFFER_LIFETIME_MS) this.offered.delete(old);
     await this.host.sendControl(target, encode("offer", {
       id, name: entry.name, size: entry.size, sha256: entry.sha256, type: entry.type,
       chunks: Math.max(1, Math.ceil(entry.size / CHUNK_SIZE)), stream: 1,

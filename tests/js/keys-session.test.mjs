@@ -27,11 +27,23 @@ function recorder() {
            acked() {}, refused() {}, status() {}, changed() {}, current() {}, ended() {}, clear() {} };
 }
 
-async function signedIn(nick, identity) {
+/** A fake localStorage: what a reloaded page finds again (pinned keys). */
+export function memoryStore() {
+  const items = new Map();
+  return { getItem: (k) => items.get(k) ?? null, setItem: (k, v) => items.set(k, String(v)), removeItem: (k) => items.delete(k) };
+}
+
+function envelopePeer(line) {
+  const body = line.split(" ").at(-1).split(":")[1];
+  const raw = Buffer.from(body.replace(/-/g, "+").replace(/_/g, "/"), "base64");
+  return raw.subarray(raw.length - 96, raw.length - 64);
+}
+
+async function signedIn(nick, identity, keyStore = null) {
   const ui = recorder();
   const timers = [];
-  const s = new ChatSession({ url: "ws://x/chat", nick, passphrase: PASS, room: "#lobby", ui, identity,
-                              WebSocketImpl: FakeSocket, setTimer: (f) => timers.push(f), clearTimer: () => {} });
+  const s = new ChatSession({ url: "ws://x/chat", nick, passphrase: PASS, room: "#lobby", ui, identity, keyStore,
+                              WebSocketImpl: FakeSocket, now: () => Date.now(), setTimer: (f) => timers.push(f), clearTimer: () => {} });
   await s.start();
   const ws = FakeSocket.all.at(-1);
   const say = (line) => s.received(line);
@@ -117,19 +129,44 @@ test("a private message waits for the keys, then only the two can read it", asyn
   assert.ok(!mallory.ui.texts().some((t) => t.includes("4711")));
 });
 
-test("to an older client, the private message goes after the wait, with a warning", async () => {
+test("an unanswered key exchange is retried, then waits for the user: never downgraded by itself (hole 2)", async () => {
   const alice = await signedIn("alice", await generateIdentity());
   await alice.s.typed("/msg dave hello");
-  const sent = alice.ws.sent.length;
-  await alice.timers.at(-1)();  // KEY_WAIT_MS passed without an answer
+  let sent = alice.ws.sent.length;
+  await alice.say("OK MSG dave");
+  for (let i = 0; i < 2; i++) {
+    await alice.timers.at(-1)(); // the retry delay passed without an answer
+    await alice.s.chain;
+    assert.equal(alice.ws.sent.length, sent + 1); // asked again
+    assert.ok(envelopePeer(alice.ws.sent.at(-1)).every((b) => b === 0));
+    sent += 1;
+    await alice.say("OK MSG dave");
+  }
+  await alice.timers.at(-1)();
   await alice.s.chain;
-  assert.match(alice.ui.texts().at(-1), /^dave did not send their keys/);
+  assert.equal(alice.ws.sent.length, sent); // nothing weaker went out by itself
+  assert.equal(alice.ui.texts().at(-1), "dave did not answer a key exchange (3 tries in 35 s): 1 private message waits; " +
+                                        "/retry dave asks again, /unsafe dave sends it without forward secrecy");
+  await alice.s.typed("/unsafe dave");
   assert.equal(alice.ws.sent.length, sent + 1);
+  assert.equal(alice.ui.texts().at(-1), "as you asked, sent to dave keyed by the passphrase alone, which every member can read");
+  await alice.say("OK MSG dave");
+  await alice.s.typed("/msg dave still there?"); // the mark does not stay: it asks again
+  assert.equal(alice.ws.sent.length, sent + 2);
+  assert.equal(alice.ui.texts().at(-1), "hello");
+});
+
+test("a key request to a nick nobody has says so at once", async () => {
+  const alice = await signedIn("alice", await generateIdentity());
+  await alice.s.typed("/msg dave hello");
+  await alice.say("ERROR no-such-nick no one is called dave");
+  assert.equal(alice.ui.texts().at(-1), "nobody is called dave — not sent: hello");
 });
 
 test("a page that reloaded asks again, and the next private message reads", async () => {
   const alice = await signedIn("alice", await generateIdentity());
-  let bob = await signedIn("bob", BOB);
+  const bobsStorage = memoryStore();
+  let bob = await signedIn("bob", BOB, bobsStorage);
   const deliver = (line, to, sender) => to.say(line.replace(`MSG ${to.s.nick} `, `MSG ${sender} ${to.s.nick} `));
   await alice.s.typed("/msg bob one");
   await deliver(alice.ws.sent.at(-1), bob, "alice"); // key request
@@ -137,7 +174,7 @@ test("a page that reloaded asks again, and the next private message reads", asyn
   await alice.say("OK MSG bob");
   await deliver(alice.ws.sent.at(-1), bob, "alice");
   assert.equal(bob.ui.texts().at(-1), "one");
-  bob = await signedIn("bob", BOB); // reloaded: same identity, a new session
+  bob = await signedIn("bob", BOB, bobsStorage); // reloaded: same identity and pins, a new session
   await alice.s.typed("/msg bob two");
   await deliver(alice.ws.sent.at(-1), bob, "alice");
   assert.match(bob.ui.texts().at(-1), /earlier session of yours/);

@@ -36,7 +36,7 @@ async function signedIn(nick = "alice", store = null) {
   FakeSocket.all = [];
   const ui = recorder();
   const s = new ChatSession({ url: "ws://x/chat", nick, passphrase: PASS, room: "#lobby", ui, store,
-                              WebSocketImpl: FakeSocket, setTimer: () => 0, clearTimer: () => {} });
+                              WebSocketImpl: FakeSocket, now: () => Date.now(), setTimer: () => 0, clearTimer: () => {} });
   await s.start();
   const ws = FakeSocket.all.at(-1);
   const say = (line) => s.received(line);
@@ -94,8 +94,8 @@ test("moved, misattributed and replayed messages are refused", async () => {
 test("unreadable history is one grouped notice, marked as history", async () => {
   const { s, ui, ws, say } = await signedIn();
   ws.sent.length = 0;
-  s.lastId = {};
-  await s.join("#lobby");
+  s.delivery.lastId = {};
+  await s.registration.join("#lobby");
   const other = new Cipher({ masterV1: await deriveMasterV1("another passphrase entirely") });
   for (let i = 0; i < 12; i++) {
     await say(`@id=${100 + i};time=1;history MSG bob #lobby ${await other.encrypt("x", "#lobby", "bob")}`);
@@ -133,7 +133,7 @@ test("a reload shows the recent conversation again from ciphertext, and asks onl
 
   const ui = recorder();
   const s = new ChatSession({ url: "ws://x/chat", nick: "alice", passphrase: PASS, room: "#lobby", ui, store: storage,
-                              WebSocketImpl: FakeSocket, setTimer: () => 0, clearTimer: () => {} });
+                              WebSocketImpl: FakeSocket, now: () => Date.now(), setTimer: () => 0, clearTimer: () => {} });
   await s.start();
   const ws = FakeSocket.all.at(-1);
   await s.received("HELLO chatsvc 1 test");
@@ -188,7 +188,7 @@ test("back online, the page redials at once instead of waiting out its backoff",
   const { s, ws } = await signedIn();
   const timers = [];
   s.setTimer = (f, ms) => { timers.push(ms); return timers.length; };
-  s.retries = 5;
+  s.registration.retries = 5;
   ws.close();
   assert.deepEqual(timers, [30000]);
   const before = FakeSocket.all.length;

@@ -1,0 +1,99 @@
+// Who wrote it: the page's use of the inbound policy's attribution
+// (docs/trust.md) with this browser's identity and pinned keys. It pins a
+// first-seen key, flags a changed one and holds its messages, refuses what
+// is under a pinned nick without its signature or under your own nick with
+// another key, marks look-alikes, and answers /verify and /whois. The twin
+// of chatsvc/client/trust.py.
+
+import { casefold } from "./casefold.js";
+import { fingerprint, safetyNumber, sameKeys } from "./crypto.js";
+import { attribution } from "./inbound.js";
+
+export const HELD_PER_NICK = 20;
+/** Verdicts under which the sender's keys are the ones pinned for their nick. */
+export const TRUSTED = new Set(["first-seen", "pinned"]);
+
+export class Trust {
+  /** own: this page's identity keys (null: it checks nothing); tell: {notice(conv, text), problem(conv, text)}. */
+  constructor(own, known, tell) {
+    this.own = own;
+    this.known = known;
+    this.tell = tell;
+    this.held = new Map(); // nick key -> [[target, text]] not shown as theirs
+    this.told = new Set(); // "nick key fingerprint" look-alikes already named
+  }
+
+  get signing() {
+    return Boolean(this.own);
+  }
+
+  /** How a verified signer relates to the keys pinned for sender: pinned, other or none. */
+  relation(sender, signer) {
+    if (!signer) return "none";
+    return sameKeys(this.known.trustedKeys(casefold(sender)), signer) ? "pinned" : "other";
+  }
+
+  /** Decide whose message this is, act on it, and return the decision. conv: where to tell. */
+  async attribute(sender, target, conv, opened, selves) {
+    const verdict = attribution(sender, opened.signer, this.own, selves, this.known.view());
+    const k = casefold(sender);
+    if (verdict.pin) {
+      this.known.pin(k, opened.signer);
+      this.tell.notice(conv, `${sender}'s key: ${await fingerprint(opened.signer)} (first seen, trusted from now on; ` +
+                             `/verify ${sender} to compare safety numbers)`);
+    } else if (verdict.reason === "key-changed") {
+      if (this.known.flag(k, opened.signer)) this.tell.problem(conv, `${sender}'s key changed — not shown as ${sender}; /verify ${sender}`);
+      const held = this.held.get(k) || [];
+      held.push([target, opened.text]);
+      this.held.set(k, held.slice(-HELD_PER_NICK));
+    } else if (verdict.reason === "unsigned-pinned") {
+      this.tell.problem(conv, `a message under ${sender}'s name without ${sender}'s signature (they sign theirs) — not shown as ${sender}`);
+    } else if (verdict.reason === "own-nick" || verdict.reason === "own-nick-unsigned") {
+      const how = verdict.reason === "own-nick" ? "signed with another key" : "without your signature";
+      this.tell.problem(conv, `a message under your nick ${sender} ${how} — not shown as yours (someone used your nick while you were away?)`);
+    } else if (verdict.like) {
+      const id = k + " " + (opened.signer ? await fingerprint(opened.signer) : "");
+      if (!this.told.has(id)) {
+        this.told.add(id);
+        this.tell.problem(conv, `${sender} is not ${verdict.like}: a look-alike name with ${opened.signer ? "another key" : "no signature"}`);
+      }
+    }
+    return verdict;
+  }
+
+  peerAgree(nick) {
+    const keys = this.known.trustedKeys(casefold(nick));
+    return keys ? keys.agree : null;
+  }
+
+  inDoubt(nick) {
+    return this.known.pending.has(casefold(nick));
+  }
+
+  /** /verify: the safety number, the keys marked verified; returns the held messages now accepted. */
+  async verify(conv, nick) {
+    const k = casefold(nick);
+    const keys = this.known.pending.get(k) || this.known.keysOf(k);
+    if (!keys) {
+      this.tell.problem(conv, `no keys seen from ${nick} yet: they must write something first`);
+      return [];
+    }
+    this.tell.notice(conv, `safety number with ${nick}: ${await safetyNumber(this.own, keys)} — compare it ` +
+                           `with ${nick} in person or on a call: it is the same on both sides`);
+    const changed = this.known.pending.has(k);
+    this.known.accept(k, keys);
+    this.tell.notice(conv, `${nick}'s key ${await fingerprint(keys)} is now verified`);
+    const held = this.held.get(k) || [];
+    this.held.delete(k);
+    return changed ? held : [];
+  }
+
+  async keyStatus(nick) {
+    if (!this.own) return "";
+    const k = casefold(nick);
+    if (this.known.pending.has(k)) return `; key CHANGED to ${await fingerprint(this.known.pending.get(k))}, not accepted (/verify ${nick})`;
+    const keys = this.known.keysOf(k);
+    if (!keys) return "; no key seen (unsigned so far)";
+    return `; key ${await fingerprint(keys)}, ${this.known.isVerified(k) ? "verified" : `not verified (/verify ${nick})`}`;
+  }
+}
