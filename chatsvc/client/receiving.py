@@ -40,7 +40,7 @@ class Receiver:
 
     def message(self, sender: str, target: str, payload: str, tags: dict[str, str]) -> None:
         s = self.session
-        place = inbound.placement(sender, target, tags, s.placement_view())
+        place = s.decided("placement", inbound.placement(sender, target, tags, s.placement_view()))
         if place.record_id is not None:
             s.delivery.see(target, place.record_id)
         if place.action != "open":
@@ -52,14 +52,14 @@ class Receiver:
         except DecryptError as e:
             self._failed(sender, target, place.history, e)
             return
-        verdict = s.trust.attribute(sender, target, opened, s.selves())
+        verdict = s.decided("attribution", s.trust.attribute(sender, target, opened, s.selves()))
         if verdict.action != "show":
             return
         private = not target.startswith("#")
-        what = inbound.interpret(
+        what = s.decided("interpret", inbound.interpret(
             opened.text, private=private, history=place.history, signed=opened.signer is not None,
             trusted=verdict.reason in TRUSTED, ignored=s.roster.is_ignored(sender), own=verdict.reason == "own",
-        )
+        ))
         if what.action == "keys":
             self._keys(sender, what)
         elif what.action == "file":
@@ -77,7 +77,7 @@ class Receiver:
         private = not target.startswith("#")
         relation = s.trust.relation(sender, error.signer)
         asked = name_key(sender) in self._asked_again
-        decision = inbound.unreadable(error.code, relation, private, history, asked)
+        decision = s.decided("unreadable", inbound.unreadable(error.code, relation, private, history, asked))
         if decision.action == "group":
             entry = self._unreadable.setdefault((name_key(target), sender), [0, str(error), error.code])
             entry[0] += 1
@@ -180,7 +180,7 @@ class Receiver:
             s.problem(f"the topic of {clean(room)} is not a topic (a message passed off as one?); ignored")
             return
         # the same check as messages, your own nick included (docs/trust.md)
-        verdict = s.trust.attribute(setter, room, opened, s.selves())
+        verdict = s.decided("attribution", s.trust.attribute(setter, room, opened, s.selves()))
         if verdict.action != "show":
             return
         text = opened.text[len(TOPIC_MARKER):]

@@ -97,6 +97,8 @@ class ChatSession:
         self.away_text: str | None = None  # ours, sent once to who messages us privately
         #: The relay's line limit: what CAPS says, else the protocol's default.
         self.max_line = grammar.DEFAULT_MAX_LINE
+        #: sees every decision of the inbound policy (stage, Decision): tests and debugging
+        self.on_decision: Callable | None = None
         #: opens a new connection to the relay for a bulk stream (None: files go in the chat connection)
         self.connect_stream: Callable | None = None
         identity = getattr(cipher, "identity", None)
@@ -165,6 +167,11 @@ class ChatSession:
             history_open=self.delivery.open_replies(), history_mode=self.delivery.modes(),
             last_id=dict(self.delivery.last_id),
         )
+
+    def decided(self, stage: str, decision: inbound.Decision) -> inbound.Decision:
+        if self.on_decision is not None:
+            self.on_decision(stage, decision)
+        return decision
 
     def open(self, payload: str, context: Context) -> Opened:
         opener = getattr(self.cipher, "open", None)

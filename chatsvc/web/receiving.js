@@ -32,17 +32,18 @@ export class Receiver {
     const s = this.session;
     const isPrivate = !target.startsWith("#");
     const conv = isPrivate ? casefold(from) : casefold(target);
-    const place = placement(from, target, tags, s.placementView());
+    const place = s.decided("placement", placement(from, target, tags, s.placementView()));
     if (place.record_id !== undefined) s.delivery.seeId(target, place.record_id);
     if (place.action === "refuse") return s.problem(isPrivate || place.reason === "not-in-room" ? null : conv, REFUSED[place.reason](from, target));
     if (place.action !== "open") return;
     const history = Boolean(place.history);
     const opened = await s.open(payload, target, from, history);
     if (opened.error) return this.failed(from, target, conv, history, opened.error);
-    const verdict = await s.trust.attribute(from, target, conv, opened, s.selves());
+    const verdict = s.decided("attribution", await s.trust.attribute(from, target, conv, opened, s.selves()));
     if (verdict.action !== "show") return;
-    const what = interpret(opened.text, { isPrivate, history, signed: Boolean(opened.signer), trusted: TRUSTED.has(verdict.reason),
-                                          ignored: s.conversations.isIgnored(from), own: verdict.reason === "own" });
+    const what = s.decided("interpret", interpret(opened.text, {
+      isPrivate, history, signed: Boolean(opened.signer), trusted: TRUSTED.has(verdict.reason),
+      ignored: s.conversations.isIgnored(from), own: verdict.reason === "own" }));
     if (what.action === "keys") return this.keys(from, what);
     if (what.action === "file") return this.file(from, target, conv, opened.text);
     if (what.action === "away") {
@@ -66,7 +67,8 @@ export class Receiver {
   async failed(from, target, conv, history, error) {
     const s = this.session;
     const isPrivate = !target.startsWith("#");
-    const decision = unreadable(error.code, s.trust.relation(from, error.signer), isPrivate, history, this.askedAgain.has(casefold(from)));
+    const decision = s.decided("unreadable", unreadable(error.code, s.trust.relation(from, error.signer), isPrivate, history,
+                                                        this.askedAgain.has(casefold(from))));
     if (decision.action === "group") {
       const id = conv + "\n" + from;
       const entry = this.unreadable.get(id) || [0, error.message, error.code];
@@ -138,7 +140,7 @@ export class Receiver {
     if (opened.error) return s.problem(k, `cannot read the topic of ${conv.name} set by ${setter}: ${opened.error.message}`);
     if (!opened.text.startsWith(TOPIC_MARKER)) return s.problem(k, `the topic of ${conv.name} is not a topic (a message passed off as one?); ignored`);
     // the same check as messages, your own nick included (docs/trust.md)
-    const verdict = await s.trust.attribute(setter, conv.name, k, opened, s.selves());
+    const verdict = s.decided("attribution", await s.trust.attribute(setter, conv.name, k, opened, s.selves()));
     if (verdict.action !== "show") return;
     conv.topic = opened.text.slice(TOPIC_MARKER.length);
     const mark = verdict.like ? ` (not ${verdict.like}: a look-alike)` : verdict.mark === "unsigned" ? " (unsigned)" : "";

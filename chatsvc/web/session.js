@@ -56,6 +56,7 @@ export class ChatSession {
     this.maxLine = 65536;
     this.cipher = null;
     this.awayText = null; // ours: answered once to each who messages us privately (/away)
+    this.onDecision = null; // sees every decision of the inbound policy (stage, decision): tests and debugging
     // Everything the session does, in and out, runs in order on this chain:
     // decryption and encryption are asynchronous, and a later line must not overtake an earlier one.
     this.chain = Promise.resolve();
@@ -216,6 +217,11 @@ export class ChatSession {
   }
 
   selves() { return [this.nick, this.wantedNick]; }
+
+  decided(stage, decision) {
+    if (this.onDecision) this.onDecision(stage, decision);
+    return decision;
+  }
 
   placementView() {
     const d = this.delivery;
