@@ -467,3 +467,55 @@ def test_keyboard_alone_joins_talks_and_switches_conversations(relay, browsers):
     ActionChains(driver).send_keys("typed, never clicked", Keys.ENTER).perform()
     wait_line(driver, "keys", "typed, never clicked")
     no_page_errors(driver)
+
+
+# --- the trust core's holes, in the page (tests/test_e2e_trust.py has the terminal's) ----------
+
+
+def test_hole_1_an_outsiders_private_message_to_the_page_gets_no_reply(relay, browsers):
+    from tests.test_e2e_trust import nothing_sent_to, outsider, outsider_payload
+
+    web = browsers()
+    join(web, relay, "alicia", "#h1")
+    eve, salt = outsider(relay, "eve1")
+    eve.send(f"MSG alicia {outsider_payload(salt, 'eve1', 'alicia')}\n")
+    wait_line(web, "cannot read a message from eve1 (private): it is keyed for someone else's key")
+    say(web, "/rooms")  # the page works in order: a reply would have gone before this
+    wait_line(web, "rooms: ")
+    assert nothing_sent_to(eve, "after") == []
+    eve.close()
+
+
+def test_hole_3_the_page_flags_a_lookalike_of_a_pinned_member_who_is_offline(relay, browsers, clients):
+    from tests.test_e2e_trust import LOOKALIKE
+
+    bob, web = meet(relay, browsers, clients, "bob3", "alice3", "#h3")
+    bob.type("hi, the real bob")
+    wait_line(web, "bob3", "hi, the real bob")
+    assert bob.finish()[0] == 0
+    wait_line(web, "bob3 quit")
+    mallory = clients(relay.port, LOOKALIKE + "3", "--room", "#h3")
+    mallory.wait_for_prefix("* in #h3: ")
+    mallory.type("it is me, from my new laptop")
+    wait_line(web, f"{LOOKALIKE}3 is not bob3: a look-alike name with another key")
+    wait_line(web, f"{LOOKALIKE}3", "(not bob3: a look-alike)", "it is me, from my new laptop")
+    assert not any(line.endswith("to compare safety numbers)") and LOOKALIKE in line for line in log_lines(web))
+    mallory.finish()
+    no_page_errors(web)
+
+
+def test_hole_5_the_page_never_pins_another_key_for_its_own_nick_from_history(relay, browsers, clients):
+    mallory = clients(relay.port, "alice5", "--room", "#h5")  # someone else's identity under the nick
+    mallory.wait_for("* in #h5: alice5")
+    mallory.type("this was not written by the page's alice5")
+    mallory.wait_for("[#h5] alice5: this was not written by the page's alice5")
+    assert mallory.finish()[0] == 0
+    web = browsers()
+    join(web, relay, "alice5", "#h5")  # history holds mallory's message under the page's nick
+    wait_line(web, "a message under your nick alice5 signed with another key — not shown as yours")
+    say(web, "hello, the page's own")
+    wait_line(web, "alice5", "hello, the page's own")
+    lines = log_lines(web)
+    assert not any("not written by the page" in line for line in lines)
+    assert not any("alice5's key" in line for line in lines)
+    no_page_errors(web)

@@ -49,7 +49,9 @@ const view = {
       li.append(el("span", "text", `* ${entry.from} ${entry.text}`));
       if (entry.pending) li.append(el("span", "mark sending", "sending…"));
     } else if (entry.kind === "msg") {
-      li.append(el("span", "from", entry.from), el("span", "text", entry.text));
+      li.append(el("span", "from", entry.from));
+      if (entry.like) li.append(el("span", "mark lookalike", `(not ${entry.like}: a look-alike)`));
+      li.append(el("span", "text", entry.text));
       if (entry.unsigned) li.append(el("span", "mark unsigned", "(unsigned)"));
       if (entry.notPrivate) li.append(el("span", "mark", "(not private: keyed by the passphrase alone)"));
       if (entry.held) li.append(el("span", "mark", "(held until /verify)"));

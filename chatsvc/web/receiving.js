@@ -76,7 +76,8 @@ export class Receiver {
       this.unreadable.set(id, entry);
       return;
     }
-    s.problem(conv, `cannot read a message from ${from} ${isPrivate ? "(private)" : "in " + target}: ${error.message}`);
+    // (in the conversation with them if there is one, else where the user is looking)
+    s.problem(s.conversations.has(conv) ? conv : null, `cannot read a message from ${from} ${isPrivate ? "(private)" : "in " + target}: ${error.message}`);
     if (decision.reply === "keyreq") {
       // keyed to a session we had before a reload, or to theirs we have not
       // seen: ask again, keyed to the identity pinned for them
