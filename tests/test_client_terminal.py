@@ -168,10 +168,12 @@ def test_unread_counts_and_progress_share_the_status_line():
 
 
 class CompletingSession(RecordingSession):
-    def completions(self, before):
-        from chatsvc.client.completion import complete
+    class commands:
+        @staticmethod
+        def completions(before):
+            from chatsvc.client.completion import complete
 
-        return complete(before, ["join", "jump", "msg"], ["#lobby", "#lounge"], ["alice", "Albert", "bob"])
+            return complete(before, ["join", "jump", "msg"], ["#lobby", "#lounge"], ["alice", "Albert", "bob"])
 
 
 def test_tab_completes_nicks_commands_and_rooms():

@@ -117,3 +117,41 @@ def test_the_table_covers_every_state_and_event():
     events = {"send", "answer", "timeout", "retry", "force", "gone"}
     assert pairs == {(s, e) for s in states for e in events}
     assert [float(d) for d in KEYEX["retry_delays"]] == list(__import__("chatsvc.client.keyexchange", fromlist=["x"]).RETRY_DELAYS)
+
+
+LINES = json.loads((VECTORS / "lines.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("case", LINES["cases"], ids=lambda c: c["name"])
+def test_relay_lines_parse_as_documented(case):
+    from chatsvc import grammar
+
+    line = grammar.parse_line(case["line"], grammar.SERVER_COMMANDS)
+    got = None if line is None else {"command": line.command, "args": list(line.args), "tags": line.tags}
+    assert got == case["expect"]
+
+
+def test_the_shipped_skeleton_table_is_the_relays():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("skeleton_table", VECTORS.parent.parent / "tools" / "skeleton_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shipped = (VECTORS.parent.parent / "chatsvc" / "web" / "skeleton.js").read_text(encoding="utf-8")
+    assert shipped == module.render()
+
+
+LOOKALIKES = ["bob", "bоb", "ｂob", "rnallory", "mallory", "Alice", "аlice", "a1ice", "İlkay", "Straße", "x\u0301"]
+
+
+def test_the_page_computes_the_same_skeletons():
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    module = VECTORS.parent.parent / "chatsvc" / "web" / "skeleton.js"
+    script = f"import {{ skeleton }} from {json.dumps(str(module))}; console.log(JSON.stringify({json.dumps(LOOKALIKES)}.map(skeleton)));"
+    out = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
+    assert json.loads(out.stdout) == [skeleton(n) for n in LOOKALIKES], out.stderr

@@ -39,85 +39,55 @@ def build_parser() -> argparse.ArgumentParser:
         "/away /ignore /window /send /accept /clear /quit ... FIN or /quit leaves.",
     )
     parser.add_argument("host", nargs="?", help="server address (asked for if missing)")
-    parser.add_argument(
-        "--new-passphrase",
-        action="store_true",
-        help=f"print a new random passphrase ({passphrases.GENERATED_WORDS} words, over 100 bits) to share "
-        "with the people you chat with, and exit",
-    )
-    parser.add_argument(
-        "--allow-weak-passphrase",
-        action="store_true",
-        help=f"use a passphrase estimated below {passphrases.REFUSE_BELOW_BITS} bits anyway (not recommended)",
-    )
-    parser.add_argument(
-        "--config-dir",
-        metavar="DIR",
-        default=str(default_config_dir()),
-        help="where the client keeps its state, e.g. what it has seen from whom, so a replayed "
-        "message is caught even after a restart (default $XDG_CONFIG_HOME/chatsvc or ~/.config/chatsvc)",
-    )
-    parser.add_argument(
-        "--identity",
-        metavar="PATH",
-        help="your identity keys (Ed25519 to sign, X25519 for private messages), made on first run "
-        "(default: identity in --config-dir, mode 0600); known_keys beside it pins the keys of others",
-    )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
-    parser.add_argument("--nick", help="your nickname (asked for if missing)")
-    parser.add_argument("--room", default=DEFAULT_ROOM, help=f"room to join first (default {DEFAULT_ROOM})")
-    parser.add_argument(
-        "--rooms", metavar="#A,#B", help="rooms to join, comma-separated; the first is current (instead of --room)"
-    )
-    parser.add_argument(
-        "--timestamps", metavar="FORMAT",
-        help="time in front of each line, a strftime format (default %%H:%%M in a terminal, none when piped); "
-        "'off' for none",
-    )
-    parser.add_argument("--no-timestamps", dest="timestamps", action="store_const", const="off",
-                        help="no timestamps")
-    parser.add_argument("--no-bell", dest="bell", action="store_false", default=True,
-                        help="do not ring the terminal bell when a line names you")
-    parser.add_argument(
-        "--cipher",
-        choices=CIPHER_NAMES,
-        default="aes",
-        help="aes: AES-256-GCM keyed by a shared passphrase (default); "
-        "caesar: the original teaching cipher, not secure",
-    )
-    parser.add_argument(
-        "--passphrase-file",
-        metavar="PATH",
-        help=f"read the shared passphrase from the first line of PATH "
-        f"(else ${PASSPHRASE_ENV}, else it is asked for without echo)",
-    )
-    parser.add_argument("--shift", type=int, default=10, help="Caesar key: how far letters move (default 10)")
-    parser.add_argument(
-        "--tls", action="store_true", help="connect with TLS, checking the server's certificate against the system's CAs"
-    )
-    parser.add_argument(
-        "--ca-file", metavar="PATH", help="connect with TLS, trusting only the CA (or self-signed certificate) in PATH"
-    )
-    parser.add_argument(
-        "--downloads",
-        metavar="DIR",
-        default=str(Path.home() / "Downloads" / "chatsvc"),
-        help="where received files are saved (default ~/Downloads/chatsvc)",
-    )
-    parser.add_argument(
-        "--auto-accept-mb",
-        type=float,
-        default=10,
-        metavar="MB",
-        help="files up to this size are saved without asking; bigger ones wait for /accept (default 10)",
-    )
-    parser.add_argument(
-        "--no-reconnect",
-        dest="reconnect",
-        action="store_false",
-        help="exit (status 1) when the connection drops, instead of reconnecting",
-    )
+    _connection_options(parser.add_argument_group("connection"))
+    _key_options(parser.add_argument_group("passphrase and keys"))
+    _screen_options(parser.add_argument_group("screen and files"))
     return parser
+
+
+def _connection_options(group) -> None:
+    group.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
+    group.add_argument("--nick", help="your nickname (asked for if missing)")
+    group.add_argument("--room", default=DEFAULT_ROOM, help=f"room to join first (default {DEFAULT_ROOM})")
+    group.add_argument("--rooms", metavar="#A,#B", help="rooms to join, comma-separated; the first is current (instead of --room)")
+    group.add_argument("--tls", action="store_true", help="connect with TLS, checking the server's certificate against the system's CAs")
+    group.add_argument("--ca-file", metavar="PATH", help="connect with TLS, trusting only the CA (or self-signed certificate) in PATH")
+    group.add_argument("--no-reconnect", dest="reconnect", action="store_false",
+                       help="exit (status 1) when the connection drops, instead of reconnecting")
+
+
+def _key_options(group) -> None:
+    group.add_argument("--new-passphrase", action="store_true",
+                       help=f"print a new random passphrase ({passphrases.GENERATED_WORDS} words, over 100 bits) to share "
+                       "with the people you chat with, and exit")
+    group.add_argument("--allow-weak-passphrase", action="store_true",
+                       help=f"use a passphrase estimated below {passphrases.REFUSE_BELOW_BITS} bits anyway (not recommended)")
+    group.add_argument("--passphrase-file", metavar="PATH",
+                       help=f"read the shared passphrase from the first line of PATH "
+                       f"(else ${PASSPHRASE_ENV}, else it is asked for without echo)")
+    group.add_argument("--config-dir", metavar="DIR", default=str(default_config_dir()),
+                       help="where the client keeps its state, e.g. what it has seen from whom, so a replayed "
+                       "message is caught even after a restart (default $XDG_CONFIG_HOME/chatsvc or ~/.config/chatsvc)")
+    group.add_argument("--identity", metavar="PATH",
+                       help="your identity keys (Ed25519 to sign, X25519 for private messages), made on first run "
+                       "(default: identity in --config-dir, mode 0600); known_keys beside it pins the keys of others")
+    group.add_argument("--cipher", choices=CIPHER_NAMES, default="aes",
+                       help="aes: AES-256-GCM keyed by a shared passphrase (default); "
+                       "caesar: the original teaching cipher, not secure")
+    group.add_argument("--shift", type=int, default=10, help="Caesar key: how far letters move (default 10)")
+
+
+def _screen_options(group) -> None:
+    group.add_argument("--timestamps", metavar="FORMAT",
+                       help="time in front of each line, a strftime format (default %%H:%%M in a terminal, none when piped); "
+                       "'off' for none")
+    group.add_argument("--no-timestamps", dest="timestamps", action="store_const", const="off", help="no timestamps")
+    group.add_argument("--no-bell", dest="bell", action="store_false", default=True,
+                       help="do not ring the terminal bell when a line names you")
+    group.add_argument("--downloads", metavar="DIR", default=str(Path.home() / "Downloads" / "chatsvc"),
+                       help="where received files are saved (default ~/Downloads/chatsvc)")
+    group.add_argument("--auto-accept-mb", type=float, default=10, metavar="MB",
+                       help="files up to this size are saved without asking; bigger ones wait for /accept (default 10)")
 
 
 def default_config_dir() -> Path:
@@ -254,15 +224,19 @@ def known_keys(args: argparse.Namespace) -> KnownKeys | None:
         raise SystemExit(1)
 
 
-async def run(reactor, args: argparse.Namespace) -> None:
-    interactive = os.isatty(0) and os.isatty(1)
-    server = f"{args.host}:{args.port}"
+def make_front_end(args: argparse.Namespace, interactive: bool):
+    """A terminal with a line editor and a status line, or plain lines for a pipe."""
     fmt = args.timestamps if args.timestamps != "off" else None
     if interactive:
         stamps = Stamps(fmt if args.timestamps is not None else DEFAULT_FORMAT)
-        front_end = terminal.InteractiveFrontEnd(stamps, bell=args.bell)
-    else:
-        front_end = terminal.PipedFrontEnd(Stamps(fmt))
+        return terminal.InteractiveFrontEnd(stamps, bell=args.bell)
+    return terminal.PipedFrontEnd(Stamps(fmt))
+
+
+async def run(reactor, args: argparse.Namespace) -> None:
+    interactive = os.isatty(0) and os.isatty(1)
+    server = f"{args.host}:{args.port}"
+    front_end = make_front_end(args, interactive)
     try:
         endpoint = connection.make_endpoint(reactor, args.host, args.port, args.tls, args.ca_file)
     except connection.CertificateFileError as e:

@@ -352,6 +352,33 @@ class AesGcmCipher:
         Decrypt and check; the result carries the sender's own timestamp
         (authenticated), which is what the client shows -- never the relay's.
         """
+        scheme, header, sealed, keys, signature = self._split(payload)
+        _, sender_id, counter, stamp_ms, nonce = _HEADER.unpack(header)
+        label = context_label(context)
+        aad = associated_data(label, context.sender, header, scheme)
+        signer, private, aead = None, False, None
+        if scheme is AES3:
+            signer = PublicKeys(keys[:32], keys[32:64])
+            aad += keys
+            if not verify(signer, signature, SIG_LABEL + aad + sealed):
+                raise DecryptError("its signature does not verify (altered, or not signed by the key it carries)", "bad-signature")
+            aead = self._peer_aead(label, context, signer, keys[64:])
+            private = aead is not None
+        try:
+            plain = (aead or self._aead(scheme, label)).decrypt(nonce, sealed, aad)
+        except InvalidTag:
+            raise DecryptError(
+                "it does not authenticate: a different passphrase, or the message "
+                "was altered, moved to another conversation or misattributed", "not-authentic", signer
+            )
+        self._check_when(context, sender_id, counter, stamp_ms, signer)
+        try:
+            return Opened(plain.decode("utf-8"), stamp_ms, signer, private)
+        except UnicodeDecodeError:
+            raise DecryptError("message is not UTF-8 text", "not-utf8", signer)
+
+    def _split(self, payload: str) -> tuple[Scheme, bytes, bytes, bytes, bytes]:
+        """scheme, header, ciphertext with tag, aes3's 96 key bytes and signature (empty before aes3)."""
         name, body = split_scheme(payload)
         scheme = SCHEMES.get(name)
         if scheme is None:
@@ -362,51 +389,31 @@ class AesGcmCipher:
         tail = KEYS_SIZE + SIG_SIZE if scheme is AES3 else 0
         if len(envelope) < HEADER_SIZE + TAG_SIZE + tail:
             raise DecryptError("damaged message (too short)", "damaged")
-        header = envelope[:HEADER_SIZE]
-        version, sender_id, counter, stamp_ms, nonce = _HEADER.unpack(header)
-        if version != scheme.version:
-            raise DecryptError(f"envelope version {version} does not belong to {name}", "wrong-version")
-        label = context_label(context)
-        aad = associated_data(label, context.sender, header, scheme)
-        signer = None
-        private = False
-        if scheme is AES3:
-            sealed = envelope[HEADER_SIZE : len(envelope) - tail]
-            keys = envelope[len(envelope) - tail : len(envelope) - SIG_SIZE]
-            signature = envelope[len(envelope) - SIG_SIZE :]
-            signer = PublicKeys(keys[:32], keys[32:64])
-            aad += keys
-            if not verify(signer, signature, SIG_LABEL + aad + sealed):
-                raise DecryptError("its signature does not verify (altered, or not signed by the key it carries)", "bad-signature")
-            peer = keys[64:]
-            if peer != NO_PEER:
-                if not context.is_private or self.identity is None:
-                    raise DecryptError("it is keyed for someone else's key, not yours", "wrong-peer", signer)
-                if peer == self.identity.public.agree:
-                    aead = self._pairwise_aead(label, signer.agree)
-                elif peer == self.session_public:
-                    theirs = self.peer_session(context.sender)
-                    if theirs is None:
-                        raise DecryptError("it is keyed for a session of theirs this client has not seen announced", "unknown-session", signer)
-                    aead = self._pairwise_aead(label, signer.agree, theirs)
-                else:
-                    raise DecryptError("it is keyed for someone else's key, or an earlier session of yours", "wrong-peer", signer)
-                private = True
-            else:
-                aead = self._aead(scheme, label)
-        else:
-            sealed = envelope[HEADER_SIZE:]
-            aead = self._aead(scheme, label)
-        try:
-            plain = aead.decrypt(nonce, sealed, aad)
-        except InvalidTag:
-            raise DecryptError(
-                "it does not authenticate: a different passphrase, or the message "
-                "was altered, moved to another conversation or misattributed", "not-authentic", signer
-            )
-        # Authentic from here on: the checks below are about *when*.  Live
-        # messages must be fresh and new; history the client asked for is
-        # old by nature (it is shown as such, with this timestamp).
+        if envelope[0] != scheme.version:
+            raise DecryptError(f"envelope version {envelope[0]} does not belong to {name}", "wrong-version")
+        end = len(envelope) - tail
+        return scheme, envelope[:HEADER_SIZE], envelope[HEADER_SIZE:end], envelope[end:end + KEYS_SIZE], envelope[end + KEYS_SIZE:]
+
+    def _peer_aead(self, label: bytes, context: Context, signer: PublicKeys, peer: bytes) -> AESGCM | None:
+        """aes3: the pairwise key a ``peer`` names (None: no peer, the room/passphrase key)."""
+        if peer == NO_PEER:
+            return None
+        if not context.is_private or self.identity is None:
+            raise DecryptError("it is keyed for someone else's key, not yours", "wrong-peer", signer)
+        if peer == self.identity.public.agree:
+            return self._pairwise_aead(label, signer.agree)
+        if peer == self.session_public:
+            theirs = self.peer_session(context.sender)
+            if theirs is None:
+                raise DecryptError("it is keyed for a session of theirs this client has not seen announced",
+                                   "unknown-session", signer)
+            return self._pairwise_aead(label, signer.agree, theirs)
+        raise DecryptError("it is keyed for someone else's key, or an earlier session of yours", "wrong-peer", signer)
+
+    def _check_when(self, context: Context, sender_id: bytes, counter: int, stamp_ms: int, signer) -> None:
+        # Authentic from here on: the checks are about *when*.  Live messages
+        # must be fresh and new; history the client asked for is old by
+        # nature (it is shown as such, with this timestamp).
         age = self._now() - stamp_ms / 1000
         if not context.history and abs(age) > self.max_age:
             direction = "old" if age > 0 else "in the future"
@@ -415,7 +422,3 @@ class AesGcmCipher:
             self.replay.check(context.sender.casefold(), sender_id, counter, record_only=context.history)
         except Replayed:
             raise DecryptError("replayed message (already received)", "replayed", signer)
-        try:
-            return Opened(plain.decode("utf-8"), stamp_ms, signer, private)
-        except UnicodeDecodeError:
-            raise DecryptError("message is not UTF-8 text", "not-utf8", signer)

@@ -93,6 +93,17 @@ class Commands:
         """The commands, for tab completion."""
         return sorted(name[4:] for name in dir(self) if name.startswith("cmd_"))
 
+    def completions(self, before: str) -> tuple[str, list[str]]:
+        """Tab: complete commands, rooms and the current room's nicks (or the person of a /query)."""
+        from chatsvc.client.completion import complete
+
+        s = self.session
+        current = s.current
+        nicks = s.roster.nicks_in(current) if current and current.startswith("#") else []
+        if current and not current.startswith("#"):
+            nicks = [current]
+        return complete(before, self.names(), list(s.rooms.values()), nicks)
+
     def cmd_me(self, rest: str) -> None:
         if not rest:
             self.session.problem("usage: /me action (e.g. /me waves)")
@@ -113,9 +124,9 @@ class Commands:
             s.problem("/topic is for rooms: switch to one first")
             return
         if rest:
-            s.set_topic(s.current, rest)
+            s.sender.set_topic(s.current, rest)
         else:
-            s.ask_topic(s.current)
+            s.sender.ask_topic(s.current)
 
     def cmd_window(self, rest: str) -> None:
         s = self.session

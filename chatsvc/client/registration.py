@@ -116,7 +116,7 @@ class Registration:
         if s.rooms:
             rejoin = list(s.rooms.values())  # back after a drop: where we were, the current room kept
             s.presence.awaiting = set(s.rooms)
-            s.rooms = {}
+            s.rooms.clear()
         else:
             rejoin = [s.first_room, *s.extra_rooms]
             s.presence.awaiting = {name_key(room) for room in rejoin}

@@ -15,7 +15,8 @@ import base64
 from dataclasses import dataclass
 
 from chatsvc.client.ciphers import Context
-from chatsvc.client.inbound import KEY_MARKER, KEYREQ_MARKER
+from chatsvc import grammar
+from chatsvc.client.inbound import KEY_MARKER, KEYREQ_MARKER, TOPIC_MARKER
 from chatsvc.client.keyexchange import PeerKeys
 from chatsvc.client.text import clean
 from chatsvc.grammar import name_key
@@ -150,6 +151,26 @@ class Sender:
         payload = s.cipher.encrypt(marker + encoded, Context(target=nick, sender=s.nick), use_session=False)
         self.private_pending.append((nick, None, "keys"))
         s.protocol.send_message(nick, payload)
+
+    def set_topic(self, room: str, text: str) -> None:
+        """/topic text: encrypted for the room like a message; the relay keeps the ciphertext."""
+        s = self.session
+        if not s.registration.topics:
+            s.problem("this relay keeps no topics (it is older than this client)")
+            return
+        payload = s.cipher.encrypt(TOPIC_MARKER + text, Context(target=room, sender=s.nick))
+        if len(payload) > grammar.MAX_TOPIC_CHARS:
+            s.problem(f"topic too long ({len(payload)} characters once encrypted; at most {grammar.MAX_TOPIC_CHARS})")
+            return
+        s.protocol.set_topic(room, payload)
+
+    def ask_topic(self, room: str) -> None:
+        s = self.session
+        if not s.registration.topics:
+            s.problem("this relay keeps no topics (it is older than this client)")
+            return
+        s.receiver.topic_asked(room)
+        s.protocol.request_topic(room)
 
     # --- what the relay answers -----------------------------------------------------------
 

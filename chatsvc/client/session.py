@@ -23,6 +23,7 @@ from chatsvc import grammar
 from chatsvc.client import inbound
 from chatsvc.client.ciphers import Cipher, Context, Opened
 from chatsvc.client.commands import Commands
+from chatsvc.client.conversations import Conversations
 from chatsvc.client.delivery import Delivery
 from chatsvc.client.events import SessionEvents
 from chatsvc.client.inbound import ACTION_MARKER, AWAY_MARKER, KEY_MARKER, KEYREQ_MARKER, TOPIC_MARKER  # noqa: F401
@@ -91,8 +92,6 @@ class ChatSession:
         self.protocol = None
         self.life = Lifecycle()
         self.nick: str | None = None  # as the server accepted it, this connection
-        self.rooms: dict[str, str] = {}  # name_key -> room as the server writes it
-        self.current: str | None = None
         self.exit_status = 0
         self.away_text: str | None = None  # ours, sent once to who messages us privately
         #: The relay's line limit: what CAPS says, else the protocol's default.
@@ -106,6 +105,7 @@ class ChatSession:
                            known_keys if known_keys is not None else KnownKeys(), self.notice, self.problem)
         self.delivery = Delivery()  # ids, cids, resends, history catch-up
         self.roster = Roster()  # members, ignored nicks, others' away texts, unread counts
+        self.conversations = Conversations(display, self.roster)  # rooms we are in, the current one
         self.presence = Presence(self)
         self.sender = Sender(self)
         self.receiver = Receiver(self)
@@ -140,6 +140,15 @@ class ChatSession:
     @property
     def quitting(self) -> bool:
         return self.life.quitting
+
+    @property
+    def rooms(self) -> dict[str, str]:
+        """The rooms we are in: name_key -> room as the relay writes it."""
+        return self.conversations.rooms
+
+    @property
+    def current(self) -> str | None:
+        return self.conversations.current
 
     @property
     def greeted(self) -> bool:
@@ -199,30 +208,13 @@ class ChatSession:
             self.display.show(line)
 
     def set_current(self, room: str | None) -> None:
-        """The room (or, after /query, the person) typed lines go to."""
-        self.current = room
-        if room is None:
-            prompt = "[no room] "
-        elif room.startswith("#"):
-            prompt = f"[{room}] "
-        else:
-            prompt = f"[→ {room}] "
-        self.display.set_prompt(prompt)
-        self.roster.read(room)
-        self.show_activity()
+        self.conversations.set_current(room)
 
     def attention(self, where: str, mention: bool) -> None:
-        """A line arrived in ``where`` (a room or a person): count it unless it is in view."""
-        if not self.current or name_key(where) != name_key(self.current):
-            self.roster.message_in(where, mention)
-            self.show_activity()
+        self.conversations.attention(where, mention)
 
     def show_activity(self) -> None:
-        """Unread counts per room on the status line, where the front end has one."""
-        setter = getattr(self.display, "set_activity", None)
-        if setter is not None:
-            rooms = {**{n: n for n in self.roster.unread}, **self.rooms}
-            setter(self.roster.activity(rooms))
+        self.conversations.show_activity()
 
     def show_progress(self, text: str | None) -> bool:
         """A live line above the input, where the front end has one."""
@@ -231,15 +223,6 @@ class ChatSession:
             return False
         status(text)
         return True
-
-    def completions(self, before: str) -> tuple[str, list[str]]:
-        """Tab: complete commands, rooms and the current room's nicks."""
-        from chatsvc.client.completion import complete
-
-        nicks = self.roster.nicks_in(self.current) if self.current and self.current.startswith("#") else []
-        if self.current and not self.current.startswith("#"):
-            nicks = [self.current]
-        return complete(before, self.commands.names(), list(self.rooms.values()), nicks)
 
     # --- typed input (input.py) ---------------------------------------------------------------
 
@@ -264,9 +247,6 @@ class ChatSession:
             self.display.show(f"[{self.current}] {said}")
 
     # --- what commands.py and transfers.py call ---------------------------------------------------
-
-    def send_encrypted(self, target: str, text: str, shown: str | None = None) -> bool:
-        return self.sender.send(target, text, shown)
 
     def send_private(self, nick: str, text: str) -> None:
         """/msg: shown as sent once the server says it was delivered."""
@@ -314,24 +294,6 @@ class ChatSession:
         """/join: join and make it the current room once in."""
         self.presence.joining(room, switch=True)
         self.registration.join(room)
-
-    def set_topic(self, room: str, text: str) -> None:
-        """/topic text: encrypted for the room like a message; the relay keeps the ciphertext."""
-        if not self.registration.topics:
-            self.problem("this relay keeps no topics (it is older than this client)")
-            return
-        payload = self.cipher.encrypt(TOPIC_MARKER + text, Context(target=room, sender=self.nick))
-        if len(payload) > grammar.MAX_TOPIC_CHARS:
-            self.problem(f"topic too long ({len(payload)} characters once encrypted; at most {grammar.MAX_TOPIC_CHARS})")
-            return
-        self.protocol.set_topic(room, payload)
-
-    def ask_topic(self, room: str) -> None:
-        if not self.registration.topics:
-            self.problem("this relay keeps no topics (it is older than this client)")
-            return
-        self.receiver.topic_asked(room)
-        self.protocol.request_topic(room)
 
     def retrying(self, delay: float) -> None:
         """The connection is being redialled in ``delay`` seconds."""

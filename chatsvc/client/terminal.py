@@ -166,7 +166,7 @@ class InteractiveFrontEnd(HistoricRecvLine):
         chars = [ch.decode("utf-8", errors="replace") for ch in self.lineBuffer]
         before = "".join(chars[: self.lineBufferIndex])
         after = chars[self.lineBufferIndex :]
-        completed, choices = self.session.completions(before)
+        completed, choices = self.session.commands.completions(before)
         if choices:
             self.show("  ".join(choices))
         if completed != before:

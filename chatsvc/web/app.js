@@ -303,26 +303,19 @@ function join(nick, passphrase, room) {
   $("message").focus();
 }
 
-function setUp() {
-  if (!hasWebCrypto()) {
-    $("insecure-host").textContent = location.host;
-    $("insecure").hidden = false;
-    return;
+function readJson(storage, name) {
+  try {
+    return JSON.parse(storage.getItem(name) || "null");
+  } catch (e) {
+    return null;
   }
+}
+
+/** The join form: filled from a reload or "remember on this device"; joining on submit. */
+function setUpJoin() {
   const form = $("join");
   form.hidden = false;
-  let remembered = null;
-  try {
-    remembered = JSON.parse(localStorage.getItem(REMEMBER) || "null");
-  } catch (e) {
-    remembered = null;
-  }
-  let saved = null;
-  try {
-    saved = JSON.parse(sessionStorage.getItem("chatsvc.session") || "null");
-  } catch (e) {
-    saved = null;
-  }
+  const saved = readJson(sessionStorage, "chatsvc.session");
   if (saved && saved.nick) $("nick").value = saved.nick;
   if (saved && saved.rooms && saved.rooms.find((r) => r.startsWith("#"))) $("room").value = saved.rooms.find((r) => r.startsWith("#"));
   form.addEventListener("submit", (event) => {
@@ -339,6 +332,10 @@ function setUp() {
     $("join-error").textContent = "";
     join(nick, passphrase, room);
   });
+}
+
+/** The message box, files (the picker, drag and drop), leaving. */
+function setUpChat() {
   $("say").addEventListener("submit", (event) => {
     event.preventDefault();
     const box = $("message");
@@ -366,6 +363,10 @@ function setUp() {
     localStorage.removeItem(REMEMBER);
     if (session) session.typed("/quit");
   });
+}
+
+/** Notifications, the phone's menu, Alt-1..9, coming back to the tab. */
+function setUpControls() {
   $("notify").addEventListener("click", async () => {
     if (!("Notification" in window)) return view.line(current, { kind: "problem", text: "this browser has no notifications", time: Date.now() });
     const answer = await Notification.requestPermission();
@@ -389,6 +390,18 @@ function setUp() {
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden && session && current) session.setCurrent(current);
   });
+}
+
+function setUp() {
+  if (!hasWebCrypto()) {
+    $("insecure-host").textContent = location.host;
+    $("insecure").hidden = false;
+    return;
+  }
+  setUpJoin();
+  setUpChat();
+  setUpControls();
+  const remembered = readJson(localStorage, REMEMBER);
   if (remembered && remembered.nick && remembered.passphrase) {
     $("nick").value = remembered.nick;
     $("room").value = remembered.room || $("room").value;

@@ -344,86 +344,91 @@ export class Cipher {
 
   /**
    * Decrypt and check a payload the relay says `sender` sent to `target`.
-   * Returns {text, sentMs}; throws DecryptError saying why not.
+   * Returns {text, sentMs, signer, private}; throws DecryptError saying why not (with a code).
    */
   async open(payload, target, sender, history = false) {
-    const colon = payload.indexOf(":");
-    const name = colon < 0 ? "" : payload.slice(0, colon);
-    if (!name || name.length > 16) throw new DecryptError("not a chatsvc payload (no scheme tag)", "not-chatsvc");
-    const scheme = SCHEMES[name];
-    if (!scheme) throw new DecryptError(`sent with cipher '${name || "?"}', which this client does not know`, "unknown-scheme");
-    if (!this.masters[name]) throw new DecryptError(`sent with ${name}, but this client has no ${name} key for this server`, "no-key");
-    const envelope = unb64url(payload.slice(colon + 1));
-    const tail = scheme === SCHEMES.aes3 ? KEYS_SIZE + SIG_SIZE : 0;
-    if (envelope.length < HEADER_SIZE + TAG_SIZE + tail) throw new DecryptError("damaged message (too short)", "damaged");
-    const head = envelope.subarray(0, HEADER_SIZE);
-    if (head[0] !== scheme.version) throw new DecryptError(`envelope version ${head[0]} does not belong to ${name}`, "wrong-version");
-    const view = new DataView(envelope.buffer, envelope.byteOffset);
-    const senderId = head.slice(1, 9);
-    const counter = view.getBigUint64(9);
-    const stampMs = Number(view.getBigUint64(17));
+    const { scheme, head, sealed, keys, signature } = this.split(payload);
+    const view = new DataView(head.buffer, head.byteOffset);
     const label = contextLabel(target, sender);
     let aad = associatedData(label, sender, head, scheme);
-    let sealed = envelope.subarray(HEADER_SIZE);
-    let key;
+    let key = null;
     let signer = null;
-    let isPrivate = false;
     if (scheme === SCHEMES.aes3) {
-      sealed = envelope.subarray(HEADER_SIZE, envelope.length - tail);
-      const keys = envelope.slice(envelope.length - tail, envelope.length - SIG_SIZE);
-      const signature = envelope.slice(envelope.length - SIG_SIZE);
       signer = { sign: keys.slice(0, 32), agree: keys.slice(32, 64) };
       aad = concat(aad, keys);
-      let good = false;
-      try {
-        const pub = await crypto.subtle.importKey("raw", signer.sign, { name: "Ed25519" }, false, ["verify"]);
-        good = await crypto.subtle.verify({ name: "Ed25519" }, pub, signature, concat(utf8.encode(SIG_LABEL), aad, sealed));
-      } catch (e) {
-        good = false;
+      if (!(await verifySignature(signer.sign, signature, concat(utf8.encode(SIG_LABEL), aad, sealed)))) {
+        throw new DecryptError("its signature does not verify (altered, or not signed by the key it carries)", "bad-signature");
       }
-      if (!good) throw new DecryptError("its signature does not verify (altered, or not signed by the key it carries)", "bad-signature");
-      const peer = keys.slice(64);
-      if (peer.some((b) => b !== 0)) {
-        if (target.startsWith("#") || !this.identity) throw new DecryptError("it is keyed for someone else's key, not yours", "wrong-peer", signer);
-        if (hex(peer) === hex(this.identity.public.agree)) {
-          key = await this.pairwiseKey(label, signer.agree);
-        } else if (this.session && hex(peer) === hex(this.session.public)) {
-          const theirs = this.peerSession(sender);
-          if (!theirs) throw new DecryptError("it is keyed for a session of theirs this client has not seen announced", "unknown-session", signer);
-          key = await this.pairwiseKey(label, signer.agree, theirs);
-        } else {
-          throw new DecryptError("it is keyed for someone else's key, or an earlier session of yours", "wrong-peer", signer);
-        }
-        isPrivate = true;
-      } else {
-        key = await this.aead(scheme, label);
-      }
-    } else {
-      key = await this.aead(scheme, label);
+      key = await this.peerKey(label, target, sender, signer, keys.slice(64));
     }
     let plain;
     try {
-      plain = await crypto.subtle.decrypt(
-        { name: "AES-GCM", iv: head.subarray(25), additionalData: aad, tagLength: 128 }, key, sealed);
+      plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: head.subarray(25), additionalData: aad, tagLength: 128 },
+                                          key || await this.aead(scheme, label), sealed);
     } catch (e) {
       throw new DecryptError("it does not authenticate: a different passphrase, or the message " +
                              "was altered, moved to another conversation or misattributed", "not-authentic", signer);
     }
+    const stampMs = Number(view.getBigUint64(17));
+    this.checkWhen(sender, hex(head.slice(1, 9)), view.getBigUint64(9), stampMs, history, signer);
+    try {
+      return { text: strictUtf8.decode(plain), sentMs: stampMs, signer, private: Boolean(key) };
+    } catch (e) {
+      throw new DecryptError("message is not UTF-8 text", "not-utf8", signer);
+    }
+  }
+
+  /** {scheme, head, sealed, keys, signature}: an envelope's parts (keys and signature empty before aes3). */
+  split(payload) {
+    const colon = payload.indexOf(":");
+    const name = colon < 0 ? "" : payload.slice(0, colon);
+    if (!name || name.length > 16) throw new DecryptError("not a chatsvc payload (no scheme tag)", "not-chatsvc");
+    const scheme = SCHEMES[name];
+    if (!scheme) throw new DecryptError(`sent with cipher '${name}', which this client does not know`, "unknown-scheme");
+    if (!this.masters[name]) throw new DecryptError(`sent with ${name}, but this client has no ${name} key for this server`, "no-key");
+    const envelope = unb64url(payload.slice(colon + 1));
+    const tail = scheme === SCHEMES.aes3 ? KEYS_SIZE + SIG_SIZE : 0;
+    if (envelope.length < HEADER_SIZE + TAG_SIZE + tail) throw new DecryptError("damaged message (too short)", "damaged");
+    if (envelope[0] !== scheme.version) throw new DecryptError(`envelope version ${envelope[0]} does not belong to ${name}`, "wrong-version");
+    const end = envelope.length - tail;
+    return { scheme, head: envelope.subarray(0, HEADER_SIZE), sealed: envelope.subarray(HEADER_SIZE, end),
+             keys: envelope.slice(end, end + KEYS_SIZE), signature: envelope.slice(end + KEYS_SIZE) };
+  }
+
+  /** aes3: the pairwise key a peer field names (null: no peer, the room/passphrase key). */
+  async peerKey(label, target, sender, signer, peer) {
+    if (peer.every((b) => b === 0)) return null;
+    if (target.startsWith("#") || !this.identity) throw new DecryptError("it is keyed for someone else's key, not yours", "wrong-peer", signer);
+    if (hex(peer) === hex(this.identity.public.agree)) return this.pairwiseKey(label, signer.agree);
+    if (this.session && hex(peer) === hex(this.session.public)) {
+      const theirs = this.peerSession(sender);
+      if (!theirs) throw new DecryptError("it is keyed for a session of theirs this client has not seen announced", "unknown-session", signer);
+      return this.pairwiseKey(label, signer.agree, theirs);
+    }
+    throw new DecryptError("it is keyed for someone else's key, or an earlier session of yours", "wrong-peer", signer);
+  }
+
+  /** Authentic from here on: live messages must be fresh and new; history asked for is old by nature. */
+  checkWhen(sender, senderIdHex, counter, stampMs, history, signer) {
     const age = this.now() - stampMs;
     if (!history && Math.abs(age) > MAX_AGE_MS) {
       throw new DecryptError(`stale message (${Math.round(Math.abs(age) / 60000)} minutes ${age > 0 ? "old" : "in the future"}); possibly replayed`, "stale", signer);
     }
     try {
-      this.replay.check(casefold(sender), hex(senderId), counter, history);
+      this.replay.check(casefold(sender), senderIdHex, counter, history);
     } catch (e) {
       if (e instanceof Replayed) throw new DecryptError("replayed message (already received)", "replayed", signer);
       throw e;
     }
-    try {
-      return { text: strictUtf8.decode(plain), sentMs: stampMs, signer, private: isPrivate };
-    } catch (e) {
-      throw new DecryptError("message is not UTF-8 text", "not-utf8", signer);
-    }
+  }
+}
+
+async function verifySignature(publicSign, signature, data) {
+  try {
+    const pub = await crypto.subtle.importKey("raw", publicSign, { name: "Ed25519" }, false, ["verify"]);
+    return await crypto.subtle.verify({ name: "Ed25519" }, pub, signature, data);
+  } catch (e) {
+    return false; // a key that is not a point
   }
 }
 

@@ -265,80 +265,61 @@ export class Transfers {
     const aes = await crypto.subtle.importKey("raw", key, "AES-GCM", false, ["decrypt"]);
     // The first bytes say where we stand: frame 0 (the page does not resume).
     const stream = new StreamSocket(this.host.url, token, "recv", this.host.WebSocketImpl, new Uint8Array(8));
+    const receiving = this.receiveFrames(stream, aes, offer, id, token);
+    await this.host.sendControl(offer.sender, encode("accept", { id, stream: token }));
+    const { parts, received, failed } = await receiving;
+    stream.close();
+    this.incoming.delete(id);
+    await this.finishReceiving(offer, id, parts, received, failed);
+  }
+
+  /** The frames of one offer from its stream: {parts, received, failed (null: all came)}. */
+  receiveFrames(stream, aes, offer, id, token) {
     const frames = Math.max(1, Math.ceil(offer.size / FRAME_SIZE));
-    const parts = [];
-    let received = 0;
+    const pieces = new Pieces();
+    const result = { parts: [], received: 0, failed: null };
     let index = 0;
-    // Bytes come in WebSocket-message pieces (64 KiB or so); a frame is 1 MiB.
-    // Pieces wait in a list and are joined once a whole frame is there, so
-    // each byte is copied once, not once per piece.
-    const pending = [];
-    let pendingBytes = 0;
-    const take = (n) => {
-      const out = new Uint8Array(n);
-      let at = 0;
-      while (at < n) {
-        const piece = pending[0];
-        const used = Math.min(piece.length, n - at);
-        out.set(piece.subarray(0, used), at);
-        at += used;
-        if (used === piece.length) pending.shift();
-        else pending[0] = piece.subarray(used);
-      }
-      pendingBytes -= n;
-      return out;
-    };
-    const peekLength = () => {
-      const head = pending[0].length >= 4 ? pending[0] : take(4);
-      if (head.length === 4 && pending[0] !== head) {
-        pending.unshift(head);
-        pendingBytes += 4;
-      }
-      return new DataView(pending[0].buffer, pending[0].byteOffset).getUint32(0);
-    };
     let chain = Promise.resolve();
-    let failed = null;
-    const finished = new Promise((resolve) => {
-      stream.onBytes = (bytes) => {
-        if (failed || index >= frames) return;
-        pending.push(bytes);
-        pendingBytes += bytes.length;
-        chain = chain.then(async () => {
-          while (!failed && index < frames && pendingBytes >= 4) {
-            const length = peekLength();
-            if (length < NONCE + TAG || length > NONCE + FRAME_SIZE + TAG) throw new Error("a frame of impossible length");
-            if (pendingBytes < 4 + length) break;
-            take(4);
-            const body = take(length);
-            let plain;
-            try {
-              plain = new Uint8Array(await crypto.subtle.decrypt(
-                { name: "AES-GCM", iv: body.subarray(0, NONCE), additionalData: frameAad(id, token, index, index === frames - 1), tagLength: 128 },
-                aes, body.subarray(NONCE)));
-            } catch (e) {
-              throw new Error(`frame ${index} does not authenticate (altered, reordered, cut or spliced)`);
-            }
-            received += plain.length;
-            if (received > offer.size) throw new Error("more data than announced");
-            parts.push(plain);
-            index += 1;
-            this.ui.progress(id, `receiving ${offer.name} from ${offer.sender}`, received, offer.size);
-            if (index === frames) resolve();
+    return new Promise((resolve) => {
+      const readFrames = async () => {
+        while (!result.failed && index < frames && pieces.size >= 4) {
+          const length = pieces.peekLength();
+          if (length < NONCE + TAG || length > NONCE + FRAME_SIZE + TAG) throw new Error("a frame of impossible length");
+          if (pieces.size < 4 + length) break;
+          pieces.take(4);
+          const body = pieces.take(length);
+          let plain;
+          try {
+            plain = new Uint8Array(await crypto.subtle.decrypt(
+              { name: "AES-GCM", iv: body.subarray(0, NONCE), additionalData: frameAad(id, token, index, index === frames - 1), tagLength: 128 },
+              aes, body.subarray(NONCE)));
+          } catch (e) {
+            throw new Error(`frame ${index} does not authenticate (altered, reordered, cut or spliced)`);
           }
-        }).catch((e) => {
-          failed = e.message;
-          resolve();
+          result.received += plain.length;
+          if (result.received > offer.size) throw new Error("more data than announced");
+          result.parts.push(plain);
+          index += 1;
+          this.ui.progress(id, `receiving ${offer.name} from ${offer.sender}`, result.received, offer.size);
+          if (index === frames) resolve(result);
+        }
+      };
+      stream.onBytes = (bytes) => {
+        if (result.failed || index >= frames) return;
+        pieces.push(bytes);
+        chain = chain.then(readFrames).catch((e) => {
+          result.failed = e.message;
+          resolve(result);
         });
       };
       stream.closed.then(() => chain.then(() => {
-        if (index < frames && !failed) failed = stream.error || "the stream was cut";
-        resolve();
+        if (index < frames && !result.failed) result.failed = stream.error || "the stream was cut";
+        resolve(result);
       }));
     });
-    await this.host.sendControl(offer.sender, encode("accept", { id, stream: token }));
-    await finished;
-    stream.close();
-    this.incoming.delete(id);
+  }
+
+  async finishReceiving(offer, id, parts, received, failed) {
     if (!failed && received !== offer.size) failed = "the file is shorter than announced";
     const blob = new Blob(parts, { type: IMAGE_TYPES[offer.type] || "application/octet-stream" });
     if (!failed && (await sha256Hex(new Uint8Array(await blob.arrayBuffer()))) !== offer.sha256) failed = "the file does not match its checksum";
@@ -351,5 +332,47 @@ export class Transfers {
     const head = new Uint8Array(await blob.slice(0, 16).arrayBuffer());
     const image = offer.type !== "file" && sniffImage(head) === offer.type;
     this.ui.received(id, { name: offer.name, size: offer.size, url: URL.createObjectURL(blob), image });
+  }
+}
+
+/**
+ * Bytes as they come from a stream, in WebSocket-message pieces (64 KiB or
+ * so), taken out in whole frames (1 MiB): pieces wait in a list and are
+ * joined once a whole frame is there, so each byte is copied once.
+ */
+class Pieces {
+  constructor() {
+    this.pending = [];
+    this.size = 0;
+  }
+
+  push(bytes) {
+    this.pending.push(bytes);
+    this.size += bytes.length;
+  }
+
+  take(n) {
+    const out = new Uint8Array(n);
+    let at = 0;
+    while (at < n) {
+      const piece = this.pending[0];
+      const used = Math.min(piece.length, n - at);
+      out.set(piece.subarray(0, used), at);
+      at += used;
+      if (used === piece.length) this.pending.shift();
+      else this.pending[0] = piece.subarray(used);
+    }
+    this.size -= n;
+    return out;
+  }
+
+  /** The next frame's length (its first 4 bytes), left in place. */
+  peekLength() {
+    if (this.pending[0].length < 4) {
+      const head = this.take(4);
+      this.pending.unshift(head);
+      this.size += 4;
+    }
+    return new DataView(this.pending[0].buffer, this.pending[0].byteOffset).getUint32(0);
   }
 }

@@ -126,3 +126,10 @@ export function interpret(text, { isPrivate, history, signed, trusted, ignored, 
   if (text.startsWith("\x1f")) return decision("drop", "unknown-kind");
   return decision("show", "text", { value: text });
 }
+
+/** How a decrypted text is shown: {text, action}, or null for what is not shown as a line. */
+export function present(text) {
+  if (text.startsWith(ACTION_MARKER)) return { text: text.slice(ACTION_MARKER.length), action: true };
+  if (text.startsWith("\x1f")) return null; // files, away notes, a newer client's kinds
+  return { text, action: false };
+}

@@ -49,7 +49,7 @@ export class Registration {
   }
 
   async keysReady() {
-    await this.session.replayTranscript();
+    await this.session.reload.replayTranscript();
     this.session.send("NICK", this.session.wantedNick);
   }
 

@@ -12,7 +12,9 @@ import { Cipher, DecryptError, deriveMasterV1, fingerprint, generateSessionKey }
 import { Commands, HELP } from "./commands.js";
 import { Conversations } from "./conversations.js";
 import { Delivery, JOIN_HISTORY, TRANSCRIPT } from "./delivery.js";
-import { ACTION_MARKER, AWAY_MARKER, KEY_MARKER, KEYREQ_MARKER, TOPIC_MARKER } from "./inbound.js";
+import { ACTION_MARKER, AWAY_MARKER, KEY_MARKER, KEYREQ_MARKER, TOPIC_MARKER, present } from "./inbound.js";
+import { Events } from "./events.js";
+import { Reload } from "./reload.js";
 import { loadOrCreateIdentity } from "./identity.js";
 import { KnownKeys } from "./pins.js";
 import { Presence } from "./presence.js";
@@ -24,15 +26,8 @@ import { Sender } from "./sending.js";
 import { Transfers } from "./files.js";
 import { Trust } from "./trust.js";
 
-export { ACTION_MARKER, AWAY_MARKER, HELLO_TIMEOUT_MS, HELP, JOIN_HISTORY, KEY_MARKER, KEYREQ_MARKER, TOPIC_MARKER, TRANSCRIPT };
+export { present, ACTION_MARKER, AWAY_MARKER, HELLO_TIMEOUT_MS, HELP, JOIN_HISTORY, KEY_MARKER, KEYREQ_MARKER, TOPIC_MARKER, TRANSCRIPT };
 export const key = (name) => casefold(name);
-
-/** How a decrypted text is shown: {text, action}, or null for what is not shown as a line. */
-export function present(text) {
-  if (text.startsWith(ACTION_MARKER)) return { text: text.slice(ACTION_MARKER.length), action: true };
-  if (text.startsWith("\x1f")) return null; // files, away notes, a newer client's kinds
-  return { text, action: false };
-}
 
 /**
  * One user's session with the relay.
@@ -70,11 +65,14 @@ export class ChatSession {
     this.sender = new Sender(this);
     this.commands = new Commands(this);
     this.transfers = new Transfers(this, ui);
+    this.events = new Events(this);
+    this.reload = new Reload(this);
     this.handlers = { JOIN: this.presence, PART: this.presence, QUIT: this.presence, NICK: this.presence, NAMES: this.presence,
                       ENDNAMES: this.presence, MEMBERS: this.presence, ROOM: this.presence, ENDROOMS: this.presence,
                       GAP: this.presence, HELLO: this.registration, CAPS: this.registration, MSG: this.receiver,
-                      TOPIC: this.receiver, OK: this, ERROR: this, ENDHISTORY: this, NOTICE: this, PING: this, PONG: this };
-    this.restore();
+                      TOPIC: this.receiver, OK: this.events, ERROR: this.events, ENDHISTORY: this.events, NOTICE: this.events,
+                      PING: this.events, PONG: this.events };
+    this.reload.restore();
   }
 
   get current() { return this.conversations.current; }
@@ -170,50 +168,6 @@ export class ChatSession {
     } catch (e) {
       this.problem(null, `ignored a malformed line from the relay (${line.command}): ${e.message}`);
     }
-  }
-
-  NOTICE([text]) { this.notice(null, "relay: " + text); } // the relay's own state (its link to other relays down, back)
-  PING([token]) { this.send("PONG", ...(token ? [token] : [])); }
-  PONG() {}
-
-  async OK([what, target, id], tags) {
-    if (what === "NICK") return this.registration.nickAccepted(target);
-    if (what !== "MSG") return;
-    if (!target.startsWith("#")) {
-      const [nick, shown] = this.sender.delivered();
-      if (shown !== null) this.own(key(nick), nick, shown, null);
-      return;
-    }
-    const entry = this.delivery.acknowledged(tags.cid);
-    if (entry) {
-      this.delivery.remember(key(target), [this.nick, target, entry.payload, id || "", 1]);
-      this.ui.acked(tags.cid);
-    }
-    if (/^[0-9]{1,20}$/.test(id || "")) this.delivery.seeId(target, Number(id));
-    this.save();
-  }
-
-  async ERROR([code, text = ""], tags) {
-    if (code === "unknown-command" && text.startsWith("CAPS")) return this.registration.noCaps();
-    if (code === "unknown-command" && text.startsWith("HISTORY")) return;
-    const entry = tags.cid ? this.delivery.unacked.get(tags.cid) : null;
-    if (entry) {
-      this.delivery.unacked.delete(tags.cid);
-      this.ui.refused(tags.cid);
-      this.problem(key(entry.room), `a message to ${entry.room} was not delivered: ${text || code}`);
-      return this.save();
-    }
-    if (code === "no-such-nick" && !tags.cid && this.sender.privatePending.length) return this.sender.undeliverable(text || code);
-    if (this.registration.nickRefused(code, text)) return;
-    this.problem(this.current, text || code);
-  }
-
-  ENDHISTORY([room, how]) {
-    const k = key(room || "");
-    this.delivery.historyEnded(room || "");
-    this.receiver.historyEnded(room || "", this.delivery.mode(room || ""));
-    const conv = this.conversations.get(k);
-    if (how === "more" && conv && conv.joined) this.send("HISTORY", conv.name, ...this.delivery.moreHistory(conv.name));
   }
 
   selves() { return [this.nick, this.wantedNick]; }
@@ -324,59 +278,8 @@ export class ChatSession {
     this.save();
   }
 
+  save() { this.reload.save(); }
+
   notice(conv, text) { this.conversations.line(conv, "notice", text, this.now()); }
   problem(conv, text) { this.conversations.line(conv, "problem", text, this.now()); }
-
-  // --- a reload loses nothing ------------------------------------------------------------------
-
-  save() {
-    this.replay.save();
-    if (!this.store || this.quitting) return;
-    try {
-      this.store.setItem("chatsvc.session", JSON.stringify({
-        v: 1, nick: this.nick || this.wantedNick, rooms: this.conversations.kept(), current: this.current, ...this.delivery.snapshot(),
-      }));
-    } catch (e) {
-      // storage full: a reload then shows less; nothing else depends on it
-    }
-  }
-
-  restore() {
-    let saved;
-    try {
-      saved = JSON.parse((this.store && this.store.getItem("chatsvc.session")) || "null");
-    } catch (e) {
-      saved = null;
-    }
-    if (!saved || saved.v !== 1 || key(saved.nick || "") !== key(this.wantedNick)) return;
-    this.restored = saved;
-    this.delivery.restore(saved);
-    for (const name of saved.rooms || []) {
-      // (quietly: the view is not listening yet)
-      this.conversations.map.set(key(name), { name, room: name.startsWith("#"), joined: name.startsWith("#"),
-                                              members: new Map(), unread: 0, mentions: 0 });
-    }
-    this.conversations.current = saved.current ?? null;
-  }
-
-  /** After a reload: show again what was shown (decrypted afresh, never stored in clear), once. */
-  async replayTranscript() {
-    if (!this.restored || this.transcriptShown) return;
-    this.transcriptShown = true;
-    for (const [conv, entries] of Object.entries(this.delivery.transcript)) {
-      for (const [from, target, payload, , own] of entries) {
-        const opened = await this.open(payload, target, from, true);
-        const shown = opened.error ? null : present(opened.text);
-        if (shown) this.ui.line(conv, { kind: "msg", own: Boolean(own), from, text: shown.text, action: shown.action, time: opened.sentMs });
-      }
-    }
-    for (const [cid, entry] of this.delivery.unacked) {
-      const opened = await this.open(entry.payload, entry.room, entry.nick, true);
-      const shown = opened.error ? null : present(opened.text);
-      if (shown) this.ui.line(key(entry.room), { kind: "msg", own: true, from: entry.nick, text: shown.text, action: shown.action,
-                                                 time: opened.sentMs, cid, pending: true });
-    }
-    if (this.current) this.ui.current(this.current);
-    this.ui.changed();
-  }
 }

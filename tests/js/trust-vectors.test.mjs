@@ -76,3 +76,12 @@ test("the key exchange table covers every state and event, with the same delays"
   for (const state of Object.keys(TABLE)) assert.deepEqual(Object.keys(TABLE[state]).sort(), ["answer", "force", "gone", "retry", "send", "timeout"]);
   assert.deepEqual(RETRY_DELAYS, KEYEX.retry_delays);
 });
+
+import { parseLine } from "../../chatsvc/web/proto.js";
+
+for (const c of load("lines.json").cases) {
+  test(`line: ${c.name}`, () => {
+    const line = parseLine(c.line);
+    assert.deepEqual(line === null ? null : { command: line.command, args: line.args, tags: line.tags }, c.expect);
+  });
+}
