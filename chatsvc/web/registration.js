@@ -5,7 +5,6 @@
 // back in every room. As chatsvc/client/registration.py.
 
 import { casefold } from "./casefold.js";
-import { deriveMasterV2 } from "./crypto.js";
 import { isDecimal, isNick } from "./proto.js";
 
 export const HELLO_TIMEOUT_MS = 10000;
@@ -37,7 +36,7 @@ export class Registration {
     if (!salt || !/^[A-Za-z0-9_-]{16,64}$/.test(salt) || !("join-proof" in values)) return this.noCaps();
     if (s.cipher.salt !== salt) {
       s.ui.status("deriving this relay's key…");
-      s.cipher.useV2(await deriveMasterV2(s.passphrase, salt), salt);
+      s.cipher.useV2(await s.kdf.v2(s.passphrase, salt), salt);
     }
     await this.keysReady();
   }

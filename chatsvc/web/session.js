@@ -8,7 +8,7 @@
 // draws); tests/js drive it with a fake socket under Node.
 
 import { casefold } from "./casefold.js";
-import { Cipher, DecryptError, deriveMasterV1, fingerprint, generateSessionKey } from "./crypto.js";
+import { Cipher, DecryptError, deriveMasterV1, deriveMasterV2, fingerprint, generateSessionKey } from "./crypto.js";
 import { Commands, HELP } from "./commands.js";
 import { Conversations } from "./conversations.js";
 import { Delivery, JOIN_HISTORY, TRANSCRIPT } from "./delivery.js";
@@ -36,12 +36,13 @@ export const key = (name) => casefold(name);
  * store: a sessionStorage-like object: what a reload needs (nick, rooms, message ids, unacknowledged and
  *   recent ciphertext -- never plaintext or keys); replayStore, keyStore: localStorage-like objects.
  * now, setTimer, clearTimer: the clock (required: retries and timeouts run on it).
+ * kdf: {v1(passphrase), v2(passphrase, salt)}: the slow key derivations (tests share one result).
  */
 export class ChatSession {
   constructor({ url, nick, passphrase, room, ui, store = null, replayStore = null, keyStore = null, identity = undefined,
-                WebSocketImpl = globalThis.WebSocket, now, setTimer, clearTimer }) {
+                WebSocketImpl = globalThis.WebSocket, now, setTimer, clearTimer, kdf = { v1: deriveMasterV1, v2: deriveMasterV2 } }) {
     if (!now || !setTimer || !clearTimer) throw new TypeError("ChatSession needs a clock: now, setTimer and clearTimer");
-    Object.assign(this, { url, wantedNick: nick, passphrase, firstRoom: room, ui, store, WebSocketImpl, now, setTimer, clearTimer });
+    Object.assign(this, { url, wantedNick: nick, passphrase, firstRoom: room, ui, store, WebSocketImpl, now, setTimer, clearTimer, kdf });
     this.replay = new ReplayGuard(replayStore);
     this.ws = null;
     this.nick = null; // as the relay accepted it, this connection
@@ -93,7 +94,7 @@ export class ChatSession {
       }
     }
     this.trust.own = this.identity ? this.identity.public : null;
-    this.cipher = new Cipher({ masterV1: await deriveMasterV1(this.passphrase), now: this.now, replay: this.replay,
+    this.cipher = new Cipher({ masterV1: await this.kdf.v1(this.passphrase), now: this.now, replay: this.replay,
                                identity: this.identity, session: this.identity ? await generateSessionKey() : null });
     this.cipher.peerAgree = (nick) => this.trust.peerAgree(nick);
     this.cipher.peerSession = (nick) => this.sender.sessionOf(nick);

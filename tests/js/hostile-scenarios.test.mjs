@@ -1,6 +1,7 @@
 // The hostile-relay scenarios of docs/vectors/hostile.json, played against
 // the page's whole session (the test is the relay); the terminal client
 // plays the same file in tests/test_hostile_scenarios.py.
+import { kdf } from "./kdf.mjs";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -10,8 +11,8 @@ import { Cipher, deriveMasterV1, deriveMasterV2, generateIdentity, identityFromS
 const DOC = JSON.parse(readFileSync(new URL("../../docs/vectors/hostile.json", import.meta.url), "utf-8"));
 const PASS = "correct horse battery staple";
 const SALT = "AAECAwQFBgcICQoLDA0ODw";
-const v1 = await deriveMasterV1(PASS);
-const v2 = await deriveMasterV2(PASS, SALT);
+const v1 = await kdf.v1(PASS);
+const v2 = await kdf.v2(PASS, SALT);
 const other = await deriveMasterV2("another passphrase entirely", SALT);
 const IDS = {};
 for (const [name, d] of Object.entries(DOC.identities)) {
@@ -29,7 +30,7 @@ async function signedIn(scenario) {
   const lines = [];
   const ui = { line: (conv, entry) => lines.push(entry), acked() {}, refused() {}, status() {}, changed() {}, current() {},
                ended() {}, clear() {} };
-  const s = new ChatSession({ url: "ws://x/chat", nick: "alice", passphrase: PASS, room: "#lobby", ui, identity: IDS.alice,
+  const s = new ChatSession({ kdf, url: "ws://x/chat", nick: "alice", passphrase: PASS, room: "#lobby", ui, identity: IDS.alice,
                               WebSocketImpl: FakeSocket, now: () => Date.now(), setTimer: () => 0, clearTimer: () => {} });
   await s.start();
   for (const [nick, who] of Object.entries(scenario.pins || {})) s.trust.known.pin(nick, IDS[who].public);

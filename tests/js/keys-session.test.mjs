@@ -2,6 +2,7 @@
 // member with the passphrase but another key cannot write under a pinned
 // nick, unsigned messages are marked, /verify, and a private message waits
 // for its recipient's keys and then only the two can read it.
+import { kdf } from "./kdf.mjs";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ChatSession } from "../../chatsvc/web/session.js";
@@ -9,8 +10,8 @@ import { Cipher, deriveMasterV1, deriveMasterV2, fingerprint, generateIdentity, 
 
 const PASS = "correct horse battery staple";
 const SALT = "AAECAwQFBgcICQoLDA0ODw";
-const v1 = await deriveMasterV1(PASS);
-const v2 = await deriveMasterV2(PASS, SALT);
+const v1 = await kdf.v1(PASS);
+const v2 = await kdf.v2(PASS, SALT);
 const BOB = await generateIdentity();
 const MALLORY = await generateIdentity();
 
@@ -42,7 +43,7 @@ function envelopePeer(line) {
 async function signedIn(nick, identity, keyStore = null) {
   const ui = recorder();
   const timers = [];
-  const s = new ChatSession({ url: "ws://x/chat", nick, passphrase: PASS, room: "#lobby", ui, identity, keyStore,
+  const s = new ChatSession({ kdf, url: "ws://x/chat", nick, passphrase: PASS, room: "#lobby", ui, identity, keyStore,
                               WebSocketImpl: FakeSocket, now: () => Date.now(), setTimer: (f) => timers.push(f), clearTimer: () => {} });
   await s.start();
   const ws = FakeSocket.all.at(-1);

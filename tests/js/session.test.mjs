@@ -1,5 +1,6 @@
 // The page's session against a fake socket: what a hostile relay tries is
 // refused as in the terminal client; nothing is lost or doubled over a drop.
+import { kdf } from "./kdf.mjs";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ChatSession } from "../../chatsvc/web/session.js";
@@ -7,8 +8,8 @@ import { Cipher, deriveMasterV1, deriveMasterV2 } from "../../chatsvc/web/crypto
 
 const PASS = "correct horse battery staple";
 const SALT = "AAECAwQFBgcICQoLDA0ODw";
-const v1 = await deriveMasterV1(PASS);
-const v2 = await deriveMasterV2(PASS, SALT);
+const v1 = await kdf.v1(PASS);
+const v2 = await kdf.v2(PASS, SALT);
 
 class FakeSocket {
   static all = [];
@@ -35,7 +36,7 @@ function recorder() {
 async function signedIn(nick = "alice", store = null) {
   FakeSocket.all = [];
   const ui = recorder();
-  const s = new ChatSession({ url: "ws://x/chat", nick, passphrase: PASS, room: "#lobby", ui, store,
+  const s = new ChatSession({ kdf, url: "ws://x/chat", nick, passphrase: PASS, room: "#lobby", ui, store,
                               WebSocketImpl: FakeSocket, now: () => Date.now(), setTimer: () => 0, clearTimer: () => {} });
   await s.start();
   const ws = FakeSocket.all.at(-1);
@@ -132,7 +133,7 @@ test("a reload shows the recent conversation again from ciphertext, and asks onl
   assert.ok(!store.get("chatsvc.session").includes("kept across reload")); // never plaintext
 
   const ui = recorder();
-  const s = new ChatSession({ url: "ws://x/chat", nick: "alice", passphrase: PASS, room: "#lobby", ui, store: storage,
+  const s = new ChatSession({ kdf, url: "ws://x/chat", nick: "alice", passphrase: PASS, room: "#lobby", ui, store: storage,
                               WebSocketImpl: FakeSocket, now: () => Date.now(), setTimer: () => 0, clearTimer: () => {} });
   await s.start();
   const ws = FakeSocket.all.at(-1);
