@@ -23,6 +23,7 @@ from zope.interface import Attribute, Interface
 import chatsvc
 from chatsvc import grammar
 from chatsvc.grammar import ProtocolError, error_line, format_line
+from chatsvc.netinfo import origin_of
 from chatsvc.ratelimit import TokenBucket
 from chatsvc.relay import Member
 
@@ -155,8 +156,6 @@ class Connection:
 
     @property
     def origin(self) -> str | None:
-        from chatsvc.hub import origin_of
-
         return origin_of(self.door.host)
 
     # --- lifecycle -----------------------------------------------------------------

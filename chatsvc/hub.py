@@ -8,7 +8,6 @@ report output they had to queue through L{Hub.queued}.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from chatsvc import grammar
+from chatsvc.netinfo import origin_of  # noqa: F401 -- where the limits' unit is defined
 from chatsvc.relay import Relay
 from chatsvc.streams import StreamPairing
 
@@ -49,23 +49,6 @@ class Limits:
     idle_timeout: float = 120.0
     ping_timeout: float = 60.0
     shutdown_grace: float = 3.0
-
-
-def origin_of(host: str | None) -> str | None:
-    """
-    The unit per-address limits count: an IPv4 address, or an IPv6 /64 (one
-    customer's network: anyone with one has 2**64 addresses to spread over).
-    An IPv4 address mapped into IPv6 counts as the IPv4 address.
-    """
-    if not host or ":" not in host:
-        return host
-    try:
-        address = ipaddress.IPv6Address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 class Hub:

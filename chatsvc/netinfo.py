@@ -1,6 +1,8 @@
 """
-This machine's non-loopback IP addresses, so the server can tell its users
-what to type into their clients (the original server printed its IP).
+Addresses: this machine's non-loopback IP addresses, so the server can tell
+its users what to type into their clients (the original server printed its
+IP) and the web port knows the names it is reached by; and the unit the
+per-address limits count (``origin_of``).
 
 Best effort and local only: nothing here sends a packet.
 """
@@ -59,3 +61,29 @@ def local_addresses() -> list[str]:
         if str(ip) not in result:
             result.append(str(ip))
     return sorted(result, key=lambda a: (":" in a, a))
+
+
+def host_names() -> list[str]:
+    """This machine's own names (``myhost``, ``myhost.example.lan``), lowercased."""
+    names = []
+    for name in (socket.gethostname(), socket.getfqdn()):
+        if name and name.lower() not in names and name.lower() != "localhost":
+            names.append(name.lower())
+    return names
+
+
+def origin_of(host: str | None) -> str | None:
+    """
+    The unit per-address limits count: an IPv4 address, or an IPv6 /64 (one
+    customer's network: anyone with one has 2**64 addresses to spread over).
+    An IPv4 address mapped into IPv6 counts as the IPv4 address.
+    """
+    if not host or ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))

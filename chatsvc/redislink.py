@@ -395,7 +395,7 @@ class ClusterLink(service.Service):
                 # A new cluster, or Redis lost its data: start the log from
                 # what this relay knows, unless another relay just did.
                 if not self.replica.relay.salt:
-                    from chatsvc.tap import new_salt
+                    from chatsvc.relay import new_salt
 
                     self.replica.relay.salt = new_salt()
                 # Ids above this moment's milliseconds x 1000, as a lone

@@ -11,6 +11,8 @@ encoded once and the same bytes are handed to every one of them.
 
 from __future__ import annotations
 
+import secrets
+
 from collections import OrderedDict
 
 import time
@@ -466,3 +468,13 @@ class Relay:
         member.nick = None
         for peer in audience:
             peer.send(line)
+
+
+def new_salt() -> str:
+    """
+    This deployment's key-derivation salt (docs/encryption.md, aes2): 128
+    random bits, so no two deployments share one and no table of guesses
+    computed for one serves another.  Kept in the store; without one, a
+    new salt each run (there is no history to keep readable then).
+    """
+    return secrets.token_urlsafe(16)

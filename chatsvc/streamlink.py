@@ -15,9 +15,9 @@ producer, as in ``tcpdoor.splice``), and clients need no change: the offer
 need not say where to connect, which keeps old clients and the browser
 working and keeps relays' private addresses private.
 
-The link port takes stream ends only, and the relay does not count them
-against the per-address stream limit: the relay they came from counted the
-client already.  Keep it on the private network (the default is loopback).
+The link port takes stream ends only, counted like any other against the
+per-address stream limit (by the address of the relay that brings them).
+Keep it on the private network (the default is loopback).
 """
 
 from __future__ import annotations
@@ -68,13 +68,12 @@ class LinkedStreams:
     def offer(self, conn, token: str, role: str) -> str | None:
         pairing = self.pairing
         linked = conn.door.stream_only
-        refusal = pairing.check(conn, token, role, counted=not linked)
+        refusal = pairing.check(conn, token, role)
         if refusal is not None or linked or token in pairing.waiting or not self.link.up:
             # A partner already waits here, or another relay brings one, or
             # Redis is unreachable (then only ends on this relay can pair).
-            return refusal or pairing.offer(conn, token, role, counted=not linked)
+            return refusal or pairing.offer(conn, token, role)
         pairing.count(conn)
-        conn.door.pause_reading()
         # (asked with the link's timeout: a Redis that stops answering
         # leaves the end to pair on this relay, never hanging)
         claim = self.link.ask(

@@ -4,8 +4,10 @@ for byte, and the relay steps out of the way.
 
 A client opens a second connection to the relay for each file transfer
 and, instead of ``NICK``, says ``STREAM <token> send`` (or ``recv``).  The
-first of a pair waits (reading from it is paused, so nothing piles up
-here) until its partner comes, or is dropped after ``PAIR_TIMEOUT``.  Then
+first of a pair waits until its partner comes, or is dropped after
+``PAIR_TIMEOUT``; it is still read meanwhile, so a waiting end that closes
+frees its descriptor and its place at once -- what it sends before its
+partner comes is held, up to ``HOLD_BYTES`` (then reading pauses).  Then
 each side's bytes go straight to the other's transport, and each
 transport is the other's producer: a receiver that reads slowly stops the
 relay reading from its sender, so TCP backpressure runs end to end and the
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
 PAIR_TIMEOUT = 60.0
 #: Streams open at once from one origin (an address, an IPv6 /64).
 MAX_STREAMS_PER_ORIGIN = 16
+#: What a waiting end may send before its partner comes; past it, reading
+#: from it pauses (a well-behaved sender waits for its receiver's first
+#: bytes, so it sends nothing at all).
+HOLD_BYTES = 64 * 1024
 #: Tokens remembered as used (so none pairs twice), the oldest forgotten.
 USED_MEMORY = 100_000
 
@@ -65,8 +71,8 @@ class StreamPairing:
         """
         A connection asks to be one end of a stream.  Returns None (it waits
         or is spliced now) or an error code and text, ``code text``.
-        ``counted``: against its address's limit (not for an end another
-        linked relay brings: that relay counted its client).
+        ``counted``: False for an end counted already (one that waited for
+        the cluster's answer first, ``streamlink.py``).
         """
         refusal = self.check(conn, token, role, counted)
         if refusal is not None:
@@ -77,7 +83,6 @@ class StreamPairing:
         if partner is None:
             timer = self.clock.callLater(PAIR_TIMEOUT, self._expire, token)
             self.waiting[token] = (role, conn, timer)
-            conn.door.pause_reading()  # nothing of its data waits here
             return None
         _, other, timer = self.waiting.pop(token)
         if timer.active():

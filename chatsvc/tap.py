@@ -20,9 +20,10 @@ from zope.interface import implementer
 
 from chatsvc import grammar, netinfo, skeleton
 from chatsvc.history import History, SQLiteStore
-from chatsvc.relay import Relay
+from chatsvc.relay import Relay, new_salt
 from chatsvc.hub import Limits
 from chatsvc.tcpdoor import ChatFactory
+from chatsvc.tlspolicy import server_endpoint
 
 DEFAULT_PORT = "tcp:8000"
 
@@ -40,7 +41,7 @@ def normalize_port(description: str) -> str:
     if description.isdigit():
         description = f"tcp:{description}"
     kind = description.split(":", 1)[0]
-    if kind in ("tcp", "tcp6") and "backlog=" not in description:
+    if kind in ("tcp", "tcp6", "ssl") and "backlog=" not in description:
         description += f":backlog={DEFAULT_BACKLOG}"
     return description
 
@@ -121,7 +122,17 @@ class Options(usage.Options):
          "With --redis: the address the other relays use for --link (default: its interface, or 127.0.0.1)."],
         ["web-origin", None, None,
          "Comma-separated origins allowed to open the chat socket (e.g. https://chat.example.org); "
-         "default: the page's own, as the browser names it."],
+         "default: the page's own, as the browser names it.  Their host names are accepted as --web-host."],
+        ["web-host", None, None,
+         "Comma-separated host names the web port is reached by besides loopback and this machine's own "
+         "names and addresses (e.g. chat.example.org behind a reverse proxy); a request naming any other host "
+         "is refused (421), so a DNS-rebinding page cannot reach the relay through a visitor's browser."],
+        ["web-hsts", None, "0",
+         "Send Strict-Transport-Security with this max-age (seconds) from the web port; only with a real "
+         "certificate over https (0: off, the default: a self-signed certificate would lock browsers out)."],
+        ["tls-profile", None, "intermediate",
+         "TLS on every ssl: port: intermediate (TLS 1.2 with ECDHE and AEAD suites, and TLS 1.3) or modern "
+         "(TLS 1.3 only)."],
     ]
 
     # Limits where 0 means "off" (a limit that must stay on is validated
@@ -200,6 +211,12 @@ class Options(usage.Options):
             raise usage.UsageError("--reuse-port works with a tcp port (e.g. --port 8000 or tcp:8000:interface=...)")
         self["web-origin"] = _origins(self["web-origin"])
         self["web-proxy"] = _addresses(self["web-proxy"])
+        self["web-host"] = _hosts(self["web-host"])
+        self["web-hsts"] = int(_limit("web-hsts", self["web-hsts"]))
+        from chatsvc.tlspolicy import PROFILES
+
+        if self["tls-profile"] not in PROFILES:
+            raise usage.UsageError(f"--tls-profile is one of {', '.join(PROFILES)}, not {self['tls-profile']!r}")
         self["max-line"] = _positive_int("max-line", self["max-line"])
         self["history"] = int(_limit("history", self["history"]))
         for name in self._zero_allowed:
@@ -274,6 +291,21 @@ def _origins(value: str | None) -> frozenset[str]:
             raise usage.UsageError(f"bad --web-origin {item!r}: write it as https://host or https://host:port")
         origins.add(item)
     return frozenset(origins)
+
+
+def _hosts(value: str | None) -> frozenset[str]:
+    """--web-host: host names, comma-separated."""
+    from chatsvc.webnames import split_host
+
+    hosts = set()
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        parsed = split_host(item)
+        if parsed is None or parsed[1] is not None:
+            raise usage.UsageError(f"bad --web-host {item.strip()!r}: a host name like chat.example.org, no port")
+        hosts.add(parsed[0])
+    return frozenset(hosts)
 
 
 def _addresses(value: str | None) -> frozenset[str]:
@@ -406,16 +438,6 @@ def _reason(failure) -> str:
     return failure.getErrorMessage()
 
 
-def new_salt() -> str:
-    """
-    This deployment's key-derivation salt (docs/encryption.md, aes2): 128
-    random bits, so no two deployments share one and no table of guesses
-    computed for one serves another.  Kept in the store; without one, a
-    new salt each run (there is no history to keep readable then).
-    """
-    return secrets.token_urlsafe(16)
-
-
 def makeService(config: Options, reactor=None) -> service.MultiService:
     if reactor is None:
         from twisted.internet import reactor
@@ -456,15 +478,15 @@ def _listen(config: Options, reactor, factory: ChatFactory, top: service.MultiSe
     if shared is not None:
         endpoint = SharedPortEndpoint(reactor, **shared)
     else:
-        endpoint = endpoints.serverFromString(reactor, config["port"])
+        endpoint = server_endpoint(reactor, config["port"], config["tls-profile"])
     ListeningService(endpoint, factory, config["port"]).setServiceParent(top)
     if config["web"]:
         from chatsvc.webpage import WebSite
 
-        site = WebSite(factory.hub, config["web-origin"], config["web-proxy"])
+        site = WebSite(factory.hub, config["web-origin"], config["web-proxy"], config["web-host"],
+                       hsts=config["web-hsts"], secure=config["web"].startswith("ssl:"))
         ListeningService(
-            endpoints.serverFromString(reactor, config["web"]), site, config["web"],
-            web=True,
+            server_endpoint(reactor, config["web"], config["tls-profile"]), site, config["web"], web=True,
         ).setServiceParent(top)
 
 
@@ -484,7 +506,8 @@ def _linked_service(config: Options, reactor) -> service.MultiService:
     factory = ChatFactory(relay, config.limits(), clock=reactor)
     hub = factory.hub
     link_port = ListeningService(
-        endpoints.serverFromString(reactor, config["link"]), LinkFactory(hub), config["link"], what="relay link"
+        server_endpoint(reactor, config["link"], config["tls-profile"]), LinkFactory(hub), config["link"],
+        what="relay link"
     )
     link = ClusterLink(config["redis"], replica, hub, reactor, link_port, config["link-host"], ca=config["redis-ca"])
     hub.streams = LinkedStreams(hub.streams, link, reactor)

@@ -30,6 +30,7 @@ from zope.interface import implementer
 from chatsvc.core import Connection, IDoor, queue_or_cut
 from chatsvc.hub import Hub, Limits
 from chatsvc.relay import Relay
+from chatsvc.streams import HOLD_BYTES
 
 
 @implementer(interfaces.IProtocol, interfaces.IPushProducer, IDoor)
@@ -98,7 +99,9 @@ class LineDoor:
         if self.transport.disconnecting or not conn.admitted:
             return
         if conn.streaming:
-            self._held += data  # its partner is not here yet (reading is paused)
+            self._held += data  # its partner is not here yet
+            if len(self._held) > HOLD_BYTES:
+                self.pause_reading()  # resumed once spliced
             return
         if self._first:
             # The first line alone: if it is STREAM, what follows is raw.

@@ -14,8 +14,10 @@ buffers messages of any size, has no Origin hook and could leave a closed
 connection in CLOSE-WAIT.  What a client sees is in docs/protocol.md,
 *Over WebSocket*.
 
-What this module adds to autobahn: the Origin rule (the page's own origin,
-or a configured list), the browser's address from a trusted reverse proxy,
+What this module adds to autobahn: a handshake checked before autobahn sees
+it (HTTP/1.1, a real upgrade, one Origin that ``webnames.py`` allows --
+each refusal a plain answer with the site's headers, never autobahn's
+banner page or its bare 400), the browser's address from a trusted reverse proxy,
 output accounting (the same send-queue limits as a TCP client, from the
 transport's producer callbacks), reading paused by the flood limit, and
 bulk-stream ends whose bytes travel as binary messages.  ``webpage.py``
@@ -25,7 +27,6 @@ serves the page and this socket on one port.
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
 
 import txaio
 from autobahn.twisted.resource import WebSocketResource
@@ -38,6 +39,9 @@ from zope.interface import implementer
 from chatsvc.core import Connection, IDoor, queue_or_cut
 from chatsvc.grammar import error_line
 from chatsvc.hub import Hub
+from chatsvc.streams import HOLD_BYTES
+from chatsvc.webheaders import WebHeaders
+from chatsvc.webnames import WebNames
 from chatsvc.tcpdoor import splice, unsplice
 
 _log = Logger(namespace="chatsvc.webdoor")
@@ -57,26 +61,6 @@ CLOSE_BINARY = 4003
 #: The largest binary message a stream end may send (the page sends 64 KiB).
 STREAM_MESSAGE_MAX = 256 * 1024
 
-
-
-def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]) -> bool:
-    """
-    A browser always sends Origin: it must be one of ``allowed`` or, when
-    that list is empty, name the host the page was served from (the Host
-    header the browser sent, port included).  No Origin means no browser
-    (a script, a terminal tool): such a client is no more than a TCP one.
-    """
-    if origin is None:
-        return True
-    origin = origin.strip().lower()
-    if allowed:
-        return origin.rstrip("/") in allowed
-    if not host:
-        return False
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return False
-    return parts.netloc == host.strip().lower()
 
 
 def forwarded_for(peer, headers: dict, proxies: frozenset[str]) -> str | None:
@@ -141,13 +125,14 @@ class WebDoor(WebSocketServerProtocol):
     # --- autobahn's callbacks --------------------------------------------------------
 
     def onConnect(self, request):
+        # (ChatSocketResource checked the handshake already; this is the same
+        # rule again, for a factory used without it)
         factory = self.factory
-        self._forwarded = forwarded_for(self.transport.getPeer(), request.headers, factory.proxies)
-        if not origin_allowed(request.headers.get("origin"), request.headers.get("host"), factory.origins):
-            _log.info(
-                "refused a WebSocket from {peer}: origin {origin!r} is not this page's",
-                peer=request.peer, origin=request.headers.get("origin"),
-            )
+        peer = getattr(self.transport.getPeer(), "host", None)
+        self._forwarded = forwarded_for(self.transport.getPeer(), request.headers, factory.names.proxies)
+        origin = request.headers.get("origin")
+        if origin is not None and not factory.names.origin_allowed(
+                origin, request.headers.get("host"), peer, request.headers.get("x-forwarded-proto")):
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "this chat only accepts its own page (Origin)")
         return None
 
@@ -173,8 +158,8 @@ class WebDoor(WebSocketServerProtocol):
             return
         if conn.streaming:
             # A bulk stream: binary messages are its bytes (a text message
-            # now is a mistake).  Before the partner comes, they wait here
-            # (reading is paused, so only what was already in flight).
+            # now is a mistake).  Before the partner comes, they wait here,
+            # up to HOLD_BYTES; then reading pauses until it comes.
             if not isBinary:
                 self._close_with(CLOSE_BINARY, "a stream carries binary messages only")
             elif self._partner is not None:
@@ -182,6 +167,8 @@ class WebDoor(WebSocketServerProtocol):
                 self._partner.raw_write(payload)
             else:
                 self._held += payload
+                if len(self._held) > HOLD_BYTES:
+                    self.pause_reading()
             return
         if isBinary:
             _log.info("{peer} sent a binary message; closing", peer=self.peer)
@@ -274,27 +261,29 @@ class WebDoorFactory(WebSocketServerFactory):
     """
     WebSocket connections for one relay's hub.
 
-    @param origins: the Origins allowed (``scheme://host[:port]``); empty
-        means the page's own, whichever host name it was loaded by.
-    @param proxies: addresses of reverse proxies in front of the relay.
+    @param names: the host names and origins the web port accepts (``webnames.py``).
+    @param headers: the site's headers, sent with the handshake's answer too.
     """
 
     protocol = WebDoor
     noisy = False
 
-    def __init__(self, hub: Hub, origins: frozenset[str] = frozenset(), proxies: frozenset[str] = frozenset()) -> None:
-        super().__init__()
+    def __init__(self, hub: Hub, names: WebNames | None = None, headers: WebHeaders | None = None) -> None:
+        headers = headers or WebHeaders()
+        # no Server header naming autobahn and its version
+        super().__init__(server=None, headers={k.decode(): v.decode() for k, v in headers.headers.items() if k != b"Server"})
         self.hub = hub
-        self.proxies = proxies  # reverse proxies whose X-Forwarded-For is believed
-        self.origins = frozenset(o.strip().lower().rstrip("/") for o in origins)
+        self.names = names or WebNames()
         limits = hub.limits
         self.setProtocolOptions(
             # A message is a line: refused while it arrives (close 1009),
             # never buffered past the relay's line limit.
             maxMessagePayloadSize=limits.max_line,
             maxFramePayloadSize=limits.max_line,
-            # Origins are checked in onConnect (own page or the list).
+            # Origins are checked before the handshake (ChatSocketResource).
             allowedOrigins=["*"],
+            # No status page of autobahn's for a GET without an upgrade.
+            webStatus=False,
             # The chat's own PING/idle timeouts apply as to TCP clients;
             # these only bound the WebSocket handshakes themselves.
             openHandshakeTimeout=10,
@@ -309,10 +298,55 @@ class WebDoorFactory(WebSocketServerFactory):
 
 
 class ChatSocketResource(WebSocketResource):
-    """The socket at /chat, inside the page's web site."""
+    """
+    The socket at /chat, inside the page's web site.  The handshake is
+    checked here first, each refusal answered with the site's headers: a
+    GET without an upgrade gets 426, an upgrade over HTTP/1.0 505, a page
+    of another origin (or ``null``, or two Origin headers) 403.
+    """
+
+    def __init__(self, factory: WebDoorFactory, names: WebNames, headers: WebHeaders) -> None:
+        super().__init__(factory)
+        self.names = names
+        self.headers = headers
 
     def render(self, request):
+        from chatsvc.webpage import close_after, text_answer
+
+        refusal = self.refusal(request)
+        if refusal is not None:
+            status, text = refusal
+            if status == 426:
+                request.setHeader(b"Upgrade", b"websocket")
+            close_after(request)
+            return text_answer(request, status, text)
         # The HTTP channel's idle timer would otherwise still run on a
-        # connection it no longer owns and cut it off after a minute.
+        # connection it no longer owns; and its place in the hub goes to
+        # the chat connection the WebSocket makes.
         request.channel.setTimeout(None)
+        upgraded = getattr(request.channel, "upgraded", None)
+        if upgraded is not None:
+            upgraded()
         return super().render(request)
+
+    def refusal(self, request) -> tuple[int, str] | None:
+        headers = request.requestHeaders
+        upgrade = (request.getHeader(b"upgrade") or b"").lower()
+        connection = [t.strip().lower() for t in (request.getHeader(b"connection") or b"").split(b",")]
+        if request.method != b"GET" or upgrade != b"websocket" or b"upgrade" not in connection:
+            return 426, "this is the chat's WebSocket: open the page at / instead"
+        if request.clientproto != b"HTTP/1.1":
+            return 505, "a WebSocket needs HTTP/1.1 (RFC 6455)"
+        origins = headers.getRawHeaders(b"origin") or []
+        if len(origins) > 1 or (origins and b"," in origins[0]):
+            return 403, "one Origin header, please"
+        if origins:
+            origin = origins[0].decode("latin-1")
+            peer = getattr(request.getClientAddress(), "host", None)
+            proto = request.getHeader(b"x-forwarded-proto")
+            if not self.names.origin_allowed(origin, request.getHeader(b"host"), peer,
+                                             proto.decode("latin-1") if proto else None):
+                _log.info("refused a WebSocket from {peer}: origin {origin!r} is not this page's",
+                          peer=peer, origin=origin[:100])
+                return 403, "this chat only accepts its own page (Origin)"
+        return None

@@ -35,10 +35,12 @@ def make_ca(directory: Path, label: str = "ca"):
     return key, cert, path
 
 
-def make_server_cert(directory: Path, ca, names=("localhost",), ips=("127.0.0.1",)) -> tuple[Path, Path]:
-    """A leaf certificate signed by ``ca``; returns (key path, cert path)."""
+def make_server_cert(directory: Path, ca, names=("localhost",), ips=("127.0.0.1",), rsa_key: bool = False) -> tuple[Path, Path]:
+    """A leaf certificate signed by ``ca`` (an EC key, or RSA); returns (key path, cert path)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     ca_key, ca_cert, _ = ca
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = rsa.generate_private_key(65537, 2048) if rsa_key else ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     san = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     cert = (

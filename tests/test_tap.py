@@ -139,7 +139,7 @@ def test_plugin_folder_layout():
 
 SERVER_MODULES = [
     "grammar", "relay", "fanout", "core", "hub", "streams", "tcpdoor", "webdoor", "webpage", "tap", "netinfo",
-    "ratelimit", "history", "skeleton", "cluster", "redislink",
+    "ratelimit", "history", "skeleton", "cluster", "redislink", "webheaders", "webnames", "webentrance", "tlspolicy",
 ]
 
 

@@ -50,6 +50,7 @@ class WsClient:
                 raise Refused(self.buffer.decode(errors="replace"))
             self.buffer += chunk
         head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        self.response_head = head.decode("latin-1")
         status = head.split(b"\r\n", 1)[0].decode()
         if " 101 " not in status + " ":
             raise Refused(status)
