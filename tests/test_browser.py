@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 
@@ -23,19 +21,17 @@ import pytest
 from chatsvc import netinfo
 from tests.support import PASSPHRASE, PipedClient, RelayProcess
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+from tests import browsing  # noqa: E402
+from tests.browsing import (  # noqa: E402,F401 -- the helpers the browser tests share
+    WAIT, join, labelled, log_lines, no_page_errors, open_conversation, page_url, say, wait_line, wait_status,
+)
 
 selenium = pytest.importorskip("selenium")
-if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+if not browsing.have_chromium():
     pytest.skip("chromium and chromium-driver are not installed (apt)", allow_module_level=True)
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-WAIT = 20
 
 
 @pytest.fixture(scope="module")
@@ -52,96 +48,13 @@ def browsers():
     made = []
 
     def make():
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                    "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                    "--disable-sync", f"--user-data-dir={tempfile.mkdtemp(prefix='chatsvc-chromium-')}",
-                    "--window-size=1100,800"):
-            options.add_argument(arg)
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        driver = browsing.chromium()
         made.append(driver)
         return driver
 
     yield make
     for driver in made:
         driver.quit()
-
-
-def page_url(relay) -> str:
-    return f"http://127.0.0.1:{relay.web_port}/"
-
-
-def labelled(driver, label: str):
-    """The input whose <label> says ``label`` (as a screen reader finds it)."""
-    return driver.find_element(By.XPATH, f"//input[@id=//label[normalize-space()='{label}']/@for]")
-
-
-def join(driver, relay, nick: str, room: str = "#lobby", passphrase: str = PASSPHRASE, load: bool = True) -> None:
-    if load:
-        driver.get(page_url(relay))
-    labelled(driver, "Nickname").clear()
-    labelled(driver, "Nickname").send_keys(nick)
-    labelled(driver, "Passphrase").send_keys(passphrase)
-    labelled(driver, "Room").clear()
-    labelled(driver, "Room").send_keys(room)
-    driver.find_element(By.XPATH, "//button[normalize-space()='Join']").click()
-    wait_status(driver, f"signed in as {nick}")
-
-
-def wait_status(driver, text: str) -> None:
-    WebDriverWait(driver, WAIT).until(lambda d: text in d.find_element(By.ID, "status").text,
-                                      f"status never said {text!r}")
-
-
-def log_lines(driver) -> list[str]:
-    return [li.text for li in driver.find_elements(By.CSS_SELECTOR, "[role=log] li")]
-
-
-def wait_line(driver, *parts: str) -> str:
-    """A line of the message log holding all of ``parts``."""
-    def found(d):
-        return next((line for line in log_lines(d) if all(p in line for p in parts)), None)
-
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    try:
-        # (a line read while the log is redrawn may be gone: look again)
-        return WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(found)
-    except Exception:
-        raise AssertionError(f"no log line with {parts!r}; the log: {log_lines(driver)!r}; console: "
-                             f"{driver.get_log('browser')!r}")
-
-
-def say(driver, text: str) -> None:
-    box = labelled(driver, "Message")
-    box.send_keys(text)
-    box.submit()
-
-
-def open_conversation(driver, name: str) -> str:
-    """Click the Rooms entry ``name`` once it exists; returns its text before."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    def entry(d):
-        for button in d.find_elements(By.CSS_SELECTOR, "nav[aria-label=Rooms] button"):
-            text = button.text
-            if text.split("\n")[0].lstrip("@") == name:
-                return button, text
-        return None
-
-    # The sidebar is redrawn as the conversation changes (counts, new
-    # entries): an entry found a moment ago may be gone; look again.
-    wait = WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,))
-    for _ in range(10):
-        button, text = wait.until(entry, f"no conversation {name!r}")
-        try:
-            button.click()
-            return text
-        except StaleElementReferenceException:
-            continue
-    raise AssertionError(f"the conversation {name!r} kept being redrawn")
 
 
 def meet(relay, browsers, clients, terminal_nick: str, web_nick: str, room: str, *extra: str):
@@ -152,13 +65,6 @@ def meet(relay, browsers, clients, terminal_nick: str, web_nick: str, room: str,
     join(web, relay, web_nick, room)
     terminal.wait_for(f"* {web_nick} joined {room}")
     return terminal, web
-
-
-def no_page_errors(driver, expected: str | None = None) -> None:
-    """No script error in the page (``expected``: a network error the test caused on purpose)."""
-    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
-              and not (expected and e.get("source") == "network" and expected in e["message"])]
-    assert not errors, errors
 
 
 # --- tests -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from chatsvc.client.ciphers import Context
 from chatsvc import grammar
-from chatsvc.client.inbound import KEY_MARKER, KEYREQ_MARKER, TOPIC_MARKER
+from chatsvc.client.inbound import KEYREQ_MARKER, TOPIC_MARKER
 from chatsvc.client.keyexchange import PeerKeys
 from chatsvc.client.text import clean
 from chatsvc.grammar import name_key

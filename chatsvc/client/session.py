@@ -38,7 +38,6 @@ from chatsvc.client.sending import Sender
 from chatsvc.client.text import clean
 from chatsvc.client.transfers import Transfers
 from chatsvc.client.trust import Trust
-from chatsvc.grammar import name_key
 
 #: The replay state (what was seen from whom) is written this often, and at exit.
 SAVE_INTERVAL = 2.0

@@ -63,9 +63,9 @@ const view = {
     list.push(li);
     if (list.length > MAX_SHOWN) list.splice(0, list.length - MAX_SHOWN).forEach((n) => n.remove());
     if (conv === current) {
-      const log = $("log");
-      const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-      log.append(li);
+      const box = $("logbox"); // (the scrolling part, around the list)
+      const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+      $("log").append(li);
       if (atBottom || entry.own) li.scrollIntoView({ block: "end" });
     }
     if (entry.mention && document.hidden) notify(conv, entry);
@@ -188,6 +188,7 @@ const view = {
 
   ended(reason) {
     $("chat").hidden = true;
+    $("welcome").hidden = false;
     $("join").hidden = false;
     $("join-error").textContent = reason;
     $("passphrase").value = "";
@@ -291,7 +292,7 @@ function socketUrl() {
 }
 
 function join(nick, passphrase, room) {
-  $("join").hidden = true;
+  $("welcome").hidden = true;
   $("chat").hidden = false;
   session = new ChatSession({
     url: socketUrl(), nick, passphrase, room, ui: view,
@@ -396,6 +397,7 @@ function setUp() {
   if (!hasWebCrypto()) {
     $("insecure-host").textContent = location.host;
     $("insecure").hidden = false;
+    $("welcome").hidden = true;
     return;
   }
   setUpJoin();
