@@ -284,24 +284,25 @@ class Replica:
         relay.topics.clear()
         for key, setter, time_ms, payload in state["topics"]:
             relay.topics[key] = (setter, time_ms, payload)
-        history = relay.history
-        history.floor = state["floor"]
-        history.issued_max = state["issued"]
-        history.rooms.clear()
-        history.bytes = 0
-        for key, last_id, evicted_max, records in state["history"]:
-            room_history = RoomHistory(history.limit, last_id, evicted_max)
-            for fields in records:
-                record = Record(*fields)
-                record.stored = True
-                room_history.records.append(record)
-                room_history._count(record, 1)
-                if record.cid is not None:
-                    room_history.by_cid[(grammar.name_key(record.sender), record.cid)] = record
-            room_history.last_id = last_id
-            history.rooms[key] = room_history
-            history.bytes += room_history.bytes
+        _restore_history(relay.history, state)
         return [self.local[conn] for conn in registered if (self.relay_id, conn) not in self.members]
+
+
+def _restore_history(history, state: dict) -> None:
+    """A snapshot's ids and room histories, in place of the relay's."""
+    history.floor = state["floor"]
+    history.issued_max = state["issued"]
+    history.rooms.clear()
+    history.bytes = 0
+    for key, last_id, evicted_max, records in state["history"]:
+        room_history = RoomHistory(history.limit, last_id, evicted_max, history.max_bytes_per_room)
+        for fields in records:
+            record = Record(*fields)
+            record.stored = True
+            room_history.keep(record)
+        room_history.last_id = last_id
+        history.rooms[key] = room_history
+        history.bytes += room_history.bytes
 
 
 def new_relay(history_limit: int, max_line: int, large_room: int, log_messages: bool,
@@ -324,4 +325,5 @@ class ClusterFanout(LocalFanout):
         found = self.history.rooms.get(key)
         if found is not None:
             return found
-        return RoomHistory(self.history.limit, self.history.issued_max, self.history.issued_max)
+        return RoomHistory(self.history.limit, self.history.issued_max, self.history.issued_max,
+                           self.history.max_bytes_per_room)

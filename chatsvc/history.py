@@ -60,11 +60,12 @@ class Record:
 class RoomHistory:
     """One room's window of recent messages."""
 
-    __slots__ = ("records", "limit", "by_cid", "last_id", "evicted_max", "bytes", "origins", "forgotten")
+    __slots__ = ("records", "limit", "max_bytes", "by_cid", "last_id", "evicted_max", "bytes", "origins", "forgotten")
 
-    def __init__(self, limit: int, last_id: int = 0, evicted_max: int = 0) -> None:
+    def __init__(self, limit: int, last_id: int = 0, evicted_max: int = 0, max_bytes: int = MAX_BYTES_PER_ROOM) -> None:
         self.records: deque[Record] = deque()
         self.limit = limit
+        self.max_bytes = max_bytes  # payload bytes kept at most
         # (sender's name key, cid) -> record: two senders' cids never collide
         self.by_cid: dict[tuple[str, str], Record] = {}
         self.last_id = last_id
@@ -85,9 +86,16 @@ class RoomHistory:
         self._count(record, 1)
         if record.cid is not None:
             self.by_cid[(name_key(record.sender), record.cid)] = record
-        while len(self.records) > self.limit or (self.bytes > MAX_BYTES_PER_ROOM and len(self.records) > 1):
+        while len(self.records) > self.limit or (self.bytes > self.max_bytes and len(self.records) > 1):
             self._evict(self._victim(record.origin))
         return self.bytes - before
+
+    def keep(self, record: Record) -> None:
+        """A record as it was kept elsewhere (a snapshot): no eviction, its id not the newest."""
+        self.records.append(record)
+        self._count(record, 1)
+        if record.cid is not None:
+            self.by_cid[(name_key(record.sender), record.cid)] = record
 
     def _count(self, record: Record, sign: int) -> None:
         self.bytes += sign * len(record.payload)
@@ -106,7 +114,7 @@ class RoomHistory:
         """
         entry = self.origins.get(origin) if origin is not None else None
         if entry is not None and (
-            entry[0] > self.limit // ORIGIN_SHARE or entry[1] > MAX_BYTES_PER_ROOM // ORIGIN_SHARE
+            entry[0] > self.limit // ORIGIN_SHARE or entry[1] > self.max_bytes // ORIGIN_SHARE
         ):
             for index, record in enumerate(self.records):
                 if record.origin == origin:
@@ -144,10 +152,19 @@ class History:
     @param limit: messages kept per room (0: ids only, no history).
     @param start_ms: this run's start time, the floor for new ids.
     @param store: a L{SQLiteStore}, or None to keep history in memory only.
+    @param max_bytes_per_room, max_bytes_in_memory: payload bytes kept per
+        room and in all; reply_max_messages, reply_max_bytes: the size of
+        one HISTORY reply (then it ends in "more").
     """
 
-    def __init__(self, limit: int, start_ms: int, store: "SQLiteStore | None" = None) -> None:
+    def __init__(self, limit: int, start_ms: int, store: "SQLiteStore | None" = None, *,
+                 max_bytes_per_room: int = MAX_BYTES_PER_ROOM, max_bytes_in_memory: int = MAX_BYTES_IN_MEMORY,
+                 reply_max_messages: int = REPLY_MAX_MESSAGES, reply_max_bytes: int = REPLY_MAX_BYTES) -> None:
         self.limit = limit
+        self.max_bytes_per_room = max_bytes_per_room
+        self.max_bytes_in_memory = max_bytes_in_memory
+        self.reply_max_messages = reply_max_messages
+        self.reply_max_bytes = reply_max_bytes
         self.floor = start_ms * 1000
         self.store = store
         self.rooms: OrderedDict[str, RoomHistory] = OrderedDict()
@@ -163,7 +180,7 @@ class History:
         if key in self.rooms:
             return  # loaded meanwhile (a synchronous fallback): keep that one
         if history is None:
-            history = RoomHistory(self.limit, evicted_max=self.issued_max)
+            history = RoomHistory(self.limit, evicted_max=self.issued_max, max_bytes=self.max_bytes_per_room)
         self._add(key, history)
 
     def room(self, key: str) -> RoomHistory:
@@ -177,7 +194,7 @@ class History:
                 # Whatever this room had before (an earlier run, or before
                 # it was pushed out of memory) is gone: a client asking for
                 # anything older has missed it.
-                history = RoomHistory(self.limit, evicted_max=self.issued_max)
+                history = RoomHistory(self.limit, evicted_max=self.issued_max, max_bytes=self.max_bytes_per_room)
             self._add(key, history)
         else:
             self.rooms.move_to_end(key)
@@ -191,7 +208,7 @@ class History:
 
     def _trim(self) -> None:
         """Forget least recently used rooms while over the memory bounds."""
-        while len(self.rooms) > 1 and (len(self.rooms) > MAX_ROOMS_IN_MEMORY or self.bytes > MAX_BYTES_IN_MEMORY):
+        while len(self.rooms) > 1 and (len(self.rooms) > MAX_ROOMS_IN_MEMORY or self.bytes > self.max_bytes_in_memory):
             _, dropped = self.rooms.popitem(last=False)
             self.bytes -= dropped.bytes
 

@@ -49,6 +49,10 @@ class Limits:
     idle_timeout: float = 120.0
     ping_timeout: float = 60.0
     shutdown_grace: float = 3.0
+    #: A connection the relay closes (a timeout, a broken rule) gets this
+    #: long to go away politely; then it is aborted -- a peer that never
+    #: reads would otherwise keep its socket and its place for ever.
+    close_grace: float = 10.0
 
 
 class Hub:

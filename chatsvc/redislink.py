@@ -39,6 +39,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from chatsvc import grammar
+from chatsvc.relay import new_salt
 from chatsvc.cluster import GONE, JOIN, MSG, NICK, PART, QUIT, REPLICATED, TOPIC, Replica
 from chatsvc.grammar import error_line, format_line
 
@@ -157,6 +158,148 @@ def _number(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
+class LogAppender:
+    """
+    Entries on their way into the cluster log: queued (bounded, in entries
+    and bytes: past either, a client's change is refused, never lost
+    silently), sent in calls of APPEND_BATCH once per reactor turn, popped
+    when Redis answered.  A new *generation* (the link went down and came
+    back) sends what is still queued again, in order; entries carry their
+    relay's sequence numbers, so a resent one takes effect once.
+    """
+
+    def __init__(self, link: "ClusterLink", max_queued: int = MAX_QUEUED, max_bytes: int = MAX_QUEUED_BYTES) -> None:
+        self.link = link
+        self.max_queued = max_queued
+        self.max_bytes = max_bytes
+        self.queue: deque[str] = deque()  # entries not yet acknowledged by Redis
+        self.queued_bytes = 0
+        self.generation = 0
+        self._seq = 0
+        self._sent = 0  # entries at the queue's head sent, their answer awaited
+        self._flushed: list[defer.Deferred] = []
+        self._flush_call = None
+
+    def entry(self, conn: int, op: str, *args) -> str:
+        self._seq += 1
+        link = self.link
+        return Replica.entry(link.relay_id, conn, self._seq, int(link.clock.seconds() * 1000), op, *args)
+
+    def append(self, entry: str, force: bool = False) -> bool:
+        if not force and (len(self.queue) >= self.max_queued or self.queued_bytes + len(entry) > self.max_bytes):
+            return False
+        self.queue.append(entry)
+        self.queued_bytes += len(entry)
+        if self.link.up and self._flush_call is None:
+            # Everything appended in this reactor turn goes in one call.
+            self._flush_call = self.link.clock.callLater(0, self.flush)
+        return True
+
+    def restart(self) -> None:
+        """The link is (back) up, or went down: what is queued goes (again) from the start."""
+        self.generation += 1
+        self._sent = 0
+
+    def flush(self) -> None:
+        """Send what is queued and not yet sent, in calls of APPEND_BATCH."""
+        self._flush_call = None
+        link = self.link
+        if not link.up:
+            return
+        generation = self.generation
+        while self._sent < len(self.queue):
+            batch = list(itertools.islice(self.queue, self._sent, self._sent + APPEND_BATCH))
+            self._sent += len(batch)
+            d = link.writer.eval(_APPEND, [LOG, SEQ], batch)
+            d.addCallbacks(self._appended, self._failed, callbackArgs=(len(batch), generation),
+                           errbackArgs=(generation,))
+
+    def _appended(self, _, count: int, generation: int) -> None:
+        if generation != self.generation:
+            return  # sent again since (applied once: entries carry their seq)
+        for _ in range(count):
+            self.queued_bytes -= len(self.queue.popleft())
+        self._sent -= count
+        if not self.queue:
+            for d in self._flushed:
+                d.callback(None)
+            self._flushed = []
+
+    def _failed(self, failure, generation: int) -> None:
+        if generation == self.generation:
+            self.link.down(failure.getErrorMessage())
+
+    def flushed(self) -> defer.Deferred:
+        """Fires once every entry appended so far is in Redis."""
+        if not self.queue:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._flushed.append(d)
+        return d
+
+    def stop(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+
+
+class Liveness:
+    """
+    Relays alive and gone: our heartbeat key (renewed every HEARTBEAT, with
+    our link port's address in it), the others' checked, and a relay whose
+    key expired declared gone in the log -- once, by whoever saw it first.
+    """
+
+    def __init__(self, link: "ClusterLink") -> None:
+        self.link = link
+        self.up_since = 0.0
+        self._declared: dict[str, float] = {}  # relays we said are gone, and when
+        self._addresses: dict[str, str] = {}
+
+    def beat(self) -> None:
+        link = self.link
+        if not link.up:
+            return
+        ttl = str(int(RELAY_TTL * 1000))
+        link.writer.execute_command("SET", ALIVE + link.relay_id, self.link_address(), "PX", ttl).addErrback(
+            lambda f: None)
+        others = sorted(link.replica.relays() - {link.relay_id})
+        if not others or link.clock.seconds() - self.up_since < RELAY_TTL:
+            return  # just (re)connected: the others may not have renewed theirs yet
+        link.writer.execute_command("MGET", *[ALIVE + r for r in others]).addCallbacks(
+            lambda values: self._check(others, values), lambda f: None)
+
+    def link_address(self) -> str:
+        """host:port of our link port, as the other relays reach it ('-': none)."""
+        port = getattr(self.link.link_service, "port", None)
+        if port is None:
+            return "-"
+        bound = port.getHost()
+        host = self.link.link_host or bound.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"[{host}]:{bound.port}" if ":" in host else f"{host}:{bound.port}"
+
+    def address_of(self, relay_id: str) -> defer.Deferred:
+        """Where another relay's link port is (from its heartbeat)."""
+        known = self._addresses.get(relay_id)
+        if known is not None:
+            return defer.succeed(known)
+        return self.link.ask(self.link.writer, "GET", ALIVE + relay_id)
+
+    def _check(self, others: list[str], values: list) -> None:
+        link = self.link
+        now = link.clock.seconds()
+        for relay_id, value in zip(others, values):
+            if value is not None:
+                self._addresses[relay_id] = value
+                continue
+            if now - self._declared.get(relay_id, -RELAY_TTL) < RELAY_TTL:
+                continue  # said already; the entry is on its way
+            self._declared[relay_id] = now
+            link.log.warn("relay {relay} stopped its heartbeat: its members leave", relay=relay_id)
+            link.appender.append(link.appender.entry(0, GONE, relay_id, "connection lost"), force=True)
+
+
 class ClusterLink(service.Service):
     """
     This relay's link to the others: appends its clients' changes to the
@@ -168,7 +311,8 @@ class ClusterLink(service.Service):
     log = Logger()
 
     def __init__(self, url: str, replica: Replica, hub, clock, link_service=None, link_host: str | None = None,
-                 ca: bytes | None = None, connect=_connect) -> None:
+                 ca: bytes | None = None, connect=_connect, *, snapshot_every: int = SNAPSHOT_EVERY,
+                 max_queued: int = MAX_QUEUED, max_queued_bytes: int = MAX_QUEUED_BYTES) -> None:
         self.url_args = parse_url(url)
         self.ca = ca
         self.shown_url = f"{'rediss' if self.url_args['tls'] else 'redis'}://{self.url_args['host']}:{self.url_args['port']}"
@@ -185,23 +329,16 @@ class ClusterLink(service.Service):
         self.up = False  # Redis reachable and the replica current
         self.epoch: str | None = None
         self.position = "0-0"  # the last log entry applied
-        self.queue: deque[str] = deque()  # entries not yet acknowledged by Redis
-        self.queued_bytes = 0
-        self._generation = 0
+        self.appender = LogAppender(self, max_queued, max_queued_bytes)
+        self.liveness = Liveness(self)
+        self.snapshot_every = snapshot_every
         self._next_conn = 0
-        self._seq = 0
         self._since_snapshot = 0
-        self._up_since = 0.0
-        self._declared: dict[str, float] = {}  # relays we said are gone, and when
-        self._relay_addresses: dict[str, str] = {}
         self._last_error = ""
         self.running = False
         self.stopping = False
         self.writer = self.reader = None
         self._loop_done: defer.Deferred | None = None
-        self._flushed: list[defer.Deferred] = []
-        self._sent = 0  # entries at the queue's head sent, their answer awaited
-        self._flush_call = None
         self.snapshotting: defer.Deferred | None = None  # while one is being taken
         self._beat: task.LoopingCall | None = None
 
@@ -221,9 +358,8 @@ class ClusterLink(service.Service):
 
     def closed(self, conn, reason: str) -> None:
         self.replica.local.pop(conn.number, None)
-        if conn._in_log and not self.hub.relay.closing:
-            conn._in_log = False
-            self._append(self._entry(conn.number, QUIT, reason), force=True)
+        if conn.order.left() and not self.hub.relay.closing:
+            self.appender.append(self.appender.entry(conn.number, QUIT, reason), force=True)
 
     def hello(self) -> bytes:
         text = f"chatsvc relay {self.relay_id}, linked; message bodies stay end-to-end encrypted"
@@ -244,56 +380,17 @@ class ClusterLink(service.Service):
             fields = [args[0], args[1]]
         else:
             fields = [args[0] if args else ""]
-        if self._append(self._entry(conn.number, op, *fields), force=op == QUIT):
+        if self.appender.append(self.appender.entry(conn.number, op, *fields), force=op == QUIT):
             return True
         text = "the relays' shared store (Redis) is unreachable and too much is waiting for it; try again later"
         code = "store-failed" if op == MSG else "cluster-unavailable"
         conn.send_line(error_line(code, text, cid=cid if op == MSG else None))
         return False
 
-    # --- appending -----------------------------------------------------------------------
-
-    def _entry(self, conn: int, op: str, *args) -> str:
-        self._seq += 1
-        return Replica.entry(self.relay_id, conn, self._seq, int(self.clock.seconds() * 1000), op, *args)
-
-    def _append(self, entry: str, force: bool = False) -> bool:
-        if not force and (len(self.queue) >= MAX_QUEUED or self.queued_bytes + len(entry) > MAX_QUEUED_BYTES):
-            return False
-        self.queue.append(entry)
-        self.queued_bytes += len(entry)
-        if self.up and self._flush_call is None:
-            # Everything appended in this reactor turn goes in one call.
-            self._flush_call = self.clock.callLater(0, self._flush)
-        return True
-
-    def _flush(self) -> None:
-        """Send what is queued and not yet sent, in calls of APPEND_BATCH."""
-        self._flush_call = None
-        if not self.up:
-            return
-        generation = self._generation
-        while self._sent < len(self.queue):
-            batch = list(itertools.islice(self.queue, self._sent, self._sent + APPEND_BATCH))
-            self._sent += len(batch)
-            d = self.writer.eval(_APPEND, [LOG, SEQ], batch)
-            d.addCallbacks(self._appended, self._failed, callbackArgs=(len(batch), generation),
-                           errbackArgs=(generation,))
-
-    def _appended(self, _, count: int, generation: int) -> None:
-        if generation != self._generation:
-            return  # sent again since (applied once: entries carry their seq)
-        for _ in range(count):
-            self.queued_bytes -= len(self.queue.popleft())
-        self._sent -= count
-        if not self.queue:
-            for d in self._flushed:
-                d.callback(None)
-            self._flushed = []
-
-    def _failed(self, failure, generation: int) -> None:
-        if generation == self._generation:
-            self._down(failure.getErrorMessage())
+    @property
+    def queue(self) -> deque[str]:
+        """Entries not yet in Redis (LogAppender)."""
+        return self.appender.queue
 
     # --- reading the log ---------------------------------------------------------------
 
@@ -306,7 +403,7 @@ class ClusterLink(service.Service):
             _shorten_backoff(handler)
         self.log.info("relay {relay} linking to the other relays through {url}", relay=self.relay_id, url=self.shown_url)
         self._loop_done = defer.ensureDeferred(self._loop())
-        self._beat = task.LoopingCall(self._heartbeat)
+        self._beat = task.LoopingCall(self.liveness.beat)
         self._beat.clock = self.clock
         self._beat.start(HEARTBEAT, now=False)
 
@@ -324,7 +421,7 @@ class ClusterLink(service.Service):
                     return
                 why = str(e) or e.__class__.__name__
                 if self.up:
-                    self._down(why)
+                    self.down(why)
                 elif why != self._last_error:
                     self.log.error("relay {relay} cannot use Redis at {url}: {why}; trying again",
                                    relay=self.relay_id, url=self.shown_url, why=why)
@@ -370,13 +467,13 @@ class ClusterLink(service.Service):
                 # fell far behind), or Redis lost its data.  Start again.
                 self.log.warn("cluster log: expected entry {want}, got {got}; reloading the state", want=last + 1, got=number)
                 self.epoch = None
-                self._down("missed part of the cluster log")
+                self.down("missed part of the cluster log")
                 return
             replica.apply(fields[1])  # the one field, "e" (see _APPEND)
             last = number
             self.position = entry_id
         self._since_snapshot += len(entries)
-        if self._since_snapshot >= SNAPSHOT_EVERY and self.snapshotting is None:
+        if self._since_snapshot >= self.snapshot_every and self.snapshotting is None:
             self._since_snapshot = 0
             self.snapshotting = defer.ensureDeferred(self._snapshot())
             self.snapshotting.addErrback(
@@ -387,71 +484,29 @@ class ClusterLink(service.Service):
         self.snapshotting = None
 
     async def _sync(self) -> None:
-        """Catch up with the cluster: continue the log, or load a snapshot, or start the log."""
-        w = self.writer
-        while True:
-            epoch = await self.ask(w, "GET", EPOCH)
-            if epoch is None:
-                # A new cluster, or Redis lost its data: start the log from
-                # what this relay knows, unless another relay just did.
-                if not self.replica.relay.salt:
-                    from chatsvc.relay import new_salt
+        await catch_up(self)
 
-                    self.replica.relay.salt = new_salt()
-                # Ids above this moment's milliseconds x 1000, as a lone
-                # relay's are: they keep increasing across a lost log too.
-                history = self.replica.relay.history
-                history.floor = max(history.floor, int(self.clock.seconds() * 1000) * 1000)
-                history.issued_max = max(history.issued_max, history.floor)
-                mine = secrets.token_hex(8)
-                snapshot = self.replica.snapshot()
-                seeded = w.eval(_SEED, [EPOCH, SNAPSHOT, LOG, SEQ, SNAPSHOT_AT], [mine, snapshot])
-                if await seeded.addTimeout(ASK_TIMEOUT, self.clock):
-                    self.log.info("relay {relay} started the cluster log (epoch {epoch})", relay=self.relay_id, epoch=mine)
-                    self.epoch, self.position = mine, "0-0"
-                    self._synced()
-                    return
-                continue
-            if epoch == self.epoch:
-                self._synced()  # Redis kept its data: go on from where we were
-                return
-            at = await self.ask(w, "GET", SNAPSHOT_AT)
-            snapshot = await self.ask(w, "GET", SNAPSHOT)
-            if at is None or snapshot is None or epoch != await self.ask(w, "GET", EPOCH):
-                continue  # changing under us: read again
-            stale = self.replica.restore(snapshot)
-            for conn in stale:
-                conn.close("relay-resync", "the relays lost track of you while the link was down; reconnect",
-                           "relay resync")
-            self.log.info("relay {relay} loaded the cluster state as of entry {at} ({size} bytes)",
-                          relay=self.relay_id, at=at, size=len(snapshot))
-            self.epoch, self.position = epoch, at
-            self._synced()
-            return
-
-    def _synced(self) -> None:
+    def synced_now(self) -> None:
         self._last_error = ""
         was_down = self.synced
         self.synced = self.up = True
-        self._up_since = self.clock.seconds()
-        self._generation += 1
-        self._sent = 0  # what waited goes (again), in order
-        self._flush()
-        self._heartbeat()
+        self.liveness.up_since = self.clock.seconds()
+        self.appender.restart()  # what waited goes (again), in order
+        self.appender.flush()
+        self.liveness.beat()
         if was_down:
             self.log.info("relay {relay}: the link to the other relays is back", relay=self.relay_id)
             self._tell_all("the link to the other relays is back")
         for conn in list(self.replica.local.values()):
             conn.release_held()
 
-    def _down(self, why: str) -> None:
+    def down(self, why: str) -> None:
         if not self.up:
             return
         self.up = False
-        self._generation += 1
-        self._sent = 0
+        self.appender.restart()
         self.log.warn("relay {relay}: lost the link to the other relays ({why}); serving local clients, "
-                      "changes wait (at most {max} of them)", relay=self.relay_id, why=why, max=MAX_QUEUED)
+                      "changes wait (at most {max} of them)", relay=self.relay_id, why=why, max=self.appender.max_queued)
         self._tell_all("the link to the other relays is down: what you send waits until it is back")
 
     def _tell_all(self, text: str) -> None:
@@ -462,47 +517,11 @@ class ClusterLink(service.Service):
 
     # --- relays alive and gone ------------------------------------------------------------
 
-    def _heartbeat(self) -> None:
-        if not self.up:
-            return
-        ttl = str(int(RELAY_TTL * 1000))
-        self.writer.execute_command("SET", ALIVE + self.relay_id, self.link_address(), "PX", ttl).addErrback(
-            lambda f: None)
-        others = sorted(self.replica.relays() - {self.relay_id})
-        if not others or self.clock.seconds() - self._up_since < RELAY_TTL:
-            return  # just (re)connected: the others may not have renewed theirs yet
-        self.writer.execute_command("MGET", *[ALIVE + r for r in others]).addCallbacks(
-            lambda values: self._check_alive(others, values), lambda f: None)
-
     def link_address(self) -> str:
-        """host:port of our link port, as the other relays reach it ('-': none)."""
-        port = getattr(self.link_service, "port", None)
-        if port is None:
-            return "-"
-        bound = port.getHost()
-        host = self.link_host or bound.host
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        return f"[{host}]:{bound.port}" if ":" in host else f"{host}:{bound.port}"
+        return self.liveness.link_address()
 
     def address_of(self, relay_id: str) -> defer.Deferred:
-        """Where another relay's link port is (from its heartbeat)."""
-        known = self._relay_addresses.get(relay_id)
-        if known is not None:
-            return defer.succeed(known)
-        return self.ask(self.writer, "GET", ALIVE + relay_id)
-
-    def _check_alive(self, others: list[str], values: list) -> None:
-        now = self.clock.seconds()
-        for relay_id, value in zip(others, values):
-            if value is not None:
-                self._relay_addresses[relay_id] = value
-                continue
-            if now - self._declared.get(relay_id, -RELAY_TTL) < RELAY_TTL:
-                continue  # said already; the entry is on its way
-            self._declared[relay_id] = now
-            self.log.warn("relay {relay} stopped its heartbeat: its members leave", relay=relay_id)
-            self._append(self._entry(0, GONE, relay_id, "connection lost"), force=True)
+        return self.liveness.address_of(relay_id)
 
     def _gone(self, relay_id: str) -> None:
         if relay_id != self.relay_id or not self.running or self.stopping:
@@ -527,18 +546,13 @@ class ClusterLink(service.Service):
     # --- stopping ----------------------------------------------------------------------------
 
     def flushed(self) -> defer.Deferred:
-        """Fires once every entry appended so far is in Redis."""
-        if not self.queue:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._flushed.append(d)
-        return d
+        return self.appender.flushed()
 
     async def _stop(self) -> None:
         self.stopping = True
         if self.up:
             # One entry for all of this relay's members, not one per member.
-            self._append(self._entry(0, GONE, self.relay_id, "server shutdown"), force=True)
+            self.appender.append(self.appender.entry(0, GONE, self.relay_id, "server shutdown"), force=True)
             waiting = self.flushed()
             timer = self.clock.callLater(2.0, waiting.cancel)
             try:
@@ -548,8 +562,7 @@ class ClusterLink(service.Service):
             if timer.active():
                 timer.cancel()
         self.running = False
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
+        self.appender.stop()
         if self._beat is not None and self._beat.running:
             self._beat.stop()
         for handler in (self.reader, self.writer):
@@ -563,3 +576,45 @@ class ClusterLink(service.Service):
     def stopService(self):
         super().stopService()
         return defer.ensureDeferred(self._stop())
+
+
+async def catch_up(link: "ClusterLink") -> None:
+    """Catch up with the cluster: continue the log, or load a snapshot, or start the log."""
+    w = link.writer
+    while True:
+        epoch = await link.ask(w, "GET", EPOCH)
+        if epoch is None:
+            # A new cluster, or Redis lost its data: start the log from
+            # what this relay knows, unless another relay just did.
+            if not link.replica.relay.salt:
+                link.replica.relay.salt = new_salt()
+            # Ids above this moment's milliseconds x 1000, as a lone
+            # relay's are: they keep increasing across a lost log too.
+            history = link.replica.relay.history
+            history.floor = max(history.floor, int(link.clock.seconds() * 1000) * 1000)
+            history.issued_max = max(history.issued_max, history.floor)
+            mine = secrets.token_hex(8)
+            snapshot = link.replica.snapshot()
+            seeded = w.eval(_SEED, [EPOCH, SNAPSHOT, LOG, SEQ, SNAPSHOT_AT], [mine, snapshot])
+            if await seeded.addTimeout(ASK_TIMEOUT, link.clock):
+                link.log.info("relay {relay} started the cluster log (epoch {epoch})", relay=link.relay_id, epoch=mine)
+                link.epoch, link.position = mine, "0-0"
+                link.synced_now()
+                return
+            continue
+        if epoch == link.epoch:
+            link.synced_now()  # Redis kept its data: go on from where we were
+            return
+        at = await link.ask(w, "GET", SNAPSHOT_AT)
+        snapshot = await link.ask(w, "GET", SNAPSHOT)
+        if at is None or snapshot is None or epoch != await link.ask(w, "GET", EPOCH):
+            continue  # changing under us: read again
+        stale = link.replica.restore(snapshot)
+        for conn in stale:
+            conn.close("relay-resync", "the relays lost track of you while the link was down; reconnect",
+                       "relay resync")
+        link.log.info("relay {relay} loaded the cluster state as of entry {at} ({size} bytes)",
+                      relay=link.relay_id, at=at, size=len(snapshot))
+        link.epoch, link.position = epoch, at
+        link.synced_now()
+        return

@@ -22,8 +22,9 @@ from twisted.logger import Logger
 
 from chatsvc import grammar
 from chatsvc.fanout import Fanout, LocalFanout
-from chatsvc.grammar import ProtocolError, format_line, name_key, tagged
-from chatsvc.history import History, Record, REPLY_MAX_BYTES, REPLY_MAX_MESSAGES
+from chatsvc.grammar import ProtocolError, format_line, name_key
+from chatsvc.history import History
+from chatsvc.mailroom import Mailroom
 
 
 #: Rooms one connection may be in at once (each costs the server memory).
@@ -72,6 +73,10 @@ class Member:
         self.origin = origin if origin is not None else peer
         self.nick: str | None = None
         self.rooms: dict[str, Room] = {}  # name_key(room) -> Room
+
+    def route(self, send: Callable[[bytes], object]) -> None:
+        """Where this member's lines go from now on (a door's fast path, or its accounting ``send``)."""
+        self.send = send
 
     def __repr__(self) -> str:
         return f"<Member {self.nick or '(unregistered)'} {self.peer}>"
@@ -132,8 +137,6 @@ class Relay:
         self.log_messages = log_messages
         self.large_room = large_room
         self._changed: dict[str, None] = {}  # large rooms whose count changed
-        # rooms whose history the store is reading: what waits for it
-        self._loading: dict[str, list[Callable[[], None]]] = {}
         self.rooms: dict[str, Room] = {}  # room_key -> Room
         #: room_key -> (setter, time in ms, payload): opaque, like history;
         #: kept while the room is empty too, the oldest forgotten first
@@ -146,6 +149,8 @@ class Relay:
         #: Whose comings and goings this relay logs: linked relays log their
         #: own clients' only (cluster.py), not every member of the chat N times.
         self.logs_member: Callable[[Member], bool] = lambda member: True
+        #: room messages and history (mailroom.py)
+        self.mailroom = Mailroom(self)
 
     # --- nicks -------------------------------------------------------------
 
@@ -219,7 +224,7 @@ class Relay:
                 room = self.rooms[key] = Room(name, key)
             room.members[member] = None
             member.rooms[name_key(name)] = room
-            self._when_loaded(member, key, lambda: None)  # read its history ahead
+            self.mailroom.when_loaded(member, key, lambda: None)  # read its history ahead
             if self.logs_member(member):
                 self.log.info("{nick} joined {room}", nick=member.nick, room=room.name)
             line = format_line("JOIN", room.name, member.nick)
@@ -245,7 +250,7 @@ class Relay:
         set it (an end-to-end encrypted text the relay keeps as it came); every
         member gets the new one.  Returns the lines sent (the command's cost).
         """
-        room = self._my_room(member, name)
+        room = self.my_room(member, name)
         if payload is None:
             topic = self.topics.get(room.key)
             member.send(format_line("TOPIC", room.name, *topic) if topic else format_line("TOPIC", room.name))
@@ -266,7 +271,7 @@ class Relay:
         self.log.error("could not save a room topic in the store: {error}", error=error)
 
     def part(self, member: Member, name: str, reason: str | None = None) -> None:
-        room = self._my_room(member, name)
+        room = self.my_room(member, name)
         args = (room.name, member.nick) + ((reason,) if reason else ())
         line = format_line("PART", *args)
         if self._is_large(room):
@@ -279,7 +284,7 @@ class Relay:
             self.log.info("{nick} left {room}", nick=member.nick, room=room.name)
 
     def send_names(self, member: Member, name: str) -> None:
-        room = self._my_room(member, name)
+        room = self.my_room(member, name)
         nicks = [m.nick for m in room.members]
         for line in grammar.names_lines(room.name, nicks, self.max_line):
             member.send(line)
@@ -305,7 +310,7 @@ class Relay:
         member.send(format_line("ENDROOMS"))
         return len(listed) + 1
 
-    def _my_room(self, member: Member, name: str) -> Room:
+    def my_room(self, member: Member, name: str) -> Room:
         room = member.rooms.get(name_key(name))
         if room is None:
             raise ProtocolError("not-in-room", f"you are not in {grammar.printable(name, 80)}")
@@ -317,136 +322,13 @@ class Relay:
         if not room.members:
             del self.rooms[room.key]
 
-    # --- messages ----------------------------------------------------------
+    # --- messages (mailroom.py) --------------------------------------------------------
 
     def message(self, member: Member, target: str, payload: str, cid: str | None = None) -> None:
-        if target.startswith("#"):
-            self._room_message(member, target, payload, cid)
-            return
-        recipient = self.fanout.find_nick(target)
-        if recipient is None:
-            raise ProtocolError("no-such-nick", f"nobody is called {grammar.printable(target, 40)}")
-        recipient.send(format_line("MSG", member.nick, recipient.nick, payload))
-        self._log_message(member.nick, recipient.nick, payload)
-        member.send(format_line("OK", "MSG", recipient.nick))
-
-    def _log_message(self, sender: str, target: str, payload: str) -> None:
-        if self.log_messages:
-            self.log.info("message {sender} -> {target}: {payload}", sender=sender, target=target, payload=payload)
-
-    def _when_loaded(self, member: Member, key: str, action: Callable[[], None], cid: str | None = None) -> None:
-        """
-        Run ``action`` once the room's history is in memory: at once, or
-        after the store's reader thread has read it -- never blocking the
-        reactor on the disk.  Actions for a room run in the order asked.
-        """
-        if self.history.loaded(key) and key not in self._loading:
-            action()
-            return
-
-        def guarded() -> None:
-            if member.nick is None:
-                return  # gone meanwhile
-            try:
-                action()
-            except ProtocolError as e:
-                member.send(grammar.error_line(e.code, e.text, cid=cid))
-
-        waiting = self._loading.get(key)
-        if waiting is not None:
-            waiting.append(guarded)
-            return
-        self._loading[key] = [guarded]
-        self.history.store.load_async(key, self.history.limit, lambda result: self._loaded(key, result))
-
-    def _loaded(self, key: str, result) -> None:
-        if isinstance(result, Exception):
-            self.log.error("could not read the history of a room from the store: {error}", error=result)
-            result = None
-        self.history.install(key, result)
-        for action in self._loading.pop(key, []):
-            action()
-
-    def _room_message(self, member: Member, target: str, payload: str, cid: str | None) -> None:
-        room = self._my_room(member, target)
-        if not self.history.loaded(room.key) or room.key in self._loading:
-            self._when_loaded(member, room.key, lambda: self._room_message(member, target, payload, cid), cid)
-            return
-        key = room.key
-        if cid is not None:
-            known = self.fanout.duplicate(key, member.nick, cid)
-            if known is not None:
-                # A resend (after a reconnect) of a message we already have:
-                # acknowledge it again, relay it once only.  Keyed by the
-                # sender too: another member's cid is not ours to answer.
-                if known.stored:
-                    member.send(tagged(format_line("OK", "MSG", room.name, str(known.id)), cid=cid))
-                else:
-                    known.waiters = (known.waiters or []) + [member]
-                return
-        record = self.fanout.new_record(key, member.nick, payload, int(self.now() * 1000), cid, member.origin)
-        self._log_message(member.nick, room.name, payload)
-        store = self.history.store
-        if store is None:
-            self._deliver(key, record, member, None)
-        else:
-            # Relayed and acknowledged only once on disk, so an
-            # acknowledged message survives a crash; the store answers in
-            # order, so ids still reach everyone in increasing order.
-            store.append(key, record, lambda error: self._deliver(key, record, member, error))
-
-    def _deliver(self, key: str, record: Record, sender: Member, error: Exception | None) -> None:
-        record.stored = True
-        told = [sender] + (record.waiters or [])
-        record.waiters = None
-        room = self.rooms.get(key)
-        name = room.name if room is not None else key.split(" ")[0]
-        if error is not None:
-            self.log.error("could not store message {id} in {room}: {error}", id=record.id, room=name, error=error)
-            failed = grammar.error_line(
-                "store-failed", "the server could not save your message; send it again", cid=record.cid
-            )
-            for member in told:
-                member.send(failed)
-            return
-        if room is not None:
-            line = tagged(format_line("MSG", record.sender, room.name, record.payload), id=record.id)
-            self.fanout.to_room(room, line, told)
-        ok = tagged(format_line("OK", "MSG", name, str(record.id)), cid=record.cid)
-        for member in told:
-            if member.nick is not None:
-                member.send(ok)
+        self.mailroom.message(member, target, payload, cid)
 
     def send_history(self, member: Member, name: str, mode: str, value: str) -> None:
-        room = self._my_room(member, name)
-        if mode.lower() not in ("after", "last") or not grammar.is_decimal(value):
-            raise ProtocolError("bad-syntax", "HISTORY usage: HISTORY <#room> after <id> | HISTORY <#room> last <count>")
-        if not self.history.loaded(room.key) or room.key in self._loading:
-            self._when_loaded(member, room.key, lambda: self.send_history(member, name, mode, value))
-            return
-        history = self.fanout.room_history(room.key)
-        if mode.lower() == "after":
-            records, gap = history.after(int(value))
-        else:
-            records, gap = history.last(int(value)), False
-        if gap:
-            member.send(format_line("GAP", room.name, str(history.evicted_max)))
-        sent = size = 0
-        more = False
-        for record in records:
-            if not record.stored:
-                break  # not relayed yet: it will come live
-            if sent >= REPLY_MAX_MESSAGES or size >= REPLY_MAX_BYTES:
-                more = True
-                break
-            line = tagged(
-                format_line("MSG", record.sender, room.name, record.payload),
-                id=record.id, time=record.time_ms, history=True,
-            )
-            member.send(line)
-            sent += 1
-            size += len(line)
-        member.send(format_line("ENDHISTORY", room.name, "more" if more else "complete"))
+        self.mailroom.send_history(member, name, mode, value)
 
     # --- leaving -----------------------------------------------------------
 

@@ -11,7 +11,7 @@ holder's *link* port (``--link``, announced with its heartbeat), says
 with that connection.  The holder pairs it with its waiting end like any
 other.  So the bytes go client -> relay -> relay -> client, relay to relay
 directly, with TCP backpressure all the way (each transport is the other's
-producer, as in ``tcpdoor.splice``), and clients need no change: the offer
+producer, as in ``streams.splice``), and clients need no change: the offer
 need not say where to connect, which keeps old clients and the browser
 working and keeps relays' private addresses private.
 
@@ -22,15 +22,15 @@ Keep it on the private network (the default is loopback).
 
 from __future__ import annotations
 
-import time
-
 from twisted.internet import endpoints, interfaces, protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatsvc.grammar import format_line
 from chatsvc.streams import PAIR_TIMEOUT, StreamPairing
-from chatsvc.tcpdoor import ChatFactory, LineDoor, splice, unsplice
+from chatsvc.doors import StreamEnd
+from chatsvc.streams import splice, unsplice
+from chatsvc.tcpdoor import ChatFactory, LineDoor
 
 STREAM_KEY = "chatsvc:stream:"
 
@@ -143,10 +143,7 @@ class RelayLinkEnd(protocol.Protocol):
         self.door = door
         self.token, self.role = token, role
         self.peer = "link"
-        self._partner = None
-        self._held = b""
-        self._bytes = 0
-        self._since = 0.0
+        self.stream = StreamEnd()
         self._greeted = False
         self._buffer = b""
 
@@ -159,9 +156,8 @@ class RelayLinkEnd(protocol.Protocol):
         self.transport.write(format_line("STREAM", self.token, self.role))
 
     def dataReceived(self, data: bytes) -> None:
-        if self._partner is not None:
-            self._bytes += len(data)
-            self._partner.raw_write(data)
+        if self.stream.partner is not None:
+            self.stream.pass_on(data)
             return
         if not self._greeted:
             head, found, rest = (self._buffer + data).partition(b"\n")
@@ -169,15 +165,14 @@ class RelayLinkEnd(protocol.Protocol):
                 self._buffer = head[-4096:]
                 return
             self._greeted = True  # the other relay's HELLO: the client had ours
-            self._held = rest
-            self._since = time.monotonic()
+            self.stream.hold(rest)
             if self.door.closing:
                 self.transport.loseConnection()
                 return
             splice(self.door, self)
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
-        if self._partner is not None:
+        if self.stream.partner is not None:
             unsplice(self)
         elif not self.door.closing:
             self.door.conn.close("stream-failed", "the link to the relay holding the other end closed", "stream failed")
@@ -190,5 +185,5 @@ class RelayLinkEnd(protocol.Protocol):
     def end_stream(self) -> None:
         self.transport.loseConnection()
 
-    def _fast(self, on: bool) -> None:
+    def fast_path(self, on: bool) -> None:
         pass  # not a chat member: nothing writes to it but its partner

@@ -18,12 +18,14 @@ is good for one pair, once.  The relay sees only ciphertext frames
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
 from chatsvc import grammar
+from chatsvc.doors import HOLD_BYTES  # noqa: F401 -- the waiting end's allowance, defined with the doors
 
 if TYPE_CHECKING:
     from chatsvc.core import Connection
@@ -32,10 +34,6 @@ if TYPE_CHECKING:
 PAIR_TIMEOUT = 60.0
 #: Streams open at once from one origin (an address, an IPv6 /64).
 MAX_STREAMS_PER_ORIGIN = 16
-#: What a waiting end may send before its partner comes; past it, reading
-#: from it pauses (a well-behaved sender waits for its receiver's first
-#: bytes, so it sends nothing at all).
-HOLD_BYTES = 64 * 1024
 #: Tokens remembered as used (so none pairs twice), the oldest forgotten.
 USED_MEMORY = 100_000
 
@@ -92,7 +90,7 @@ class StreamPairing:
             del self.used[next(iter(self.used))]
         sender, receiver = (conn, other) if role == "send" else (other, conn)
         self.log.info("stream from {a} to {b} paired", a=sender.door.peer, b=receiver.door.peer)
-        conn.door.splice(other.door)
+        splice(conn.door, other.door)
         return None
 
     def count(self, conn: "Connection") -> None:
@@ -119,3 +117,35 @@ class StreamPairing:
             self.per_origin[origin] -= 1
             if self.per_origin[origin] <= 0:
                 del self.per_origin[origin]
+
+
+def splice(one, other) -> None:
+    """
+    Join two stream ends, whatever their doors (TCP, TLS, WebSocket, a link
+    port): each one's bytes go to the other (``raw_write``), and each one's
+    transport is the other's producer -- a receiver that reads slowly stops
+    the relay reading from its sender, backpressure end to end.
+    """
+    for a in (one, other):
+        a.fast_path(False)
+        a.transport.unregisterProducer()  # it was the door's; now the partner's
+    for a, b in ((one, other), (other, one)):
+        b.transport.registerProducer(a.transport, True)
+    for a, b in ((one, other), (other, one)):
+        held = a.stream.joined(b)
+        if held:
+            b.raw_write(held)
+        a.transport.resumeProducing()
+
+
+def unsplice(end) -> None:
+    """One end of a stream is gone: say so, and close its partner once what is queued for it went out."""
+    stream = end.stream
+    partner = stream.leave()
+    if partner is not None:
+        _log.info("stream from {peer} ended: {size} bytes in {seconds:.1f} s",
+                  peer=end.peer, size=stream.bytes, seconds=time.monotonic() - stream.since)
+        partner.end_stream()
+
+
+_log = Logger(namespace="chatsvc.streams")

@@ -101,6 +101,9 @@ class Options(usage.Options):
          "Seconds of silence after which a client is sent PING."],
         ["ping-timeout", None, f"{Limits.ping_timeout:g}",
          "Seconds a client has to answer that PING before it is disconnected."],
+        ["close-grace", None, f"{Limits.close_grace:g}",
+         "Seconds a connection the relay closes (a timeout, a broken rule) has to go away politely before it "
+         "is cut off."],
         ["web", None, None,
          "Also serve the browser client (the page and its WebSocket) here: a port number or an endpoint "
          "description, e.g. 8080 or ssl:8443:privateKey=key.pem:certKey=cert.pem.  Browsers allow the "
@@ -138,7 +141,8 @@ class Options(usage.Options):
     # Limits where 0 means "off" (a limit that must stay on is validated
     # separately).
     _zero_allowed = ("large-room", "max-sendq", "flood-burst", "flood-rate", "max-clients", "max-per-ip",
-                     "register-timeout", "idle-timeout", "ping-timeout", "store-max-mb", "max-total-sendq")
+                     "register-timeout", "idle-timeout", "ping-timeout", "store-max-mb", "max-total-sendq",
+                     "close-grace")
     optFlags = [
         ["log-messages", None, "Log every relayed message (as the ciphertext received)."],
         ["reuse-port", None,
@@ -162,53 +166,8 @@ class Options(usage.Options):
             raise SystemExit(f"twistd chat: {e}\n(twistd chat --help lists the options)")
 
     def postOptions(self) -> None:
-        self["port"] = normalize_port(self["port"])
-        try:
-            endpoints.serverFromString(_ParseOnlyReactor(), self["port"])
-        except Exception as e:  # parsers raise ValueError, KeyError, OSError...
-            if self["port"].startswith("systemd:"):
-                raise usage.UsageError(
-                    f"bad --port {self['port']!r}: no such socket was passed by systemd "
-                    "(start chatsvc through its .socket unit, see README)"
-                )
-            raise usage.UsageError(f"bad --port {self['port']!r}: {e}")
-        if self["web"]:
-            self["web"] = normalize_port(self["web"])
-            try:
-                endpoints.serverFromString(_ParseOnlyReactor(), self["web"])
-            except Exception as e:
-                raise usage.UsageError(f"bad --web {self['web']!r}: {e}")
-        if self["redis"] and self["redis"].startswith("env:"):
-            import os
-
-            name = self["redis"][4:]
-            if not os.environ.get(name):
-                raise usage.UsageError(f"--redis {self['redis']}: the environment variable {name} is not set")
-            self["redis"] = os.environ[name]
-        if self["redis-ca"]:
-            try:
-                with open(self["redis-ca"], "rb") as f:
-                    self["redis-ca"] = f.read()
-            except OSError as e:
-                raise usage.UsageError(f"--redis-ca: cannot read {self['redis-ca']}: {e.strerror}")
-        if self["redis"]:
-            from chatsvc.redislink import parse_url
-
-            try:
-                parse_url(self["redis"])
-            except ValueError as e:
-                raise usage.UsageError(f"bad --redis: {e}")
-            if self["store"]:
-                raise usage.UsageError(
-                    "--store and --redis do not go together: linked relays keep history in Redis "
-                    "(make it durable with Redis's appendonly; README, Running at scale)"
-                )
-            try:
-                endpoints.serverFromString(_ParseOnlyReactor(), self["link"])
-            except Exception as e:
-                raise usage.UsageError(f"bad --link {self['link']!r}: {e}")
-        if self["reuse-port"] and _tcp_port(self["port"]) is None:
-            raise usage.UsageError("--reuse-port works with a tcp port (e.g. --port 8000 or tcp:8000:interface=...)")
+        self._check_ports()
+        self._check_redis()
         self["web-origin"] = _origins(self["web-origin"])
         self["web-proxy"] = _addresses(self["web-proxy"])
         self["web-host"] = _hosts(self["web-host"])
@@ -226,6 +185,58 @@ class Options(usage.Options):
         if bool(self["flood-burst"]) != bool(self["flood-rate"]):
             raise usage.UsageError("--flood-burst and --flood-rate are 0 together (off) or both above 0")
 
+    def _check_ports(self) -> None:
+        self["port"] = normalize_port(self["port"])
+        try:
+            endpoints.serverFromString(_ParseOnlyReactor(), self["port"])
+        except Exception as e:  # parsers raise ValueError, KeyError, OSError...
+            if self["port"].startswith("systemd:"):
+                raise usage.UsageError(
+                    f"bad --port {self['port']!r}: no such socket was passed by systemd "
+                    "(start chatsvc through its .socket unit, see README)"
+                )
+            raise usage.UsageError(f"bad --port {self['port']!r}: {e}")
+        if self["web"]:
+            self["web"] = normalize_port(self["web"])
+            try:
+                endpoints.serverFromString(_ParseOnlyReactor(), self["web"])
+            except Exception as e:
+                raise usage.UsageError(f"bad --web {self['web']!r}: {e}")
+        if self["reuse-port"] and _tcp_port(self["port"]) is None:
+            raise usage.UsageError("--reuse-port works with a tcp port (e.g. --port 8000 or tcp:8000:interface=...)")
+
+    def _check_redis(self) -> None:
+        if self["redis"] and self["redis"].startswith("env:"):
+            import os
+
+            name = self["redis"][4:]
+            if not os.environ.get(name):
+                raise usage.UsageError(f"--redis {self['redis']}: the environment variable {name} is not set")
+            self["redis"] = os.environ[name]
+        if self["redis-ca"]:
+            try:
+                with open(self["redis-ca"], "rb") as f:
+                    self["redis-ca"] = f.read()
+            except OSError as e:
+                raise usage.UsageError(f"--redis-ca: cannot read {self['redis-ca']}: {e.strerror}")
+        if not self["redis"]:
+            return
+        from chatsvc.redislink import parse_url
+
+        try:
+            parse_url(self["redis"])
+        except ValueError as e:
+            raise usage.UsageError(f"bad --redis: {e}")
+        if self["store"]:
+            raise usage.UsageError(
+                "--store and --redis do not go together: linked relays keep history in Redis "
+                "(make it durable with Redis's appendonly; README, Running at scale)"
+            )
+        try:
+            endpoints.serverFromString(_ParseOnlyReactor(), self["link"])
+        except Exception as e:
+            raise usage.UsageError(f"bad --link {self['link']!r}: {e}")
+
     def limits(self) -> Limits:
         return Limits(
             max_line=self["max-line"],
@@ -238,6 +249,7 @@ class Options(usage.Options):
             register_timeout=self["register-timeout"],
             idle_timeout=self["idle-timeout"],
             ping_timeout=self["ping-timeout"],
+            close_grace=self["close-grace"],
         )
 
 

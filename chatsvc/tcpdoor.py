@@ -21,16 +21,15 @@ come, each transport the other's producer.
 
 from __future__ import annotations
 
-import time
-
 from twisted.internet import interfaces, protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from chatsvc.core import Connection, IDoor, queue_or_cut
+from chatsvc.core import Connection
+from chatsvc.doors import IDoor, SendMeter, StreamEnd
 from chatsvc.hub import Hub, Limits
 from chatsvc.relay import Relay
-from chatsvc.streams import HOLD_BYTES
+from chatsvc.streams import unsplice
 
 
 @implementer(interfaces.IProtocol, interfaces.IPushProducer, IDoor)
@@ -39,10 +38,7 @@ class LineDoor:
 
     # Not a subclass of Protocol, so __slots__ really leave out the
     # instance __dict__: the relay holds one of these per connection.
-    __slots__ = (
-        "factory", "transport", "connected", "conn", "peer", "host", "_buffer", "_paused", "_queued", "_reported",
-        "_first", "_partner", "_held", "_bytes", "_since",
-    )
+    __slots__ = ("factory", "transport", "connected", "conn", "peer", "host", "meter", "stream", "_buffer", "_first")
 
     log = Logger()
 
@@ -56,15 +52,11 @@ class LineDoor:
         self.conn: Connection | None = None
         self.peer = "?"
         self.host: str | None = None
+        self.meter = SendMeter()  # output queued while the client is behind
+        self.stream = StreamEnd()  # as one end of a bulk stream
         self._buffer = b""
-        self._paused = False  # the transport's buffer is full
-        self._queued = 0  # bytes written while it was
-        self._reported = 0  # what the hub was last told of them
         self._first = True  # no line yet: it may be STREAM, after which bytes are raw
-        self._partner: LineDoor | None = None  # the other end of a spliced stream
-        self._held = b""  # a stream's bytes that came before its partner
-        self._bytes = 0  # a stream's bytes passed on
-        self._since = 0.0
+
     # --- IProtocol ------------------------------------------------------------------
 
     def makeConnection(self, transport) -> None:
@@ -79,7 +71,7 @@ class LineDoor:
         self.conn = Connection(self.factory.hub, self)
         if not self.conn.open():
             return
-        self._fast(True)
+        self.fast_path(True)
         # Chat lines are small and latency matters; Twisted already batches
         # writes per reactor turn, so Nagle's algorithm only adds delay.
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
@@ -92,35 +84,19 @@ class LineDoor:
 
     def dataReceived(self, data: bytes) -> None:
         conn = self.conn
-        if self._partner is not None:
-            self._bytes += len(data)
-            self._partner.raw_write(data)
+        if self.stream.partner is not None:
+            self.stream.pass_on(data)
             return
         if self.transport.disconnecting or not conn.admitted:
             return
         if conn.streaming:
-            self._held += data  # its partner is not here yet
-            if len(self._held) > HOLD_BYTES:
+            if self.stream.hold(data):  # its partner is not here yet
                 self.pause_reading()  # resumed once spliced
             return
         if self._first:
-            # The first line alone: if it is STREAM, what follows is raw.
-            head, found, rest = (self._buffer + data).partition(self.delimiter)
-            if not found:
-                self._buffer = head
-                if len(head) > conn.limits.max_line + 1:
-                    self._buffer = b""
-                    conn.lines_received([None])
+            data = self._first_line(data)
+            if not data:
                 return
-            self._first = False
-            self._buffer = b""
-            conn.lines_received([head])
-            if not rest or self.transport.disconnecting:
-                return
-            if conn.streaming:
-                self.dataReceived(rest)
-                return
-            data = rest
         lines: list[bytes | None] = (self._buffer + data).split(self.delimiter)
         self._buffer = lines.pop()
         # A trailing "\r" is allowed in lines, so the unfinished line may
@@ -129,6 +105,24 @@ class LineDoor:
             self._buffer = b""
             lines.append(None)  # refused in order, after the lines before it
         conn.lines_received(lines)
+
+    def _first_line(self, data: bytes) -> bytes:
+        """The first line alone: if it is STREAM, what follows is raw.  Returns what is left to frame."""
+        conn = self.conn
+        head, found, rest = (self._buffer + data).partition(self.delimiter)
+        if not found:
+            self._buffer = head
+            if len(head) > conn.limits.max_line + 1:
+                self._buffer = b""
+                conn.lines_received([None])
+            return b""
+        self._first = False
+        self._buffer = b""
+        conn.lines_received([head])
+        if rest and not self.transport.disconnecting and conn.streaming:
+            self.dataReceived(rest)
+            return b""
+        return rest if not self.transport.disconnecting else b""
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         self.connected = 0
@@ -142,28 +136,23 @@ class LineDoor:
         return bool(self.transport.disconnecting)
 
     def send(self, data: bytes) -> None:
-        if self.transport.disconnecting or self._partner is not None:
+        if self.transport.disconnecting or self.stream.partner is not None:
             # closing: what it has not read by now is moot; a spliced
             # stream carries its partner's bytes and nothing of ours
             return
-        if self._paused and not queue_or_cut(self, len(data)):
+        if self.meter.paused and not self.meter.take(self.conn, self, len(data)):
             return
         self.transport.write(data)
 
     def close(self, abort: bool) -> None:
-        self._fast(False)  # nothing more goes out through the fast path
+        self.fast_path(False)  # nothing more goes out through the fast path
         if abort:
             self.transport.abortConnection()
         else:
             self.transport.loseConnection()
 
-    def splice(self, other) -> None:
-        splice(self, other)
-
-    # --- a stream end (splice) ----------------------------------------------------------------
-
     def raw_write(self, data: bytes) -> None:
-        """The partner's bytes, as they came."""
+        """A stream end: the partner's bytes, as they came."""
         self.transport.write(data)
 
     def end_stream(self) -> None:
@@ -178,70 +167,29 @@ class LineDoor:
         if not self.transport.disconnecting:
             self.transport.resumeProducing()
 
+    def fast_path(self, on: bool) -> None:
+        """Let the relay write straight to the transport (``Member.route``), or through send()."""
+        member = self.conn.member if self.conn is not None else None
+        if member is not None:
+            member.route(self.transport.write if on else self.send)
+
     # --- IPushProducer: the transport says whether its buffer is full ---------------------
 
     def pauseProducing(self) -> None:
         # This client is not keeping up.  (Transports call this again on
         # every write while full.)  Reading from it goes on: a TLS transport
         # also pauses us until its handshake is done, which needs reading.
-        if not self._paused:
-            self._paused = True
-            self._queued = self._reported = 0
-            self._fast(False)
+        if not self.meter.paused:
+            self.meter.pause()
+            self.fast_path(False)
 
     def resumeProducing(self) -> None:
-        self._paused = False
-        if not self.transport.disconnecting:
-            self._fast(True)
-        self._queued = 0
-        if self._reported:
-            self._reported = 0
-            self.conn.hub.queued(self.conn, 0)
+        if not self.transport.disconnecting and self.stream.partner is None:
+            self.fast_path(True)
+        self.meter.resume(self.conn)
 
     def stopProducing(self) -> None:
         pass
-
-    def _fast(self, on: bool) -> None:
-        """Let the relay write straight to the transport, or through send()."""
-        member = self.conn.member if self.conn is not None else None
-        if member is not None:
-            member.send = self.transport.write if on else self.send
-
-
-def splice(one, other) -> None:
-    """
-    Join two stream ends, whatever their doors (TCP, TLS, WebSocket): each
-    one's bytes go to the other (``raw_write``), and each one's transport
-    is the other's producer -- a receiver that reads slowly stops the relay
-    reading from its sender, backpressure end to end.
-    """
-    for a, b in ((one, other), (other, one)):
-        a._partner = b
-        a._fast(False)
-        a._since = time.monotonic()
-        a.transport.unregisterProducer()  # it was the door's; now the partner's
-    for a, b in ((one, other), (other, one)):
-        b.transport.registerProducer(a.transport, True)
-    for a, b in ((one, other), (other, one)):
-        held, a._held = a._held, b""
-        if held:
-            a._bytes += len(held)
-            b.raw_write(held)
-        a.transport.resumeProducing()
-
-
-def unsplice(end) -> None:
-    """One end of a stream is gone: say so, and close its partner once what is queued for it went out."""
-    partner, end._partner = end._partner, None
-    if partner is not None:
-        _streams_log.info(
-            "stream from {peer} ended: {size} bytes in {seconds:.1f} s",
-            peer=end.peer, size=end._bytes, seconds=time.monotonic() - end._since,
-        )
-        partner.end_stream()
-
-
-_streams_log = Logger(namespace="chatsvc.streams")
 
 
 class ChatFactory(protocol.ServerFactory):

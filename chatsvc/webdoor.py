@@ -36,13 +36,13 @@ from twisted.internet import interfaces
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from chatsvc.core import Connection, IDoor, queue_or_cut
+from chatsvc.core import Connection
+from chatsvc.doors import IDoor, SendMeter, StreamEnd
 from chatsvc.grammar import error_line
 from chatsvc.hub import Hub
-from chatsvc.streams import HOLD_BYTES
-from chatsvc.webheaders import WebHeaders
+from chatsvc.webheaders import WebHeaders, close_after, text_answer
 from chatsvc.webnames import WebNames
-from chatsvc.tcpdoor import splice, unsplice
+from chatsvc.streams import unsplice
 
 _log = Logger(namespace="chatsvc.webdoor")
 
@@ -91,10 +91,10 @@ class _OutputWatch:
         self.door = door
 
     def pauseProducing(self) -> None:
-        self.door.output_paused()
+        self.door.meter.pause()
 
     def resumeProducing(self) -> None:
-        self.door.output_resumed()
+        self.door.meter.resume(self.door.conn)
 
     def stopProducing(self) -> None:
         pass
@@ -112,15 +112,12 @@ class WebDoor(WebSocketServerProtocol):
     peer = "?"
     host: str | None = None
     _closing = False
-    _paused = False
-    _queued = 0
-    _reported = 0
     _forwarded: str | None = None  # the browser's address, from a trusted proxy
-    # as one end of a bulk stream (streams.py): binary messages carry its bytes
-    _partner = None
-    _held = b""
-    _bytes = 0
-    _since = 0.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meter = SendMeter()  # output queued while the browser is behind
+        self.stream = StreamEnd()  # as one end of a bulk stream: binary messages carry its bytes
 
     # --- autobahn's callbacks --------------------------------------------------------
 
@@ -162,13 +159,10 @@ class WebDoor(WebSocketServerProtocol):
             # up to HOLD_BYTES; then reading pauses until it comes.
             if not isBinary:
                 self._close_with(CLOSE_BINARY, "a stream carries binary messages only")
-            elif self._partner is not None:
-                self._bytes += len(payload)
-                self._partner.raw_write(payload)
-            else:
-                self._held += payload
-                if len(self._held) > HOLD_BYTES:
-                    self.pause_reading()
+            elif self.stream.partner is not None:
+                self.stream.pass_on(payload)
+            elif self.stream.hold(payload):
+                self.pause_reading()
             return
         if isBinary:
             _log.info("{peer} sent a binary message; closing", peer=self.peer)
@@ -199,9 +193,9 @@ class WebDoor(WebSocketServerProtocol):
         return self._closing or self.state != WebSocketServerProtocol.STATE_OPEN
 
     def send(self, data: bytes) -> None:
-        if self.closing or self._partner is not None:
+        if self.closing or self.stream.partner is not None:
             return  # a spliced stream carries its partner's bytes, nothing of ours
-        if self._paused and not queue_or_cut(self, len(data)):
+        if self.meter.paused and not self.meter.take(self.conn, self, len(data)):
             return
         self.sendMessage(data[:-1] if data.endswith(b"\n") else data, isBinary=False)
 
@@ -219,10 +213,7 @@ class WebDoor(WebSocketServerProtocol):
         self._closing = True
         self.sendClose(code, reason)
 
-    # --- a stream end (tcpdoor.splice) ----------------------------------------------------
-
-    def splice(self, other) -> None:
-        splice(self, other)
+    # --- a stream end (streams.splice) ----------------------------------------------------
 
     def raw_write(self, data: bytes) -> None:
         if not self.closing:
@@ -231,7 +222,7 @@ class WebDoor(WebSocketServerProtocol):
     def end_stream(self) -> None:
         self._close_with(CLOSE_NORMAL, None)
 
-    def _fast(self, on: bool) -> None:
+    def fast_path(self, on: bool) -> None:
         pass  # no fast path to switch off: every line goes through send()
 
     def pause_reading(self) -> None:
@@ -241,20 +232,6 @@ class WebDoor(WebSocketServerProtocol):
     def resume_reading(self) -> None:
         if not self._closing:
             self.transport.resumeProducing()
-
-    # --- the transport's buffer ----------------------------------------------------------
-
-    def output_paused(self) -> None:
-        if not self._paused:
-            self._paused = True
-            self._queued = self._reported = 0
-
-    def output_resumed(self) -> None:
-        self._paused = False
-        self._queued = 0
-        if self._reported and self.conn is not None:
-            self._reported = 0
-            self.conn.hub.queued(self.conn, 0)
 
 
 class WebDoorFactory(WebSocketServerFactory):
@@ -311,8 +288,6 @@ class ChatSocketResource(WebSocketResource):
         self.headers = headers
 
     def render(self, request):
-        from chatsvc.webpage import close_after, text_answer
-
         refusal = self.refusal(request)
         if refusal is not None:
             status, text = refusal

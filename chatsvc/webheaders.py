@@ -61,3 +61,16 @@ class WebHeaders:
 
 def plain_response(status: int, text: str, headers: WebHeaders | None = None) -> bytes:
     return (headers or WebHeaders()).plain(status, text)
+
+
+def close_after(request) -> None:
+    """This answer ends the connection (a refusal): said in the response, and done."""
+    request.setHeader(b"Connection", b"close")
+    request.channel.persistent = False
+
+
+def text_answer(request, status: int, text: str) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    request.setHeader(b"Cache-Control", b"no-store")
+    return (text + "\n").encode("utf-8")

@@ -23,7 +23,7 @@ from twisted.web import resource, server
 from chatsvc.hub import Hub
 from chatsvc.webdoor import CHAT_PATH, ChatSocketResource, WebDoorFactory
 from chatsvc.webentrance import WebChannel
-from chatsvc.webheaders import CSP, WebHeaders  # noqa: F401 -- CSP importable from here as before
+from chatsvc.webheaders import CSP, WebHeaders, close_after, text_answer  # noqa: F401 -- CSP as before
 from chatsvc.webnames import WebNames
 
 #: Content types by file extension (the only kinds the page is made of).
@@ -46,19 +46,6 @@ def page_files() -> dict[str, bytes]:
         for entry in folder.iterdir()
         if entry.is_file() and any(entry.name.endswith(ext) for ext in _TYPES)
     }
-
-
-def close_after(request) -> None:
-    """This answer ends the connection (a refusal): said in the response, and done."""
-    request.setHeader(b"Connection", b"close")
-    request.channel.persistent = False
-
-
-def text_answer(request, status: int, text: str) -> bytes:
-    request.setResponseCode(status)
-    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-    request.setHeader(b"Cache-Control", b"no-store")
-    return (text + "\n").encode("utf-8")
 
 
 class _File(resource.Resource):

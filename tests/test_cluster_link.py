@@ -76,10 +76,10 @@ class Client:
 def relays(redis_db):
     started: list[ClusterLink] = []
 
-    def start(name: str) -> ChatFactory:
+    def start(name: str, snapshot_every: int = redislink.SNAPSHOT_EVERY) -> ChatFactory:
         relay = new_relay(1000, 65536, 250, False, False)
         factory = ChatFactory(relay, Limits(), clock=reactor)
-        link = ClusterLink(redis_db, Replica(name, relay), factory.hub, reactor)
+        link = ClusterLink(redis_db, Replica(name, relay), factory.hub, reactor, snapshot_every=snapshot_every)
         link.startService()
         started.append(link)
         return factory
@@ -90,10 +90,8 @@ def relays(redis_db):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_relay_that_joins_late_starts_from_a_snapshot_and_the_log_is_trimmed(relays, redis_server,
-                                                                                       monkeypatch):
-    monkeypatch.setattr(redislink, "SNAPSHOT_EVERY", 10)
-    a = relays("aaaa")
+async def test_a_relay_that_joins_late_starts_from_a_snapshot_and_the_log_is_trimmed(relays, redis_server):
+    a = relays("aaaa", snapshot_every=10)
     alice = Client(a, "10.0.0.1")
     alice.send("NICK alice\nJOIN #snap\n")
     await alice.seen("ENDNAMES #snap")
@@ -120,9 +118,8 @@ async def test_a_relay_that_joins_late_starts_from_a_snapshot_and_the_log_is_tri
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_relay_that_fell_behind_the_trimmed_log_notices_and_reloads(relays, monkeypatch):
-    monkeypatch.setattr(redislink, "SNAPSHOT_EVERY", 5)
-    a, b = relays("aaaa"), relays("bbbb")
+async def test_a_relay_that_fell_behind_the_trimmed_log_notices_and_reloads(relays):
+    a, b = relays("aaaa", snapshot_every=5), relays("bbbb", snapshot_every=5)
     alice, bob = Client(a, "10.0.0.1"), Client(b, "10.0.0.2")
     alice.send("NICK alice\nJOIN #lag\n")
     await alice.seen("ENDNAMES #lag")
@@ -162,14 +159,13 @@ def _in_db(server, db: int, *command: str):
         return _read_reply(reader)
 
 
-def test_while_redis_is_away_changes_wait_in_a_bounded_queue_then_are_refused(monkeypatch):
+def test_while_redis_is_away_changes_wait_in_a_bounded_queue_then_are_refused():
     from twisted.internet.task import Clock
 
-    monkeypatch.setattr(redislink, "MAX_QUEUED", 2)
     relay = new_relay(1000, 65536, 250, False, False)
     clock = Clock()
     factory = ChatFactory(relay, Limits(), clock=clock)
-    link = ClusterLink("redis://127.0.0.1:1", Replica("aaaa", relay), factory.hub, clock)
+    link = ClusterLink("redis://127.0.0.1:1", Replica("aaaa", relay), factory.hub, clock, max_queued=2)
     link.synced = True  # it had the cluster's state; Redis is away now (nothing started)
     alice = Client(factory, "10.0.0.1")
     alice.send("NICK alice\nJOIN #q\n@cid=k1 MSG #q hello\nPING x\n")

@@ -83,7 +83,7 @@ def test_silent_sockets_at_a_tls_port_are_closed_and_free_their_places(relay_pro
     ca = make_ca(tmp_path)
     key, cert = make_server_cert(tmp_path, ca)
     relay = relay_process(
-        "--register-timeout", "1", "--max-per-ip", "3",
+        "--register-timeout", "1", "--close-grace", "1", "--max-per-ip", "3",
         listen=f"ssl:{{port}}:privateKey={key}:certKey={cert}:interface=127.0.0.1",
     )
     silent = [socket.create_connection(("127.0.0.1", relay.port), timeout=30) for _ in range(3)]

@@ -78,12 +78,8 @@ def test_history_says_when_messages_fell_out_of_the_window():
     assert bob.raw_lines()[0] == "@id=3;time=0;history MSG alice #a m3"
 
 
-def test_long_history_comes_in_pieces(monkeypatch):
-    monkeypatch.setattr(history_module, "REPLY_MAX_MESSAGES", 2)
-    import chatsvc.relay
-
-    monkeypatch.setattr(chatsvc.relay, "REPLY_MAX_MESSAGES", 2)
-    factory = make_factory()
+def test_long_history_comes_in_pieces():
+    factory = make_factory(history=History(1000, 0, reply_max_messages=2))
     talk(factory, 5)
     bob = registered(factory, "bob", "#a")
     bob.send("HISTORY #a after 0\n")
@@ -231,10 +227,8 @@ def test_unopenable_store_is_a_clear_startup_error(tmp_path):
         SQLiteStore(str(tmp_path / "missing-dir" / "x.db"), 10, Pending())
 
 
-def test_history_is_bounded_in_bytes_per_room_and_in_all(monkeypatch):
-    monkeypatch.setattr(history_module, "MAX_BYTES_PER_ROOM", 1000)
-    monkeypatch.setattr(history_module, "MAX_BYTES_IN_MEMORY", 2500)
-    history = History(1000, 0)
+def test_history_is_bounded_in_bytes_per_room_and_in_all():
+    history = History(1000, 0, max_bytes_per_room=1000, max_bytes_in_memory=2500)
     for n in range(10):
         history.new_record("#a", "x", "p" * 300, 0, None)
     room = history.room("#a")

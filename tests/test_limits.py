@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 
 from chatsvc.ratelimit import TokenBucket
 from chatsvc.hub import Limits
-from chatsvc.core import TRANSPORT_BUFFER
+from chatsvc.doors import TRANSPORT_BUFFER
 from tests.support import FakeClient, make_factory, registered
 
 

@@ -12,9 +12,8 @@ from twisted.internet.testing import StringTransport
 
 from chatsvc import grammar
 from chatsvc.history import History, RoomHistory, Record, SQLiteStore
-from chatsvc.core import CLOSE_GRACE
 from chatsvc.hub import UNREGISTERED_GRACE, Limits, origin_of
-from chatsvc.core import TRANSPORT_BUFFER
+from chatsvc.doors import TRANSPORT_BUFFER
 from tests.support import FakeClient, make_factory, registered
 
 PROOF = "A" * 43  # what a client's join proof looks like (base64url of 32 bytes)
@@ -116,7 +115,7 @@ def test_timed_out_connection_is_aborted_if_it_does_not_close():
     lurker = FakeClient(factory)
     clock.advance(6)
     assert lurker.transport.disconnecting and not lurker.transport.disconnected
-    clock.advance(CLOSE_GRACE)
+    clock.advance(Limits().close_grace)
     assert lurker.transport.disconnected  # aborted: its socket is freed
 
 
@@ -171,7 +170,7 @@ def test_rooms_reply_is_capped_and_charged():
     lines = asker.lines()
     assert len(lines) == 101 and lines[-1] == "ENDROOMS"
     # 101 lines cost 10 lines' worth of budget
-    assert asker.protocol.conn._bucket.tokens < 50 - 10
+    assert asker.protocol.conn.flood.bucket.tokens < 50 - 10
     assert makers
 
 
