@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatsvc.client import aesgcm, replay
+from chatsvc.client import aesgcm, replay  # noqa: F401
+from chatsvc.client.replay import ReplayGuard
 from chatsvc.client.aesgcm import AesGcmCipher
 from chatsvc.client.ciphers import CaesarCipher, Context, DecryptError
 
@@ -253,10 +254,9 @@ def test_caesar_and_aes_tell_each_other_apart():
         AesGcmCipher(MASTER).decrypt(CaesarCipher().encrypt("hi", ctx), ctx)
 
 
-def test_replay_memory_is_bounded(monkeypatch):
-    monkeypatch.setattr(replay, "MEMORY", 5)
+def test_replay_memory_is_bounded():
     clock = Clock()
-    bob = AesGcmCipher(MASTER, now=clock)
+    bob = AesGcmCipher(MASTER, now=clock, replay=ReplayGuard(memory=5))
     for i in range(20):
         sender = AesGcmCipher(MASTER, now=clock)
         bob.decrypt(sender.encrypt("x", Context("#a", f"user{i}")), Context("#a", f"user{i}"))
@@ -280,10 +280,9 @@ def test_history_may_arrive_after_newer_messages():
             bob.decrypt(payload, ctx)
 
 
-def test_counters_far_below_the_window_are_refused(monkeypatch):
-    monkeypatch.setattr(replay, "WINDOW", 8)
+def test_counters_far_below_the_window_are_refused():
     clock = Clock()
-    alice, bob = pair(clock)
+    alice, bob = AesGcmCipher(MASTER, now=clock), AesGcmCipher(MASTER, now=clock, replay=ReplayGuard(window=8))
     ctx = Context("#lobby", "alice")
     first = alice.encrypt("first", ctx)
     for n in range(10):

@@ -17,10 +17,7 @@ TID = "0123456789abcdef"
 TOKEN = "A" * 22
 
 
-@pytest.fixture(autouse=True)
-def small_frames(monkeypatch):
-    monkeypatch.setattr(stream, "FRAME_SIZE", 1000)
-    monkeypatch.setattr(stream.StreamReceiver, "MAX_BODY", stream.NONCE + 1000 + stream.TAG)
+SMALL = 1000  # frames of 1,000 bytes: several frames from a few kilobytes
 
 
 def incoming_for(tmp_path, data):
@@ -39,7 +36,7 @@ def frames(data, token=TOKEN, tid=TID):
 def receive(tmp_path, data, wire: list[bytes], lose=False):
     incoming = incoming_for(tmp_path, data)
     results = []
-    receiver = stream.StreamReceiver(incoming, KEY, TOKEN, 0, progress=lambda n: None, done=results.append)
+    receiver = stream.StreamReceiver(incoming, KEY, TOKEN, 0, progress=lambda n: None, done=results.append, frame_size=SMALL)
     transport = StringTransport()
     receiver.makeConnection(transport)
     assert transport.value() == b"STREAM " + TOKEN.encode() + b" recv\n" + struct.pack(">Q", 0)
@@ -72,7 +69,8 @@ def test_a_cut_stream_keeps_what_was_verified_to_resume_from(tmp_path):
     assert incoming.next_frame == 2 and incoming.partial.read_bytes() == data[:2000]
     # resumed from frame 2 over a new stream (its own token)
     results = []
-    receiver = stream.StreamReceiver(incoming, KEY, "C" * 22, incoming.next_frame, lambda n: None, results.append)
+    receiver = stream.StreamReceiver(incoming, KEY, "C" * 22, incoming.next_frame, lambda n: None, results.append,
+                                    frame_size=SMALL)
     transport = StringTransport()
     receiver.makeConnection(transport)
     assert transport.value().endswith(struct.pack(">Q", 2))
@@ -109,7 +107,7 @@ def test_the_sender_starts_where_the_receiver_stands_and_waits_for_room(tmp_path
     data = os.urandom(3500)
     source.write_bytes(data)
     results, progress = [], []
-    sender = stream.StreamSender(source, KEY, TID, TOKEN, len(data), progress.append, results.append)
+    sender = stream.StreamSender(source, KEY, TID, TOKEN, len(data), progress.append, results.append, frame_size=SMALL)
     transport = StringTransport()
     sender.makeConnection(transport)
     assert transport.value() == b"STREAM " + TOKEN.encode() + b" send\n"
@@ -125,7 +123,7 @@ def test_the_sender_starts_where_the_receiver_stands_and_waits_for_room(tmp_path
     assert stream.unseal(KEY, TID, TOKEN, 2, False, first) == data[2000:3000]
 
 
-def test_frame_vector_of_docs_encryption_md(monkeypatch):
+def test_frame_vector_of_docs_encryption_md():
     # docs/encryption.md, "Files over streams": checked with raw primitives.
     import hmac
 

@@ -31,8 +31,10 @@ class Replayed(Exception):
 
 
 class ReplayGuard:
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, memory: int = MEMORY, window: int = WINDOW) -> None:
         self.path = path
+        self.memory = memory  # sender sessions remembered
+        self.window = window  # counters below the highest checked one by one
         # (sender key, sender id) -> [highest counter, bitmask of the WINDOW
         # counters below and including it that were seen], oldest first
         self._seen: OrderedDict[tuple[str, bytes], list[int]] = OrderedDict()
@@ -54,16 +56,16 @@ class ReplayGuard:
             highest, mask = state
             if counter > highest:
                 state[0] = counter
-                state[1] = ((mask << (counter - highest)) | 1) & ((1 << WINDOW) - 1)
+                state[1] = ((mask << (counter - highest)) | 1) & ((1 << self.window) - 1)
             else:
                 offset = highest - counter
-                if offset >= WINDOW or mask >> offset & 1:
+                if offset >= self.window or mask >> offset & 1:
                     if not record_only:
                         raise Replayed()
                 else:
                     state[1] = mask | 1 << offset
         self._seen.move_to_end(key)
-        while len(self._seen) > MEMORY:
+        while len(self._seen) > self.memory:
             self._seen.popitem(last=False)
         self.dirty = True
 
@@ -82,12 +84,12 @@ class ReplayGuard:
             # Unreadable: start empty (fresh messages still pass the
             # 10-minute freshness check), and overwrite it on next save.
             return
-        for entry in entries[-MEMORY:]:
+        for entry in entries[-self.memory:]:
             try:
                 sender, sender_id, highest = entry
                 # Everything up to the highest is taken as seen: after a
                 # restart the exact window is gone, so be strict.
-                self._seen[(str(sender), bytes.fromhex(sender_id))] = [int(highest), (1 << WINDOW) - 1]
+                self._seen[(str(sender), bytes.fromhex(sender_id))] = [int(highest), (1 << self.window) - 1]
             except (TypeError, ValueError):
                 continue
 

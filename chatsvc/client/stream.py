@@ -50,8 +50,8 @@ class Refused(TransferError):
     """The relay would not pair this stream (the transfer may resume)."""
 
 
-def frames_for(size: int) -> int:
-    return max(1, -(-size // FRAME_SIZE))
+def frames_for(size: int, frame_size: int = FRAME_SIZE) -> int:
+    return max(1, -(-size // frame_size))
 
 
 def frame_aad(transfer_id: str, token: str, index: int, final: bool) -> bytes:
@@ -111,12 +111,13 @@ class StreamSender(protocol.Protocol, _SkipHello):
 
     def __init__(self, path, key: bytes, transfer_id: str, token: str, size: int,
                  progress: Callable[[int], None], done: Callable[[str | None], None],
-                 random: Callable[[int], bytes] = os.urandom) -> None:
+                 random: Callable[[int], bytes] = os.urandom, frame_size: int = FRAME_SIZE) -> None:
         self.path, self.key, self.transfer_id, self.token, self.size = path, key, transfer_id, token, size
         self.progress, self.done, self.random = progress, done, random
+        self.frame_size = frame_size
         self._head, self._greeted, self._position = b"", False, b""
         self.index = 0
-        self.frames = frames_for(size)
+        self.frames = frames_for(size, frame_size)
         self.file = None
         self.finished = False
 
@@ -149,7 +150,7 @@ class StreamSender(protocol.Protocol, _SkipHello):
         self.index = start
         try:
             self.file = open(self.path, "rb")
-            self.file.seek(start * FRAME_SIZE)
+            self.file.seek(start * self.frame_size)
         except OSError as e:
             self._end(f"cannot read {self.path}: {e.strerror}")
             return
@@ -164,14 +165,14 @@ class StreamSender(protocol.Protocol, _SkipHello):
             self._end(None)
             return
         try:
-            data = self.file.read(FRAME_SIZE)
+            data = self.file.read(self.frame_size)
         except OSError as e:
             self._end(f"cannot read {self.path}: {e.strerror}")
             return
         final = self.index == self.frames - 1
         self.transport.write(seal(self.key, self.transfer_id, self.token, self.index, final, data, self.random(NONCE)))
         self.index += 1
-        self.progress(min(self.index * FRAME_SIZE, self.size))
+        self.progress(min(self.index * self.frame_size, self.size))
 
     def stopProducing(self) -> None:
         # The transport is going away (it says so before connectionLost).
@@ -198,14 +199,15 @@ class StreamReceiver(protocol.Protocol, _SkipHello):
     verified, or with an error text.
     """
 
-    MAX_BODY = NONCE + FRAME_SIZE + TAG
-
     def __init__(self, incoming, key: bytes, token: str, start: int,
-                 progress: Callable[[int], None], done: Callable[[str | None], None]) -> None:
+                 progress: Callable[[int], None], done: Callable[[str | None], None],
+                 frame_size: int = FRAME_SIZE) -> None:
         self.incoming, self.key, self.token = incoming, key, token
         self.progress, self.done = progress, done
+        self.frame_size = frame_size
+        self.max_body = NONCE + frame_size + TAG  # a frame's length field can say no more
         self.index = self.start = start
-        self.frames = frames_for(incoming.size)
+        self.frames = frames_for(incoming.size, frame_size)
         self._head, self._greeted = b"", False
         self._buffer = bytearray()
         self.finished = False
@@ -231,7 +233,7 @@ class StreamReceiver(protocol.Protocol, _SkipHello):
             self._refused(buffer)
         while len(buffer) >= _LENGTH.size:
             (length,) = _LENGTH.unpack_from(buffer)
-            if not NONCE + TAG <= length <= self.MAX_BODY:
+            if not NONCE + TAG <= length <= self.max_body:
                 raise TransferError("a frame of impossible length")
             if len(buffer) < _LENGTH.size + length:
                 return
@@ -241,7 +243,7 @@ class StreamReceiver(protocol.Protocol, _SkipHello):
                 raise TransferError("more frames than announced")
             final = self.index == self.frames - 1
             data = unseal(self.key, self.incoming.id, self.token, self.index, final, body)
-            complete = self.incoming.add_frame(self.index, data, FRAME_SIZE)
+            complete = self.incoming.add_frame(self.index, data, self.frame_size)
             self.index += 1
             self.progress(self.incoming.received)
             if complete:
