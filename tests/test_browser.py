@@ -427,3 +427,15 @@ def test_hole_5_the_page_never_pins_another_key_for_its_own_nick_from_history(re
     assert not any("not written by the page" in line for line in lines)
     assert not any("alice5's key" in line for line in lines)
     no_page_errors(web)
+
+
+# --- the first hour (issue #23) ----------------------------------------------------------------
+
+
+def test_first_hour_1_a_wrong_passphrase_is_told_on_the_page(relay, browsers, clients):
+    bob = clients(relay.port, "bob23", "--room", "#p23")
+    bob.wait_for("* in #p23: bob23")
+    web = browsers()
+    join(web, relay, "dave23", "#p23", passphrase="a passphrase nobody else typed here")
+    wait_line(web, "#p23 has 1 member but none share your passphrase — check it")
+    no_page_errors(web)

@@ -114,6 +114,43 @@ def test_older_relay_without_caps_gets_aes1_and_a_warning():
     assert s.cipher.scheme == "aes1"
 
 
+def test_alone_in_a_room_others_share_says_check_the_passphrase():
+    # Issue #23, 1: the relay counts all members of #lobby (ROOMS); with
+    # another passphrase we are apart from them, and told so at once.
+    s = Session()
+    s.server("HELLO chatsvc 1 test", f"CAPS join-proof salt={SALT}", "OK NICK alice")
+    s.sent()
+    s.server("JOIN #lobby alice", "NAMES #lobby alice", "ENDNAMES #lobby")
+    assert s.sent() == ["ROOMS"]  # asked once, after our own join
+    s.server("ROOM #other 2", "ROOM #lobby 5", "ENDROOMS")
+    shown = s.display.take()
+    assert "! #lobby has 4 members but none share your passphrase — check it (they cannot read you, nor you them)" in shown
+    assert not any("rooms:" in line for line in shown)  # the check is not a listing
+    s.session.user_line("/rooms")  # the user's own listing is one
+    s.server("ROOM #lobby 5", "ENDROOMS")
+    assert s.display.take()[-1] == "* rooms: #lobby (5)"
+
+
+def test_a_room_split_by_passphrase_is_told_and_a_whole_one_is_not():
+    s = Session()
+    s.server("HELLO chatsvc 1 test", f"CAPS join-proof salt={SALT}", "OK NICK alice")
+    s.server("JOIN #lobby alice", "NAMES #lobby alice bob", "ENDNAMES #lobby")
+    s.session.user_line("/join #b")
+    s.server("JOIN #b alice", "NAMES #b alice bob", "ENDNAMES #b")
+    s.server("ROOM #lobby 3", "ENDROOMS", "ROOM #lobby 3", "ROOM #b 2", "ENDROOMS")
+    problems = [line for line in s.display.take() if line.startswith("!")]
+    assert problems == ["! #lobby has 1 more member who uses another passphrase (or an older client): "
+                        "they cannot read this room, nor you theirs"]
+
+
+def test_no_check_without_a_join_proof():
+    s = Session()
+    s.server("HELLO chatsvc 1 test", "ERROR unknown-command CAPS", "OK NICK alice")  # an older relay
+    s.sent()
+    s.server("JOIN #lobby alice", "NAMES #lobby alice", "ENDNAMES #lobby")
+    assert "ROOMS" not in s.sent()
+
+
 # --- 1. replay of old messages as new ------------------------------------------------------
 
 

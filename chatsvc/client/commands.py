@@ -288,7 +288,7 @@ class Commands:
             s.protocol.request_names(room)
 
     def cmd_rooms(self, rest: str) -> None:
-        self.session.protocol.request_rooms()
+        self.session.presence.ask_rooms()
 
     def cmd_nick(self, rest: str) -> None:
         s = self.session

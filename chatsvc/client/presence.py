@@ -27,6 +27,10 @@ class Presence:
         self.switch_to: set[str] = set()  # joins that make the room current
         self._counts: dict[str, int] = {}  # large rooms' member counts
         self._joining_large: set[str] = set()
+        #: who asked for each ROOMS reply on its way, in order: the user (/rooms) or
+        #: a check after joining (room key -> members sharing our proof)
+        self._rooms_asked: list[dict[str, int] | None] = []
+        self._check_next: set[str] = set()  # rooms we joined: check once their NAMES are in
 
     def mine(self, nick: str) -> bool:
         me = self.session.nick
@@ -95,13 +99,48 @@ class Presence:
         key = name_key(room)
         if nicks or key not in self._counts:
             s.notice(f"in {clean(room)}: {', '.join(clean(n) for n in nicks)}")
+        if key in self._check_next:
+            # Are there members of this name we cannot reach? The relay keeps
+            # those who joined with another proof (another passphrase) apart,
+            # and ROOMS counts them all: what anyone on the port can ask.
+            self._check_next.discard(key)
+            self.ask_rooms({key: len(nicks) or self._counts.get(key, 0)})
         self._joining_large.discard(key)
         self.awaiting.discard(key)
         if not s.ready and s.nick is not None and not self.awaiting:
             s.become_ready()
 
+    def will_check(self, room: str) -> None:
+        """A JOIN we send with a proof: once in, compare its members with the relay's count."""
+        self._check_next.add(name_key(room))
+
+    def ask_rooms(self, check: dict[str, int] | None = None) -> None:
+        """ROOMS, for the user (``check`` None) or to compare a room's count with ours."""
+        self._rooms_asked.append(check)
+        self.session.protocol.request_rooms()
+
     def room_list(self, rooms: list[tuple[str, int]]) -> None:
+        check = self._rooms_asked.pop(0) if self._rooms_asked else None
+        if check is not None:
+            self._compare(check, rooms)
+            return
         if not rooms:
             self.session.notice("no rooms")
             return
         self.session.notice("rooms: " + ", ".join(f"{clean(r)} ({n})" for r, n in rooms))
+
+    def _compare(self, ours: dict[str, int], rooms: list[tuple[str, int]]) -> None:
+        for name, total in rooms:
+            key = name_key(name)
+            if key in ours and total > ours[key]:
+                self.session.problem(apart_notice(clean(name), ours[key], total))
+
+
+def apart_notice(room: str, ours: int, total: int) -> str:
+    """What to say when ``total`` members of ``room`` are counted and ``ours`` share our proof."""
+    others = total - ours
+    if ours <= 1:
+        return (f"{room} has {others} member{'s' if others != 1 else ''} but none share your passphrase "
+                "— check it (they cannot read you, nor you them)")
+    return (f"{room} has {others} more member{'s who use' if others != 1 else ' who uses'} another passphrase "
+            "(or an older client): they cannot read this room, nor you theirs")

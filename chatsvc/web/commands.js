@@ -127,8 +127,7 @@ export class Commands {
   }
 
   cmd_rooms() {
-    this.session.presence.roomList = [];
-    this.session.send("ROOMS");
+    this.session.presence.askRooms();
   }
 
   cmd_window(args) {

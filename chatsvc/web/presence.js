@@ -14,12 +14,38 @@ export function unverified(reason) {
   return ` (reason, not verified: "${short}")`;
 }
 
+/** What to say when `total` members of `room` are counted and `ours` share our proof. */
+export function apartNotice(room, ours, total) {
+  const others = total - ours;
+  if (ours <= 1) {
+    return `${room} has ${others} member${others !== 1 ? "s" : ""} but none share your passphrase ` +
+      "— check it (they cannot read you, nor you them)";
+  }
+  return `${room} has ${others} more member${others !== 1 ? "s who use" : " who uses"} another passphrase ` +
+    "(or an older client): they cannot read this room, nor you theirs";
+}
+
 export class Presence {
   constructor(session) {
     this.session = session;
     this.awaiting = null; // rooms to be in before ready
     this.switchTo = null; // the join that makes its room current
     this.roomList = [];
+    // who asked for each ROOMS reply on its way, in order: the user (/rooms, null)
+    // or a check after joining (room key -> members sharing our proof)
+    this.roomsAsked = [];
+    this.checkNext = new Set(); // rooms joined with a proof: check once their NAMES are in
+  }
+
+  /** A JOIN we send with a proof: once in, compare its members with the relay's count. */
+  willCheck(room) {
+    this.checkNext.add(casefold(room));
+  }
+
+  /** ROOMS, for the user (check null) or to compare a room's count with ours. */
+  askRooms(check = null) {
+    this.roomsAsked.push(check);
+    this.session.send("ROOMS");
   }
 
   mine(nick) {
@@ -116,6 +142,13 @@ export class Presence {
       conv.showNames = false;
       this.session.notice(casefold(room), `in ${room}: ${[...conv.members.values()].join(", ")}`);
     }
+    const k = casefold(room);
+    if (this.checkNext.delete(k)) {
+      // Are there members of this name we cannot reach? The relay keeps those
+      // who joined with another proof (another passphrase) apart, and ROOMS
+      // counts them all: what anyone on the port can ask.
+      this.askRooms(new Map([[k, conv.members.size || conv.count || 0]]));
+    }
     this.session.ui.changed();
   }
 
@@ -129,13 +162,23 @@ export class Presence {
 
   ROOM([room, count]) {
     if (!isRoom(room) || !isDecimal(count)) throw new Error("bad room");
-    this.roomList.push(`${room} (${count})`);
+    this.roomList.push([room, Number(count)]);
   }
 
   ENDROOMS() {
     const list = this.roomList;
     this.roomList = [];
-    this.session.notice(null, list.length ? "rooms: " + list.join(", ") : "no rooms");
+    const check = this.roomsAsked.length ? this.roomsAsked.shift() : null;
+    if (check) return this.compare(check, list);
+    const shown = list.map(([room, count]) => `${room} (${count})`);
+    this.session.notice(null, shown.length ? "rooms: " + shown.join(", ") : "no rooms");
+  }
+
+  compare(ours, rooms) {
+    for (const [name, total] of rooms) {
+      const k = casefold(name);
+      if (ours.has(k) && total > ours.get(k)) this.session.problem(k, apartNotice(name, ours.get(k), total));
+    }
   }
 
   GAP([room]) {

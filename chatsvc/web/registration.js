@@ -70,6 +70,7 @@ export class Registration {
   async join(room) {
     const s = this.session;
     const proof = await s.cipher.joinProof(room);
+    if (proof) s.presence.willCheck(room);
     s.send("JOIN", room, ...(proof ? [proof] : []));
     s.send("HISTORY", room, ...s.delivery.historyRequest(room));
   }

@@ -206,3 +206,34 @@ test("a file over the page's limit is refused with a reason, nothing sent", asyn
   assert.match(ui.texts().at(-1), /huge\.iso is 300 MiB; the page sends files up to 256 MiB/);
   assert.equal(ws.sent.length, sent);
 });
+
+test("alone in a room others share: the page says to check the passphrase (issue #23, 1)", async () => {
+  const { ui, ws, say } = await signedIn();
+  await say("NAMES #lobby alice");
+  await say("ENDNAMES #lobby");
+  assert.equal(ws.sent.at(-1), "ROOMS"); // asked once, after our own join
+  await say("ROOM #other 2");
+  await say("ROOM #lobby 5");
+  await say("ENDROOMS");
+  assert.equal(ui.texts().at(-1),
+    "#lobby has 4 members but none share your passphrase — check it (they cannot read you, nor you them)");
+  assert.ok(!ui.texts().some((t) => t.startsWith("rooms:"))); // the check is not a listing
+  await say("NAMES #lobby alice bob"); // a later listing (/names) is not checked again
+  await say("ENDNAMES #lobby");
+  assert.equal(ws.sent.filter((l) => l === "ROOMS").length, 1);
+});
+
+test("a room split by passphrase is told; the user's /rooms is a listing", async () => {
+  const { s, ui, say } = await signedIn();
+  await say("NAMES #lobby alice bob");
+  await say("ENDNAMES #lobby");
+  await s.typed("/rooms");
+  await say("ROOM #lobby 3");
+  await say("ENDROOMS");
+  await say("ROOM #lobby 3");
+  await say("ENDROOMS");
+  assert.deepEqual(ui.texts().slice(-2), [
+    "#lobby has 1 more member who uses another passphrase (or an older client): they cannot read this room, nor you theirs",
+    "rooms: #lobby (3)",
+  ]);
+});

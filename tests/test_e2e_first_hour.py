@@ -1,0 +1,32 @@
+"""
+What a new user trips over in the first hour (issue #23), in the real
+terminal client against the real relay: tmux shows what the user sees.
+(The page's side is in tests/test_browser.py.)
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.support import Tmux
+
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to drive a real terminal")
+
+
+@needs_tmux
+def test_1_a_wrong_passphrase_is_told_at_once_not_left_silently_alone(relay_process, clients):
+    relay = relay_process()
+    bob = clients(relay.port, "bob")
+    bob.wait_for("* in #lobby: bob")
+    carol = clients(relay.port, "carol")
+    carol.wait_for("* in #lobby: bob, carol")
+    term = Tmux(relay.port, "dave", "--no-timestamps", passphrase="a passphrase nobody else typed here")
+    try:
+        term.wait(lambda rows: "* in #lobby: dave" in rows, "dave alone in his #lobby")
+        term.wait(lambda rows: "! #lobby has 2 members but none share your passphrase — check it "
+                               "(they cannot read you, nor you them)" in rows, "the warning")
+    finally:
+        term.close()
+    assert not any("passphrase" in line for line in bob.seen)  # those who share one are not told anything
