@@ -157,10 +157,18 @@ def test_a_browser_user_and_a_terminal_user_verify_each_other(relay, browsers, c
     say(web, "/verify tverify")
     number_w = wait_line(web, "safety number with tverify: ").split(": ", 1)[1].split(" — ")[0]
     assert number_t == number_w and len(number_t.split()) == 6
+    # seeing the number marks nothing (issue #23, 2); then each confirms in their own way
+    say(web, "/whois tverify")
+    assert wait_line(web, "tverify is in #keys with you; key ").endswith("not verified (/verify tverify)")
+    terminal.type(f"/verify wverify {number_w}")  # the number as the other side read it out
+    web.find_element(By.XPATH, "//button[normalize-space()='They match']").click()
+    wait_line(web, "tverify's key ", " is now verified")
+    members = web.find_element(By.ID, "members")
+    WebDriverWait(web, browsing.WAIT).until(lambda d: "tverify verified" in members.text.replace("\n", " "))
     terminal.type("/whois wverify")
     assert terminal.wait_for_prefix("* wverify is in #keys with you; key ").endswith(f"key {web_print}, verified")
     say(web, "/whois tverify")
-    assert wait_line(web, "tverify is in #keys with you; key ").endswith(f"key {terminal_print}, verified")
+    wait_line(web, "tverify is in #keys with you; key ", f"key {terminal_print}, verified")
     # a private message each way, keyed to the two identities (no "not private" mark)
     say(web, "/msg tverify only we can read this")
     line = terminal.wait_for_prefix("[wverify → you] only we can read this")
@@ -168,6 +176,7 @@ def test_a_browser_user_and_a_terminal_user_verify_each_other(relay, browsers, c
     terminal.type("/msg wverify nor this")
     open_conversation(web, "tverify")
     assert "not private" not in wait_line(web, "tverify", "nor this")
+    assert web.find_element(By.ID, "title").text == "tverify verified"  # the private chat's header
     # both sides had the other's session key: forward secrecy per session, no fallback
     assert not any("session key" in line or "did not send" in line for line in terminal.seen)
     assert not any("did not send" in line for line in log_lines(web))

@@ -158,15 +158,70 @@ def test_verify_shows_the_safety_number_and_accepts_a_changed_key_after_comparin
     (whois,) = s.display.take()
     assert "key CHANGED to " + MALLORY.public.fingerprint in whois
     s.session.user_line("/verify bob")
+    number = safety_number(ALICE.public, MALLORY.public)
+    assert s.display.take() == [f"* safety number with bob: {number} — compare it with bob in person or on a call; "
+                                "if it is the same on both sides, type /verify bob yes"]
+    s.session.user_line("/whois bob")
+    assert "not accepted" in s.display.take()[0]  # seeing the number marks nothing
+    s.session.user_line("/verify bob yes")
     shown = s.display.take()
-    assert shown[0] == f"* safety number with bob: {safety_number(ALICE.public, MALLORY.public)} — compare it " \
-                       "with bob in person or on a call: it is the same on both sides"
-    assert shown[1] == f"* bob's key {MALLORY.public.fingerprint} is now verified"
-    assert shown[2] == "[#lobby] bob: new laptop (held until /verify)"
+    assert shown[0] == f"* bob's key {MALLORY.public.fingerprint} is now verified"
+    assert shown[1] == "[#lobby] bob: new laptop (held until /verify)"
     s.server(f"MSG bob #lobby {from_(MALLORY, 'thanks', '#lobby', 'bob', s.clock)}")
     assert s.display.take() == ["[#lobby] bob: thanks"]
     s.session.user_line("/whois bob")
     assert s.display.take()[0].endswith(f"key {MALLORY.public.fingerprint}, verified")
+
+
+def test_verifying_takes_two_steps_and_a_wrong_number_marks_nothing():
+    # Issue #23, 2: /verify shows; "yes" (after seeing it) or the number typed back confirms.
+    s = Session("alice", ALICE).ready()
+    s.session.user_line("/verify bob yes")
+    assert s.display.take() == ["! no keys seen from bob yet: they must write something first"]
+    s.server(f"MSG bob #lobby {from_(BOB, 'one', '#lobby', 'bob', s.clock)}")
+    s.display.take()
+    s.session.user_line("/verify bob yes")
+    assert s.display.take() == ["! compare first: /verify bob shows the safety number to compare"]
+    number = safety_number(ALICE.public, BOB.public)
+    wrong = ("1" if number[0] != "1" else "2") + number[1:]
+    s.session.user_line(f"/verify bob {wrong}")
+    assert s.display.take()[0].startswith("! that is not your safety number with bob — NOT verified")
+    s.session.user_line("/verify bob " + number.replace(" ", ""))
+    assert s.display.take() == [f"* bob's key {BOB.public.fingerprint} is now verified"]
+    s.session.user_line("/names")
+    s.server("NAMES #lobby alice bob", "ENDNAMES #lobby")
+    assert s.display.take() == ["* in #lobby: alice, bob (verified)"]
+    s.session.user_line("/query bob")
+    assert s.display.prompt == "[→ bob, verified] "
+
+
+def test_yes_after_the_key_changed_since_comparing_marks_nothing():
+    s = Session("alice", ALICE).ready()
+    s.server(f"MSG bob #lobby {from_(BOB, 'one', '#lobby', 'bob', s.clock)}")
+    s.session.user_line("/verify bob")
+    s.server(f"MSG bob #lobby {from_(MALLORY, 'swapped', '#lobby', 'bob', s.clock)}")
+    s.display.take()
+    s.session.user_line("/verify bob yes")
+    assert s.display.take() == ["! bob's key changed since you compared: /verify bob shows the new number"]
+    assert not s.session.trust.verified("bob")
+
+
+def test_verification_follows_the_key_to_a_new_nick():
+    # Issue #23, 3: bob, verified, becomes robert: robert is verified, announced as bob.
+    s = Session("alice", ALICE).ready()
+    s.server(f"MSG bob #lobby {from_(BOB, 'one', '#lobby', 'bob', s.clock)}")
+    s.session.user_line("/verify bob")
+    s.session.user_line("/verify bob yes")
+    s.display.take()
+    s.server("NICK bob robert", f"MSG robert #lobby {from_(BOB, 'new name', '#lobby', 'robert', s.clock)}")
+    assert s.display.take() == [
+        "* bob is now known as robert",
+        f"* bob is now robert: the same key, verified ({BOB.public.fingerprint})",
+        "[#lobby] robert: new name",
+    ]
+    assert s.session.trust.verified("robert")
+    s.session.user_line("/whois robert")
+    assert s.display.take()[0].endswith(f"key {BOB.public.fingerprint}, verified")
 
 
 def test_nothing_private_goes_to_a_nick_whose_key_changed_until_verified():
@@ -475,6 +530,7 @@ def test_at_most_twenty_messages_are_held_from_a_changed_key():
         s.server(f"MSG bob #lobby {from_(MALLORY, f'held {n}', '#lobby', 'bob', s.clock)}")
     s.display.take()
     s.session.user_line("/verify bob")
+    s.session.user_line("/verify bob yes")
     held = [line for line in s.display.take() if line.endswith("(held until /verify)")]
     assert held == [f"[#lobby] bob: held {n} (held until /verify)" for n in range(5, 25)]
 

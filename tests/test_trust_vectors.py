@@ -14,11 +14,13 @@ import pytest
 
 from chatsvc.client import inbound
 from chatsvc.client.keyexchange import PeerKeys
+from chatsvc.client.verification import confirmation
 from chatsvc.skeleton import skeleton
 
 VECTORS = Path(__file__).resolve().parent.parent / "docs" / "vectors"
 INBOUND = json.loads((VECTORS / "inbound.json").read_text(encoding="utf-8"))
 KEYEX = json.loads((VECTORS / "keyexchange.json").read_text(encoding="utf-8"))
+VERIFY = json.loads((VECTORS / "verify.json").read_text(encoding="utf-8"))
 
 
 def view(data: dict) -> inbound.View:
@@ -155,3 +157,8 @@ def test_the_page_computes_the_same_skeletons():
     script = f"import {{ skeleton }} from {json.dumps(str(module))}; console.log(JSON.stringify({json.dumps(LOOKALIKES)}.map(skeleton)));"
     out = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
     assert json.loads(out.stdout) == [skeleton(n) for n in LOOKALIKES], out.stderr
+
+
+@pytest.mark.parametrize("case", VERIFY["cases"], ids=lambda c: c["name"])
+def test_verify_confirmation(case):
+    assert confirmation(case["answer"], case["offered"], case["current"]).as_dict() == case["expect"]

@@ -29,7 +29,8 @@ commands:
   /topic [text]     show the room's topic, or set it (encrypted like messages)
   /names            who is in the current room
   /whois nick       the rooms you share with nick, their away note, their key and whether you verified it
-  /verify nick      the safety number to compare with nick (in person, on a call); marks their key verified
+  /verify nick      the safety number to compare with nick (in person, on a call)
+  /verify nick yes  they match: mark nick's key verified (or type the number back: /verify nick 01234 ...)
                     (also accepts a key that changed, after you compared)
   /retry nick       ask nick for their keys again (after they did not answer a key exchange)
   /unsafe nick      send the private messages waiting for nick's keys without forward secrecy
@@ -177,13 +178,14 @@ class Commands:
 
     def cmd_verify(self, rest: str) -> None:
         s = self.session
-        if not rest or not grammar.is_valid_nick(rest):
-            s.problem("usage: /verify nick")
+        nick, _, answer = rest.partition(" ")
+        if not nick or not grammar.is_valid_nick(nick):
+            s.problem("usage: /verify nick, then /verify nick yes once the numbers match")
             return
         if not s.signing:
             s.problem("this client has no identity keys (the Caesar cipher signs nothing)")
             return
-        s.verify(rest)
+        s.verify(nick, answer)
 
     def cmd_retry(self, rest: str) -> None:
         if not rest or not grammar.is_valid_nick(rest):

@@ -7,29 +7,38 @@ that names it, and unread counts on the status line.  As the page's
 
 from __future__ import annotations
 
+from typing import Callable
+
 from chatsvc.client.roster import Roster
 from chatsvc.grammar import name_key
 
 
 class Conversations:
-    def __init__(self, display, roster: Roster) -> None:
+    """``verified(nick)``: whether the user verified nick's key (the query prompt shows it)."""
+
+    def __init__(self, display, roster: Roster, verified: Callable[[str], bool] = lambda nick: False) -> None:
         self.display = display
         self.roster = roster
+        self.verified = verified
         self.rooms: dict[str, str] = {}  # name_key -> room as the server writes it
         self.current: str | None = None
 
     def set_current(self, room: str | None) -> None:
         """The room (or, after /query, the person) typed lines go to."""
         self.current = room
+        self.show_prompt()
+        self.roster.read(room)
+        self.show_activity()
+
+    def show_prompt(self) -> None:
+        room = self.current
         if room is None:
             prompt = "[no room] "
         elif room.startswith("#"):
             prompt = f"[{room}] "
         else:
-            prompt = f"[→ {room}] "
+            prompt = f"[→ {room}{', verified' if self.verified(room) else ''}] "
         self.display.set_prompt(prompt)
-        self.roster.read(room)
-        self.show_activity()
 
     def attention(self, where: str, mention: bool) -> None:
         """A line arrived in ``where`` (a room or a person): count it unless it is in view."""

@@ -56,6 +56,8 @@ class Decision:
     mark: str = ""
     #: attribution: the pinned nick (or yours) the sender's looks like
     like: str | None = None
+    #: attribution: the nick these keys are pinned under (the sender renamed)
+    was: str | None = None
     #: unreadable / interpret: send a key request ("keyreq") or answer ("key")
     reply: str | None = None
     #: interpret: details (the session key announced, an away note, the shown text)
@@ -65,7 +67,8 @@ class Decision:
 
     def as_dict(self) -> dict:
         out = {"action": self.action}
-        for name in ("reason", "history", "record_id", "pin", "mark", "like", "reply", "value", "action_text"):
+        for name in ("reason", "history", "record_id", "pin", "mark", "like", "was", "reply", "value",
+                     "action_text"):
             value = getattr(self, name)
             if value not in ("", False, None):
                 out[name] = value
@@ -170,10 +173,19 @@ def attribution(sender: str, signer: object | None, own: object | None, selves: 
         if pinned == signer:
             return Decision("show", "pinned")
         return Decision("hold", "key-changed")
+    was = _pinned_under(signer, pins)
+    if was is not None:
+        # keys pinned under another nick: the same person, renamed (pinned, and verified if they were)
+        return Decision("show", "renamed", pin=True, was=was)
     if like is not None:
         # a new key under a name that looks like a pinned one (or yours): flagged, never pinned
         return Decision("show", "lookalike", mark="lookalike", like=like)
     return Decision("show", "first-seen", pin=True)
+
+
+def _pinned_under(signer: object, pins: Pins) -> str | None:
+    """The first nick (in sorted order) these keys are pinned under."""
+    return next((nick for nick in sorted(pins.pinned) if pins.pinned[nick] == signer), None)
 
 
 def _lookalike(key: str, signer: object | None, own: object, self_keys: set, pins: Pins) -> str | None:

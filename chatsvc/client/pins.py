@@ -50,9 +50,9 @@ class KnownKeys:
             by_skeleton[shape] = by_skeleton.get(shape, ()) + (nick,)
         return Pins({nick: keys for nick, (keys, _) in self.pinned.items()}, skeleton, by_skeleton)
 
-    def pin(self, nick_key: str, keys: PublicKeys) -> None:
-        """First seen: trusted from now on under this nick."""
-        self.pinned[nick_key] = (keys, False)
+    def pin(self, nick_key: str, keys: PublicKeys, verified: bool = False) -> None:
+        """First seen (or known under another nick): trusted from now on under this nick."""
+        self.pinned[nick_key] = (keys, verified)
         self.save()
 
     def flag(self, nick_key: str, keys: PublicKeys) -> bool:

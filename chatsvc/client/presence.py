@@ -98,7 +98,8 @@ class Presence:
         s.roster.names(room, nicks, first=True)
         key = name_key(room)
         if nicks or key not in self._counts:
-            s.notice(f"in {clean(room)}: {', '.join(clean(n) for n in nicks)}")
+            listed = (clean(n) + (" (verified)" if s.trust.verified(n) else "") for n in nicks)
+            s.notice(f"in {clean(room)}: {', '.join(listed)}")
         if key in self._check_next:
             # Are there members of this name we cannot reach? The relay keeps
             # those who joined with another proof (another passphrase) apart,

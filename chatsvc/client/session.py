@@ -104,7 +104,7 @@ class ChatSession:
                            known_keys if known_keys is not None else KnownKeys(), self.notice, self.problem)
         self.delivery = Delivery()  # ids, cids, resends, history catch-up
         self.roster = Roster()  # members, ignored nicks, others' away texts, unread counts
-        self.conversations = Conversations(display, self.roster)  # rooms we are in, the current one
+        self.conversations = Conversations(display, self.roster, self.trust.verified)  # rooms we are in, the current one
         self.presence = Presence(self)
         self.sender = Sender(self)
         self.receiver = Receiver(self)
@@ -260,11 +260,12 @@ class ChatSession:
         self.away_text = text
         self.receiver.away_changed()
 
-    def verify(self, nick: str) -> None:
-        """/verify: the safety number to compare, and the keys marked verified."""
-        for target, who, text in self.trust.verify(nick):
+    def verify(self, nick: str, answer: str = "") -> None:
+        """/verify: the safety number to compare; with an answer, the keys marked verified."""
+        for target, who, text in self.trust.verify(nick, answer):
             where = clean(target) if target.startswith("#") else f"{clean(who)} → you"
             self.display.show(f"[{where}] {clean(who)}: {clean(text)} (held until /verify)")
+        self.conversations.show_prompt()  # a query's prompt shows the verified mark
 
     def key_status(self, nick: str) -> str:
         return self.trust.key_status(nick)

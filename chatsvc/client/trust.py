@@ -19,12 +19,22 @@ from chatsvc.client.ciphers import Opened
 from chatsvc.client.identity import PublicKeys, safety_number
 from chatsvc.client.pins import KnownKeys
 from chatsvc.client.text import clean
+from chatsvc.client.verification import confirmation
 from chatsvc.grammar import name_key
 
 #: Messages kept from a nick whose key changed, shown if the user accepts it.
 HELD_PER_NICK = 20
+#: What a refused /verify answer says (verification.py's reason codes).
+REFUSALS = {
+    "no-keys": "no keys seen from {who} yet: they must write something first",
+    "not-compared": "compare first: /verify {who} shows the safety number to compare",
+    "changed-since": "{who}'s key changed since you compared: /verify {who} shows the new number",
+    "mismatch": "that is not your safety number with {who} — NOT verified; if you read it right, "
+                "someone may be between you: do not trust this key",
+    "usage": "usage: /verify {who} shows the number; /verify {who} yes (or the number) once it matches",
+}
 #: Verdicts under which the sender's keys are the ones pinned for their nick.
-TRUSTED = frozenset({"first-seen", "pinned"})
+TRUSTED = frozenset({"first-seen", "pinned", "renamed"})
 
 
 class Trust:
@@ -41,6 +51,7 @@ class Trust:
         self._problem = problem
         self._held: dict[str, deque] = {}  # nick key -> (target, text) not shown as theirs
         self._told: set[tuple[str, object]] = set()  # (nick key, keys) look-alikes already named
+        self._offered: dict[str, str] = {}  # nick key -> the safety number /verify showed
 
     @property
     def signing(self) -> bool:
@@ -58,7 +69,12 @@ class Trust:
         """Decide whose message this is, act on it, and return the decision."""
         verdict = inbound.attribution(sender, opened.signer, self.own, selves, self.known.view())
         reason, who = verdict.reason, clean(sender)
-        if verdict.pin:
+        if reason == "renamed":
+            verified = self.known.is_verified(verdict.was)
+            self.known.pin(name_key(sender), opened.signer, verified=verified)
+            self._notice(f"{clean(verdict.was)} is now {who}: the same key{', verified' if verified else ''} "
+                         f"({opened.signer.fingerprint})")
+        elif verdict.pin:
             self.known.pin(name_key(sender), opened.signer)
             self._notice(f"{who}'s key: {opened.signer.fingerprint} (first seen, trusted from now on; "
                          f"/verify {who} to compare safety numbers)")
@@ -99,25 +115,36 @@ class Trust:
 
     # --- /verify, /whois ------------------------------------------------------------------
 
-    def verify(self, nick: str) -> list[tuple[str, str, str]]:
+    def verify(self, nick: str, answer: str = "") -> list[tuple[str, str, str]]:
         """
-        /verify: the safety number, and the keys marked verified.  Returns
-        the messages held from a changed key, now accepted: (target, nick, text).
+        /verify, in two steps: without ``answer`` the safety number and how
+        to confirm; with "yes" (after seeing it) or the number typed back,
+        the keys marked verified.  Returns the messages held from a changed
+        key, now accepted: (target, nick, text).
         """
-        key = name_key(nick)
+        key, who = name_key(nick), clean(nick)
         keys = self.known.pending.get(key) or self.known.keys_of(key)
-        if keys is None:
-            self._problem(f"no keys seen from {clean(nick)} yet: they must write something first")
+        number = safety_number(self.own, keys) if keys is not None else None
+        decision = confirmation(answer, self._offered.get(key), number)
+        if decision.action == "show":
+            self._offered[key] = number
+            self._notice(f"safety number with {who}: {number} — compare it with {who} in person or on a call; "
+                         f"if it is the same on both sides, type /verify {who} yes")
             return []
-        self._notice(
-            f"safety number with {clean(nick)}: {safety_number(self.own, keys)} — "
-            f"compare it with {clean(nick)} in person or on a call: it is the same on both sides"
-        )
+        if decision.action == "refuse":
+            self._problem(REFUSALS[decision.reason].format(who=who))
+            return []
+        self._offered.pop(key, None)
         changed = key in self.known.pending
         self.known.accept(key, keys)
-        self._notice(f"{clean(nick)}'s key {keys.fingerprint} is now verified")
+        self._notice(f"{who}'s key {keys.fingerprint} is now verified")
         held = self._held.pop(key, [])
         return [(target, nick, text) for target, text in held] if changed else []
+
+    def verified(self, nick: str) -> bool:
+        """The keys pinned for ``nick`` are verified (and no other keys are in doubt)."""
+        key = name_key(nick)
+        return key not in self.known.pending and self.known.is_verified(key)
 
     def key_status(self, nick: str) -> str:
         """For /whois."""

@@ -30,6 +30,18 @@ function day(ms) {
   return new Date(ms).toLocaleDateString([], { weekday: "long", day: "numeric", month: "long" });
 }
 
+/** The second step of /verify, for those who compared the numbers by eye. */
+function matchButton(nick) {
+  const button = el("button", "confirm", "They match");
+  button.type = "button";
+  button.setAttribute("aria-label", `They match: mark ${nick}'s key verified`);
+  button.addEventListener("click", () => {
+    button.disabled = true;
+    session?.typed(`/verify ${nick} yes`);
+  });
+  return button;
+}
+
 // --- what the session tells the view -------------------------------------------------------
 
 const view = {
@@ -59,6 +71,7 @@ const view = {
       if (entry.pending) li.append(el("span", "mark sending", "sending…"));
     } else {
       li.append(el("span", "text", entry.text));
+      if (entry.confirm) li.append(matchButton(entry.confirm));
     }
     list.push(li);
     if (list.length > MAX_SHOWN) list.splice(0, list.length - MAX_SHOWN).forEach((n) => n.remove());
@@ -213,9 +226,17 @@ function fileEntry(conv, id, text) {
   return li;
 }
 
+/** The mark of a verified key, where people look: members, the private chat's header. */
+function verifiedMark(nick) {
+  const mark = el("span", "verified", "verified");
+  mark.title = `you compared safety numbers with ${nick} (/verify)`;
+  return mark;
+}
+
 function drawTitle() {
   const c = session && session.conversations.get(current);
   $("title").textContent = c ? c.name : "";
+  if (c && !c.room && session.trust.verified(c.name)) $("title").append(" ", verifiedMark(c.name));
   $("topic").textContent = c && c.topic ? c.topic : "";
 }
 
@@ -260,7 +281,9 @@ function drawMembers() {
   const nicks = [...conv.members.values()].sort((a, b) => a.localeCompare(b));
   ul.replaceChildren(...nicks.map((nick) => {
     const li = el("li");
-    const button = el("button", "person", nick);
+    const button = el("button", "person");
+    button.append(el("span", "name", nick));
+    if (session.trust.verified(nick)) button.append(verifiedMark(nick));
     button.type = "button";
     button.title = `private conversation with ${nick}`;
     button.addEventListener("click", () => session.typed(`/query ${nick}`));

@@ -15,7 +15,8 @@ export const HELP = [
   "/topic [text] — show the room's topic, or set it (encrypted like messages)",
   "/names — who is in the current room",
   "/whois nick — the rooms you share with nick, their away note, their key and whether you verified it",
-  "/verify nick — the safety number to compare with nick (in person, on a call); marks their key verified",
+  "/verify nick — the safety number to compare with nick (in person, on a call)",
+  "/verify nick yes — they match: mark nick's key verified (or type the number back; the page also has a button)",
   "/retry nick — ask nick for their keys again (after they did not answer a key exchange)",
   "/unsafe nick — send the private messages waiting for nick's keys without forward secrecy",
   "/away [text] — answer private messages with “away: text” (once per person); /away alone: back",
@@ -150,9 +151,10 @@ export class Commands {
   }
 
   async cmd_verify(args) {
-    if (!isNick(args)) return this.problem("usage: /verify nick");
+    const [nick, ...answer] = args.split(" ");
+    if (!isNick(nick)) return this.problem("usage: /verify nick, then /verify nick yes once the numbers match");
     if (!this.session.trust.signing) return this.problem("this browser has no identity keys");
-    await this.session.verify(args);
+    await this.session.verify(nick, answer.join(" "));
   }
 
   async cmd_retry(args) {

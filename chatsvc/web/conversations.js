@@ -68,8 +68,8 @@ export class Conversations {
     this.ui.line(conv, entry);
   }
 
-  line(conv, kind, text, time) {
-    this.ui.line(conv ?? this.current, { kind, text, time });
+  line(conv, kind, text, time, extra = {}) {
+    this.ui.line(conv ?? this.current, { ...extra, kind, text, time });
   }
 
   /** An away note (null: back). */

@@ -23,7 +23,7 @@ export const FILE_MARKER = "\x1fchatsvc-file:";
 const SESSION_ERRORS = new Set(["wrong-peer", "unknown-session"]);
 const isDecimal = (text) => /^[0-9]{1,20}$/.test(text);
 
-/** A decision: {action, reason?, history?, record_id?, pin?, mark?, like?, reply?, value?, action_text?}. */
+/** A decision: {action, reason?, history?, record_id?, pin?, mark?, like?, was?, reply?, value?, action_text?}. */
 function decision(action, reason = "", extra = {}) {
   const out = { action };
   if (reason) out.reason = reason;
@@ -91,8 +91,16 @@ export function attribution(sender, signer, own, selves, pins) {
     return decision("show", "unsigned", { mark: "unsigned", like });
   }
   if (pinned) return same(pinned, signer) ? decision("show", "pinned") : decision("hold", "key-changed");
+  const was = pinnedUnder(signer, pins, same);
+  // keys pinned under another nick: the same person, renamed (pinned, and verified if they were)
+  if (was !== null) return decision("show", "renamed", { pin: true, was });
   if (like !== null) return decision("show", "lookalike", { mark: "lookalike", like });
   return decision("show", "first-seen", { pin: true });
+}
+
+/** The first nick (in sorted order) these keys are pinned under. */
+function pinnedUnder(signer, pins, same) {
+  return [...pins.pinned.keys()].sort().find((nick) => same(pins.pinned.get(nick), signer)) ?? null;
 }
 
 function lookalike(k, signer, own, selfKeys, pins, same) {

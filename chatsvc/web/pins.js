@@ -38,8 +38,9 @@ export class KnownKeys {
     return { pinned, skeleton, bySkeleton, same: sameKeys };
   }
 
-  pin(nick, keys) {
-    this.pinned.set(nick, { keys, verified: false });
+  /** First seen (or known under another nick): trusted from now on under this nick. */
+  pin(nick, keys, verified = false) {
+    this.pinned.set(nick, { keys, verified });
     this.save();
   }
 

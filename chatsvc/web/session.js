@@ -57,7 +57,7 @@ export class ChatSession {
     // decryption and encryption are asynchronous, and a later line must not overtake an earlier one.
     this.chain = Promise.resolve();
     this.identity = identity; // undefined: this browser's own, from IndexedDB
-    this.trust = new Trust(null, new KnownKeys(keyStore), { notice: (c, t) => this.notice(c, t), problem: (c, t) => this.problem(c, t) });
+    this.trust = new Trust(null, new KnownKeys(keyStore), { notice: (c, t, extra) => this.notice(c, t, extra), problem: (c, t) => this.problem(c, t) });
     this.conversations = new Conversations(ui);
     this.delivery = new Delivery();
     this.registration = new Registration(this);
@@ -244,10 +244,11 @@ export class ChatSession {
     this.receiver.awayTold.clear();
   }
 
-  async verify(nick) {
-    for (const [target, text] of await this.trust.verify(this.current, nick)) {
+  async verify(nick, answer = "") {
+    for (const [target, text] of await this.trust.verify(this.current, nick, answer)) {
       this.conversations.show(target.startsWith("#") ? key(target) : key(nick), { kind: "msg", from: nick, text, action: false, time: this.now(), held: true });
     }
+    this.ui.changed(); // the verified marks
   }
 
   /** Offer a file (a File from the picker or a drop) to the current conversation. */
@@ -281,6 +282,6 @@ export class ChatSession {
 
   save() { this.reload.save(); }
 
-  notice(conv, text) { this.conversations.line(conv, "notice", text, this.now()); }
+  notice(conv, text, extra = {}) { this.conversations.line(conv, "notice", text, this.now(), extra); }
   problem(conv, text) { this.conversations.line(conv, "problem", text, this.now()); }
 }

@@ -8,19 +8,30 @@
 import { casefold } from "./casefold.js";
 import { fingerprint, safetyNumber, sameKeys } from "./crypto.js";
 import { attribution } from "./inbound.js";
+import { confirmation } from "./verification.js";
 
 export const HELD_PER_NICK = 20;
+/** What a refused /verify answer says (verification.js's reason codes). */
+export const REFUSALS = {
+  "no-keys": (who) => `no keys seen from ${who} yet: they must write something first`,
+  "not-compared": (who) => `compare first: /verify ${who} shows the safety number to compare`,
+  "changed-since": (who) => `${who}'s key changed since you compared: /verify ${who} shows the new number`,
+  "mismatch": (who) => `that is not your safety number with ${who} — NOT verified; if you read it right, ` +
+                       "someone may be between you: do not trust this key",
+  "usage": (who) => `usage: /verify ${who} shows the number; /verify ${who} yes (or the number) once it matches`,
+};
 /** Verdicts under which the sender's keys are the ones pinned for their nick. */
-export const TRUSTED = new Set(["first-seen", "pinned"]);
+export const TRUSTED = new Set(["first-seen", "pinned", "renamed"]);
 
 export class Trust {
-  /** own: this page's identity keys (null: it checks nothing); tell: {notice(conv, text), problem(conv, text)}. */
+  /** own: this page's identity keys (null: it checks nothing); tell: {notice(conv, text, extra), problem(conv, text)}. */
   constructor(own, known, tell) {
     this.own = own;
     this.known = known;
     this.tell = tell;
     this.held = new Map(); // nick key -> [[target, text]] not shown as theirs
     this.told = new Set(); // "nick key fingerprint" look-alikes already named
+    this.offered = new Map(); // nick key -> the safety number /verify showed
   }
 
   get signing() {
@@ -37,7 +48,11 @@ export class Trust {
   async attribute(sender, target, conv, opened, selves) {
     const verdict = attribution(sender, opened.signer, this.own, selves, this.known.view());
     const k = casefold(sender);
-    if (verdict.pin) {
+    if (verdict.reason === "renamed") {
+      const verified = this.known.isVerified(verdict.was);
+      this.known.pin(k, opened.signer, verified);
+      this.tell.notice(conv, `${verdict.was} is now ${sender}: the same key${verified ? ", verified" : ""} (${await fingerprint(opened.signer)})`);
+    } else if (verdict.pin) {
       this.known.pin(k, opened.signer);
       this.tell.notice(conv, `${sender}'s key: ${await fingerprint(opened.signer)} (first seen, trusted from now on; ` +
                              `/verify ${sender} to compare safety numbers)`);
@@ -70,22 +85,39 @@ export class Trust {
     return this.known.pending.has(casefold(nick));
   }
 
-  /** /verify: the safety number, the keys marked verified; returns the held messages now accepted. */
-  async verify(conv, nick) {
+  /**
+   * /verify, in two steps: without an answer the safety number and how to
+   * confirm; with "yes" (after seeing it) or the number typed back, the keys
+   * marked verified. Returns the held messages now accepted.
+   */
+  async verify(conv, nick, answer = "") {
     const k = casefold(nick);
     const keys = this.known.pending.get(k) || this.known.keysOf(k);
-    if (!keys) {
-      this.tell.problem(conv, `no keys seen from ${nick} yet: they must write something first`);
+    const number = keys ? await safetyNumber(this.own, keys) : null;
+    const decision = confirmation(answer, this.offered.get(k) ?? null, number);
+    if (decision.action === "show") {
+      this.offered.set(k, number);
+      this.tell.notice(conv, `safety number with ${nick}: ${number} — compare it with ${nick} in person or on a ` +
+                             `call; if it is the same on both sides, type /verify ${nick} yes`, { confirm: nick });
       return [];
     }
-    this.tell.notice(conv, `safety number with ${nick}: ${await safetyNumber(this.own, keys)} — compare it ` +
-                           `with ${nick} in person or on a call: it is the same on both sides`);
+    if (decision.action === "refuse") {
+      this.tell.problem(conv, REFUSALS[decision.reason](nick));
+      return [];
+    }
+    this.offered.delete(k);
     const changed = this.known.pending.has(k);
     this.known.accept(k, keys);
     this.tell.notice(conv, `${nick}'s key ${await fingerprint(keys)} is now verified`);
     const held = this.held.get(k) || [];
     this.held.delete(k);
     return changed ? held : [];
+  }
+
+  /** The keys pinned for nick are verified (and no other keys are in doubt). */
+  verified(nick) {
+    const k = casefold(nick);
+    return !this.known.pending.has(k) && this.known.isVerified(k);
   }
 
   async keyStatus(nick) {

@@ -100,8 +100,12 @@ test("/verify shows the safety number and accepts a changed key; held messages t
   await s.typed("/whois bob");
   assert.match(ui.texts().at(-1), /key CHANGED to /);
   await s.typed("/verify bob");
-  const texts = ui.texts();
-  assert.ok(texts.includes(`safety number with bob: ${await safetyNumber(me.public, MALLORY.public)} — compare it with bob in person or on a call: it is the same on both sides`));
+  const number = await safetyNumber(me.public, MALLORY.public);
+  assert.equal(ui.texts().at(-1), `safety number with bob: ${number} — compare it with bob in person or on a call; ` +
+                                  "if it is the same on both sides, type /verify bob yes");
+  assert.equal(ui.lines.at(-1)[1].confirm, "bob"); // the page's "They match" button
+  assert.equal(s.trust.verified("bob"), false); // seeing the number marks nothing
+  await s.typed("/verify bob yes");
   assert.equal(ui.lines.at(-1)[1].text, "new laptop");
   assert.equal(ui.lines.at(-1)[1].held, true);
   await say(`@id=3 MSG bob #lobby ${await from(MALLORY, "thanks", "#lobby", "bob")}`);
@@ -184,4 +188,24 @@ test("a page that reloaded asks again, and the next private message reads", asyn
   await alice.s.typed("/msg bob three");
   await deliver(alice.ws.sent.at(-1), bob, "alice");
   assert.equal(bob.ui.texts().at(-1), "three");
+});
+
+test("verifying takes two steps; a wrong number marks nothing; verification follows the key (issue #23, 2-3)", async () => {
+  const me = await generateIdentity();
+  const { s, ui, say } = await signedIn("alice", me);
+  await say(`@id=1 MSG bob #lobby ${await from(BOB, "one", "#lobby", "bob")}`);
+  await s.typed("/verify bob yes");
+  assert.equal(ui.texts().at(-1), "compare first: /verify bob shows the safety number to compare");
+  const number = await safetyNumber(me.public, BOB.public);
+  const wrong = (number[0] === "1" ? "2" : "1") + number.slice(1);
+  await s.typed(`/verify bob ${wrong}`);
+  assert.match(ui.texts().at(-1), /^that is not your safety number with bob — NOT verified/);
+  await s.typed(`/verify bob ${number.replaceAll(" ", "-")}`);
+  assert.match(ui.texts().at(-1), /^bob's key .* is now verified$/);
+  assert.equal(s.trust.verified("bob"), true);
+  await say("NICK bob robert");
+  await say(`@id=2 MSG robert #lobby ${await from(BOB, "new name", "#lobby", "robert")}`);
+  assert.match(ui.texts().at(-2), /^bob is now robert: the same key, verified \(/);
+  assert.equal(ui.texts().at(-1), "new name");
+  assert.equal(s.trust.verified("robert"), true);
 });

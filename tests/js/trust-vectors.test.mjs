@@ -7,10 +7,12 @@ import { readFileSync } from "node:fs";
 import { attribution, interpret, placement, unreadable } from "../../chatsvc/web/inbound.js";
 import { PeerKeys, RETRY_DELAYS, TABLE } from "../../chatsvc/web/keyexchange.js";
 import { skeleton } from "../../chatsvc/web/skeleton.js";
+import { confirmation } from "../../chatsvc/web/verification.js";
 
 const load = (name) => JSON.parse(readFileSync(new URL(`../../docs/vectors/${name}`, import.meta.url), "utf-8"));
 const INBOUND = load("inbound.json");
 const KEYEX = load("keyexchange.json");
+const VERIFY = load("verify.json");
 
 const view = (v) => ({ me: v.me, wanted: v.wanted, rooms: new Set(v.rooms || []), historyOpen: new Set(v.history_open || []),
                        historyMode: v.history_mode || {}, lastId: v.last_id || {} });
@@ -83,5 +85,11 @@ for (const c of load("lines.json").cases) {
   test(`line: ${c.name}`, () => {
     const line = parseLine(c.line);
     assert.deepEqual(line === null ? null : { command: line.command, args: line.args, tags: line.tags }, c.expect);
+  });
+}
+
+for (const c of VERIFY.cases) {
+  test(`verify: ${c.name}`, () => {
+    assert.deepEqual(confirmation(c.answer, c.offered, c.current), c.expect);
   });
 }
