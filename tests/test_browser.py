@@ -448,3 +448,21 @@ def test_first_hour_1_a_wrong_passphrase_is_told_on_the_page(relay, browsers, cl
     join(web, relay, "dave23", "#p23", passphrase="a passphrase nobody else typed here")
     wait_line(web, "#p23 has 1 member but none share your passphrase — check it")
     no_page_errors(web)
+
+
+def test_first_hour_4_keys_first_seen_in_history_are_one_line_on_the_page(relay, browsers, clients):
+    for nick in ("bob24", "carol24"):
+        member = clients(relay.port, nick, "--room", "#k24")
+        member.wait_for_prefix("* in #k24: ")
+        member.type(f"hello from {nick}")
+        member.wait_for(f"[#k24] {nick}: hello from {nick}")
+        assert member.finish()[0] == 0
+    web = browsers()
+    join(web, relay, "dave24", "#k24")
+    wanted = "pinned the keys of bob24, carol24 on first use; /verify nick to compare safety numbers"
+    wait_line(web, wanted)
+    lines = log_lines(web)
+    where = next(n for n, line in enumerate(lines) if wanted in line)
+    assert where > max(n for n, line in enumerate(lines) if "hello from" in line)
+    assert not any("first seen" in line for line in lines)
+    no_page_errors(web)

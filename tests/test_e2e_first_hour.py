@@ -30,3 +30,23 @@ def test_1_a_wrong_passphrase_is_told_at_once_not_left_silently_alone(relay_proc
     finally:
         term.close()
     assert not any("passphrase" in line for line in bob.seen)  # those who share one are not told anything
+
+
+@needs_tmux
+def test_4_keys_first_seen_in_history_are_one_line_after_it(relay_process, clients):
+    relay = relay_process()
+    for nick in ("bob", "carol"):
+        member = clients(relay.port, nick)
+        member.wait_for_prefix("* in #lobby: ")
+        member.type(f"hello from {nick}")
+        member.wait_for(f"[#lobby] {nick}: hello from {nick}")
+        assert member.finish()[0] == 0
+    term = Tmux(relay.port, "dave", "--no-timestamps")
+    try:
+        wanted = "* pinned the keys of bob, carol on first use; /verify nick to compare safety numbers"
+        rows = term.wait(lambda rows: wanted in rows, "one line for the keys")
+        history = [n for n, row in enumerate(rows) if "hello from" in row]
+        assert len(history) == 2 and rows.index(wanted) > max(history)  # after the history, not among it
+        assert not any("first seen" in row for row in rows)
+    finally:
+        term.close()

@@ -224,6 +224,27 @@ def test_verification_follows_the_key_to_a_new_nick():
     assert s.display.take()[0].endswith(f"key {BOB.public.fingerprint}, verified")
 
 
+def test_keys_first_seen_in_history_are_told_in_one_line_after_it():
+    # Issue #23, 4: not one "first seen" line per member, out of order with the history.
+    s = AttackSession("alice", identity=ALICE, known=KnownKeys())
+    s.server("HELLO chatsvc 1 test", f"CAPS join-proof salt={SALT}", "OK NICK alice")
+    carol = Identity.from_seeds(bytes(range(1, 33)), bytes(range(33, 65)))
+    lines = ["JOIN #lobby alice", "NAMES #lobby alice bob carol", "ENDNAMES #lobby"]
+    for n, (nick, who) in enumerate([("bob", BOB), ("carol", carol), ("bob", BOB)], start=1):
+        lines.append(f"@id={n};time={int(T0 * 1000)};history MSG {nick} #lobby "
+                     f"{from_(who, f'm{n}', '#lobby', nick, s.clock)}")
+    s.server(*lines, "ENDHISTORY #lobby complete")
+    shown = [line for line in s.display.take() if not line.startswith("* in #lobby")]
+    assert [line.split(" (")[0] for line in shown[-4:]] == [
+        "[#lobby] bob: m1", "[#lobby] carol: m2", "[#lobby] bob: m3",
+        "* pinned the keys of bob, carol on first use; /verify nick to compare safety numbers",
+    ]
+    assert not any("first seen" in line for line in shown)
+    # live, a first sighting is still its own line (with the fingerprint)
+    s.server(f"MSG dave #lobby {from_(MALLORY, 'hi', '#lobby', 'dave', s.clock)}")
+    assert s.display.take()[0].startswith("* dave's key: ")
+
+
 def test_nothing_private_goes_to_a_nick_whose_key_changed_until_verified():
     s = Session("alice", ALICE).ready()
     s.server(f"MSG bob #lobby {from_(BOB, 'one', '#lobby', 'bob', s.clock)}")

@@ -52,7 +52,8 @@ class Receiver:
         except DecryptError as e:
             self._failed(sender, target, place.history, e)
             return
-        verdict = s.decided("attribution", s.trust.attribute(sender, target, opened, s.selves()))
+        fold = target if place.history else None  # first sightings in history: one line at its end
+        verdict = s.decided("attribution", s.trust.attribute(sender, target, opened, s.selves(), fold=fold))
         if verdict.action != "show":
             return
         private = not target.startswith("#")
@@ -139,7 +140,8 @@ class Receiver:
     # --- history replies ---------------------------------------------------------------------
 
     def history_ended(self, room: str, mode: str) -> None:
-        """Tell once per sender what could not be read in the reply."""
+        """Tell once per sender what could not be read in the reply; and whose keys were pinned."""
+        self.session.trust.first_seen_told(room)
         for (key, sender), (count, reason, code) in list(self._unreadable.items()):
             if key != name_key(room):
                 continue

@@ -52,6 +52,7 @@ class Trust:
         self._held: dict[str, deque] = {}  # nick key -> (target, text) not shown as theirs
         self._told: set[tuple[str, object]] = set()  # (nick key, keys) look-alikes already named
         self._offered: dict[str, str] = {}  # nick key -> the safety number /verify showed
+        self._first_seen: dict[str, list[str]] = {}  # room key -> nicks first seen in its history reply
 
     @property
     def signing(self) -> bool:
@@ -65,10 +66,19 @@ class Trust:
             return "none"
         return "pinned" if self.known.trusted_keys(name_key(sender)) == signer else "other"
 
-    def attribute(self, sender: str, target: str, opened: Opened, selves: tuple) -> inbound.Decision:
-        """Decide whose message this is, act on it, and return the decision."""
+    def attribute(self, sender: str, target: str, opened: Opened, selves: tuple,
+                  fold: str | None = None) -> inbound.Decision:
+        """
+        Decide whose message this is, act on it, and return the decision.
+        ``fold``: a room whose history reply this is -- first sightings are
+        told in one line when it ends (L{first_seen_told}), not one each.
+        """
         verdict = inbound.attribution(sender, opened.signer, self.own, selves, self.known.view())
         reason, who = verdict.reason, clean(sender)
+        if reason == "first-seen" and fold is not None:
+            self.known.pin(name_key(sender), opened.signer)
+            self._first_seen.setdefault(name_key(fold), []).append(who)
+            return verdict
         if reason == "renamed":
             verified = self.known.is_verified(verdict.was)
             self.known.pin(name_key(sender), opened.signer, verified=verified)
@@ -94,6 +104,12 @@ class Trust:
             self._problem(f"{who} is not {clean(verdict.like)}: a look-alike name with "
                           f"{'no signature' if opened.signer is None else 'another key'}")
         return verdict
+
+    def first_seen_told(self, room: str) -> None:
+        """A history reply ended: the keys pinned on first use in it, in one line."""
+        names = self._first_seen.pop(name_key(room), [])
+        if names:
+            self._notice(first_seen_line(names))
 
     @staticmethod
     def mark(verdict: inbound.Decision) -> str:
@@ -158,3 +174,10 @@ class Trust:
             return "; no key seen (unsigned so far)"
         state = "verified" if self.known.is_verified(key) else f"not verified (/verify {clean(nick)})"
         return f"; key {keys.fingerprint}, {state}"
+
+
+def first_seen_line(names: list[str]) -> str:
+    """One line for the keys pinned on first use in a history reply."""
+    if len(names) == 1:
+        return f"pinned the key of {names[0]} on first use; /verify {names[0]} to compare safety numbers"
+    return f"pinned the keys of {', '.join(names)} on first use; /verify nick to compare safety numbers"

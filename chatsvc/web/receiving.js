@@ -39,7 +39,8 @@ export class Receiver {
     const history = Boolean(place.history);
     const opened = await s.open(payload, target, from, history);
     if (opened.error) return this.failed(from, target, conv, history, opened.error);
-    const verdict = s.decided("attribution", await s.trust.attribute(from, target, conv, opened, s.selves()));
+    const fold = history ? target : null; // first sightings in history: one line at its end
+    const verdict = s.decided("attribution", await s.trust.attribute(from, target, conv, opened, s.selves(), fold));
     if (verdict.action !== "show") return;
     const what = s.decided("interpret", interpret(opened.text, {
       isPrivate, history, signed: Boolean(opened.signer), trusted: TRUSTED.has(verdict.reason),
@@ -115,6 +116,7 @@ export class Receiver {
   /** The end of a HISTORY reply: what could not be read, told once per sender. */
   historyEnded(room, mode) {
     const k = casefold(room);
+    this.session.trust.firstSeenTold(room);
     for (const [id, [count, reason, code]] of this.unreadable) {
       const [rk, sender] = id.split("\n");
       if (rk !== k) continue;

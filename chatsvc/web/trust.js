@@ -32,6 +32,7 @@ export class Trust {
     this.held = new Map(); // nick key -> [[target, text]] not shown as theirs
     this.told = new Set(); // "nick key fingerprint" look-alikes already named
     this.offered = new Map(); // nick key -> the safety number /verify showed
+    this.firstSeen = new Map(); // room key -> nicks first seen in its history reply
   }
 
   get signing() {
@@ -45,9 +46,16 @@ export class Trust {
   }
 
   /** Decide whose message this is, act on it, and return the decision. conv: where to tell. */
-  async attribute(sender, target, conv, opened, selves) {
+  async attribute(sender, target, conv, opened, selves, fold = null) {
     const verdict = attribution(sender, opened.signer, this.own, selves, this.known.view());
     const k = casefold(sender);
+    if (verdict.reason === "first-seen" && fold !== null) {
+      // in a history reply: told in one line when it ends (firstSeenTold)
+      this.known.pin(k, opened.signer);
+      const names = this.firstSeen.get(casefold(fold)) || [];
+      this.firstSeen.set(casefold(fold), [...names, sender]);
+      return verdict;
+    }
     if (verdict.reason === "renamed") {
       const verified = this.known.isVerified(verdict.was);
       this.known.pin(k, opened.signer, verified);
@@ -74,6 +82,14 @@ export class Trust {
       }
     }
     return verdict;
+  }
+
+  /** A history reply ended: the keys pinned on first use in it, in one line. */
+  firstSeenTold(room) {
+    const k = casefold(room);
+    const names = this.firstSeen.get(k) || [];
+    this.firstSeen.delete(k);
+    if (names.length) this.tell.notice(k, firstSeenLine(names));
   }
 
   peerAgree(nick) {
@@ -128,4 +144,10 @@ export class Trust {
     if (!keys) return "; no key seen (unsigned so far)";
     return `; key ${await fingerprint(keys)}, ${this.known.isVerified(k) ? "verified" : `not verified (/verify ${nick})`}`;
   }
+}
+
+/** One line for the keys pinned on first use in a history reply. */
+export function firstSeenLine(names) {
+  if (names.length === 1) return `pinned the key of ${names[0]} on first use; /verify ${names[0]} to compare safety numbers`;
+  return `pinned the keys of ${names.join(", ")} on first use; /verify nick to compare safety numbers`;
 }

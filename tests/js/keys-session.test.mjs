@@ -209,3 +209,20 @@ test("verifying takes two steps; a wrong number marks nothing; verification foll
   assert.equal(ui.texts().at(-1), "new name");
   assert.equal(s.trust.verified("robert"), true);
 });
+
+test("keys first seen in history are told in one line after it (issue #23, 4)", async () => {
+  const { s, ui, say } = await signedIn("alice", await generateIdentity());
+  const CAROL = await generateIdentity();
+  await s.typed("/join #dev");
+  await say("JOIN #dev alice");
+  const t = Date.now();
+  await say(`@id=1;time=${t};history MSG bob #dev ${await from(BOB, "m1", "#dev", "bob")}`);
+  await say(`@id=2;time=${t};history MSG carol #dev ${await from(CAROL, "m2", "#dev", "carol")}`);
+  await say(`@id=3;time=${t};history MSG bob #dev ${await from(BOB, "m3", "#dev", "bob")}`);
+  await say("ENDHISTORY #dev complete");
+  assert.deepEqual(ui.texts().slice(-4), ["m1", "m2", "m3",
+    "pinned the keys of bob, carol on first use; /verify nick to compare safety numbers"]);
+  assert.ok(!ui.texts().some((t) => t.includes("first seen")));
+  await say(`@id=4 MSG dave #dev ${await from(MALLORY, "live", "#dev", "dave")}`);
+  assert.match(ui.texts().at(-2), /^dave's key: .* \(first seen, trusted from now on/);
+});
