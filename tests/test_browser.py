@@ -466,3 +466,12 @@ def test_first_hour_4_keys_first_seen_in_history_are_one_line_on_the_page(relay,
     assert where > max(n for n, line in enumerate(lines) if "hello from" in line)
     assert not any("first seen" in line for line in lines)
     no_page_errors(web)
+
+
+def test_first_hour_5_a_message_to_a_nick_nobody_has_is_told_at_once(relay, browsers):
+    web = browsers()
+    join(web, relay, "alice25", "#m25")
+    say(web, "/msg dave25 are you there?")
+    wait_line(web, "nobody is called dave25 — not sent")
+    assert not any("passphrase" in line or "keyed" in line for line in log_lines(web))
+    no_page_errors(web)

@@ -50,3 +50,18 @@ def test_4_keys_first_seen_in_history_are_one_line_after_it(relay_process, clien
         assert not any("first seen" in row for row in rows)
     finally:
         term.close()
+
+
+@needs_tmux
+def test_5_a_message_to_a_nick_nobody_has_is_told_at_once(relay_process):
+    relay = relay_process()
+    term = Tmux(relay.port, "alice", "--no-timestamps")
+    try:
+        term.wait(lambda rows: "* in #lobby: alice" in rows, "the join")
+        term.keys("/msg dave are you there?", literal=True)
+        term.keys("Enter")
+        rows = term.wait(lambda rows: any(r.startswith("! nobody is called dave — not sent") for r in rows),
+                         "nobody is called dave")
+        assert not any("passphrase" in row or "keyed" in row for row in rows)  # no warning for what went nowhere
+    finally:
+        term.close()
