@@ -213,6 +213,9 @@ def test_files_go_both_ways_between_a_browser_and_a_terminal(relay, browsers, cl
     path = saved.split(" as ", 1)[1].rsplit(" (", 1)[0]
     assert Path(path).read_bytes() == data
     wait_line(web, "filer has from browser.bin ✓")
+    # a receiver's answers to a room's file open no private chat (issue #23, 9)
+    sidebar = [b.text for b in web.find_elements(By.CSS_SELECTOR, "#conversations button")]
+    assert not any("filer" in name for name in sidebar), sidebar
 
     # Terminal -> browser: an image, shown inline once verified.
     image = png()
@@ -474,4 +477,19 @@ def test_first_hour_5_a_message_to_a_nick_nobody_has_is_told_at_once(relay, brow
     say(web, "/msg dave25 are you there?")
     wait_line(web, "nobody is called dave25 — not sent")
     assert not any("passphrase" in line or "keyed" in line for line in log_lines(web))
+    no_page_errors(web)
+
+
+def test_first_hour_9_a_taken_nick_says_so_on_the_join_page(relay, browsers, clients):
+    holder = clients(relay.port, "taken29", "--room", "#t29")
+    holder.wait_for("* in #t29: taken29")
+    web = browsers()
+    web.get(browsing.page_url(relay))
+    browsing.labelled(web, "Nickname").clear()
+    browsing.labelled(web, "Nickname").send_keys("taken29")
+    browsing.labelled(web, "Passphrase").send_keys(PASSPHRASE)
+    web.find_element(By.XPATH, "//button[normalize-space()='Join']").click()
+    error = web.find_element(By.ID, "join-error")
+    WebDriverWait(web, WAIT).until(lambda d: error.text, "the join page never said why")
+    assert error.text == "taken29 is already in use", error.text
     no_page_errors(web)

@@ -109,7 +109,9 @@ export class Receiver {
     } catch (e) {
       return this.session.problem(conv, `bad file message from ${from}: ${e.message}`);
     }
-    this.session.conversations.open(target.startsWith("#") ? target : from, !target.startsWith("#"));
+    // An offer opens its conversation; the answers to ours (accept, ack,
+    // cancel) are private lines from each receiver and open none.
+    if (fields.t === "offer") this.session.conversations.open(target.startsWith("#") ? target : from, !target.startsWith("#"));
     await this.session.transfers.handle(from, target, fields);
   }
 
