@@ -114,7 +114,7 @@ class Options(usage.Options):
         ["redis", None, None,
          "Link this relay to others through Redis, so they act as one chat: redis://[[user]:password@]HOST[:PORT][/DB] "
          "or rediss:// for TLS; env:NAME reads it from that environment variable (keeps a password out of ps).  "
-         "Without it the relay runs on its own (README, Running at scale)."],
+         "Without it the relay runs on its own (docs/operating.md, Running at scale)."],
         ["redis-ca", None, None,
          "With a rediss:// URL: a PEM file of the certificate authority Redis's certificate must chain to "
          "(default: the system's)."],
@@ -165,6 +165,17 @@ class Options(usage.Options):
                 raise
             raise SystemExit(f"twistd chat: {e}\n(twistd chat --help lists the options)")
 
+    def opt_version(self) -> None:
+        """Print chatsvc's version (and Twisted's) and exit."""
+        import sys
+
+        import twisted
+
+        from chatsvc import __version__
+
+        print(f"chatsvc {__version__} (Twisted {twisted.__version__})")
+        sys.exit(0)
+
     def postOptions(self) -> None:
         self._check_ports()
         self._check_redis()
@@ -193,7 +204,7 @@ class Options(usage.Options):
             if self["port"].startswith("systemd:"):
                 raise usage.UsageError(
                     f"bad --port {self['port']!r}: no such socket was passed by systemd "
-                    "(start chatsvc through its .socket unit, see README)"
+                    "(start chatsvc through its .socket unit, see docs/operating.md)"
                 )
             raise usage.UsageError(f"bad --port {self['port']!r}: {e}")
         if self["web"]:
@@ -230,7 +241,7 @@ class Options(usage.Options):
         if self["store"]:
             raise usage.UsageError(
                 "--store and --redis do not go together: linked relays keep history in Redis "
-                "(make it durable with Redis's appendonly; README, Running at scale)"
+                "(make it durable with Redis's appendonly; docs/operating.md, Running at scale)"
             )
         try:
             endpoints.serverFromString(_ParseOnlyReactor(), self["link"])
@@ -414,7 +425,7 @@ class ListeningService(service.Service):
         if not secure:
             self.log.info(
                 "over plain http, browsers run the page's encryption only for localhost; "
-                "for other machines serve --web ssl:PORT:privateKey=KEY:certKey=CERT (README, Browser client)"
+                "for other machines serve --web ssl:PORT:privateKey=KEY:certKey=CERT (docs/page.md)"
             )
 
     def stopService(self) -> defer.Deferred:

@@ -4,7 +4,7 @@ refusals, errors, twisted.web's own 400 and the WebSocket handshake alike:
 a strict Content-Security-Policy (no inline script or style, no eval, no
 framing; the page may connect only to its own host), ``nosniff``, no
 framing, no referrer, and a server banner that names no library version.
-HSTS only when asked for (``--web-hsts``): the README's self-signed flow
+HSTS only when asked for (``--web-hsts``): the self-signed flow of docs/page.md
 would lock a browser out otherwise.
 """
 

@@ -55,7 +55,19 @@ def chromium(width: int = 1100, height: int = 800):
                 f"--window-size={width},{height}"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    viewport(driver, width, height)
+    return driver
+
+
+def viewport(driver, width: int, height: int) -> None:
+    """
+    The page's viewport, exactly: a headless window is never narrower than
+    500 pixels and its size includes the window's frame, so a phone's 375
+    is emulated (Chromium's DevTools protocol), as a phone (mobile).
+    """
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
 
 
 def firefox():

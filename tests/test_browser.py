@@ -261,6 +261,8 @@ def test_a_reload_catches_up_with_nothing_lost_or_doubled(relay, browsers, clien
     web.refresh()  # the socket closes; the form comes back with nick and room
     terminal.wait_for_prefix("* reader quit")
     terminal.type("while away")
+    # why the passphrase is asked again (issue #23, 10)
+    assert "keeps your passphrase only in memory" in web.find_element(By.ID, "reload-note").text
     labelled(web, "Passphrase").send_keys(PASSPHRASE)
     web.find_element(By.XPATH, "//button[normalize-space()='Join']").click()
     wait_status(web, "signed in as reader")
@@ -316,7 +318,7 @@ def test_over_plain_http_on_a_lan_address_the_page_says_why_it_cannot_encrypt(re
 
 def test_the_page_is_usable_at_phone_width(relay, browsers):
     driver = browsers()
-    driver.set_window_size(375, 740)
+    browsing.viewport(driver, 375, 740)
     join(driver, relay, "phone", "#small")
     menu = driver.find_element(By.XPATH, "//button[normalize-space()='Rooms']")
     assert menu.is_displayed()
@@ -326,6 +328,36 @@ def test_the_page_is_usable_at_phone_width(relay, browsers):
     assert rooms.is_displayed()
     width = driver.execute_script("return document.documentElement.scrollWidth")
     assert width <= 375  # nothing wider than the screen
+    # the header shows a short room name whole (issue #23, 10: not "#sm…")
+    title = driver.find_element(By.ID, "title")
+    assert title.text == "#small"
+    assert driver.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", title)
+
+
+def test_first_hour_10_the_join_page_fits_a_laptop_screen_and_says_what_remembering_stores(relay, browsers):
+    driver = browsers()
+    browsing.viewport(driver, 1280, 800)
+    driver.get(browsing.page_url(relay))
+    labelled(driver, "Nickname")
+    assert driver.execute_script("return document.documentElement.scrollHeight <= innerHeight")
+    assert not driver.find_element(By.ID, "reload-note").is_displayed()  # a first visit is no reload
+    hint = driver.find_element(By.ID, "remember-hint").text
+    assert "passphrase" in hint and "unencrypted" in hint
+
+
+def test_first_hour_10_the_phones_rooms_button_counts_what_waits(relay, browsers, clients):
+    driver = browsers()
+    browsing.viewport(driver, 375, 740)
+    join(driver, relay, "phone210", "#r210")
+    say(driver, "/join #s210")
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "title").text == "#s210")
+    other = clients(relay.port, "bob210", "--rooms", "#r210,#s210")
+    other.wait_for_prefix("* in #s210: ")
+    other.type("/window 1")
+    other.type("hello phone210, in the other room")
+    menu = driver.find_element(By.ID, "menu")
+    WebDriverWait(driver, WAIT).until(lambda d: "1!" in menu.text, "the Rooms button never counted")
+    assert menu.get_attribute("aria-label") == "Rooms: 1 unread, 1 mentioning you"
 
 
 def test_the_page_rides_out_a_relay_restart_with_nothing_lost_or_doubled(tmp_path, browsers):

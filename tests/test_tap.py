@@ -240,3 +240,12 @@ def test_redis_url_from_the_environment_with_password_and_database(monkeypatch):
     assert parse_url(config["redis"]) == {
         "host": "redis.example", "port": 6380, "dbid": 3, "password": "p@ss", "username": "chat", "tls": True,
     }
+
+
+def test_twistd_chat_version_is_chatsvcs(tmp_path):
+    from chatsvc import __version__
+
+    out = subprocess.run([*TWISTD, "chat", "--version"], cwd=tmp_path, env=subprocess_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    assert out.stdout.startswith(f"chatsvc {__version__} (Twisted ")

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m chatsvc.client",
         description="Chat through a chatsvc relay. Messages are encrypted before they leave this machine.",
         epilog="Defaults for these options can live in client.toml in the config directory "
-        "(~/.config/chatsvc/client.toml; see the README); the command line wins. "
+        "(~/.config/chatsvc/client.toml; see docs/client.md); the command line wins. "
         "Type /help once connected for the chat commands: /join /part /msg /query /me /names /whois "
         "/away /ignore /window /send /accept /clear /quit ... FIN or /quit leaves.",
     )

@@ -244,6 +244,7 @@ function drawConversations() {
   const ul = $("conversations");
   const items = [];
   let unreadTotal = 0;
+  let mentionTotal = 0;
   let index = 0;
   for (const [k, conv] of session.conversations) {
     if (conv.room && !conv.joined) continue;
@@ -257,6 +258,7 @@ function drawConversations() {
       badge.setAttribute("aria-label", `${conv.unread} unread${conv.mentions ? `, ${conv.mentions} mentioning you` : ""}`);
       button.append(badge);
       unreadTotal += conv.unread;
+      mentionTotal += conv.mentions;
     }
     if (!conv.room) button.setAttribute("aria-label", `private conversation with ${conv.name}`);
     if (k === current) button.setAttribute("aria-current", "page");
@@ -267,6 +269,18 @@ function drawConversations() {
   }
   ul.replaceChildren(...items);
   document.title = unreadTotal ? `(${unreadTotal}) chatsvc` : "chatsvc";
+  drawMenuButton(unreadTotal, mentionTotal);
+}
+
+/** The phone's "Rooms" button: what is waiting behind it. */
+function drawMenuButton(unread, mentions) {
+  const menu = $("menu");
+  menu.replaceChildren("Rooms");
+  menu.removeAttribute("aria-label");
+  if (!unread) return;
+  const badge = el("span", "badge" + (mentions ? " mention" : ""), mentions ? `${unread}!` : String(unread));
+  menu.append(badge);
+  menu.setAttribute("aria-label", `Rooms: ${unread} unread${mentions ? `, ${mentions} mentioning you` : ""}`);
 }
 
 function drawMembers() {
@@ -341,6 +355,8 @@ function setUpJoin() {
   form.hidden = false;
   const saved = readJson(sessionStorage, "chatsvc.session");
   if (saved && saved.nick) $("nick").value = saved.nick;
+  // a reload: say why the passphrase is asked again (unless it was remembered)
+  $("reload-note").hidden = !(saved && saved.nick) || Boolean(readJson(localStorage, REMEMBER));
   if (saved && saved.rooms && saved.rooms.find((r) => r.startsWith("#"))) $("room").value = saved.rooms.find((r) => r.startsWith("#"));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
