@@ -343,11 +343,10 @@ def test_reconnect_restores_nick_rooms_and_current_room():
     h.sent(), h.display.take()
     h.close("gone")
     assert h.result == []  # not over: waiting for the connection to come back
-    assert h.display.take() == ["! connection to example:8000 lost: closed by the server"]
-    h.session.retrying(2.3)
+    assert h.display.take() == ["! connection to example:8000 lost: closed by the server; reconnecting"]
+    h.session.clock.advance(75)
     h.session.user_line("while away")
     assert h.display.take() == [
-        "* reconnecting to example:8000 in 2 s",
         "* not connected: what you type is sent once the connection is back",
         "[#lobby] alice: while away (pending)",
     ]
@@ -364,7 +363,26 @@ def test_reconnect_restores_nick_rooms_and_current_room():
     h.server("NAMES #dev alice_", "ENDNAMES #dev")
     assert h.sent() == ["MSG #lobby caesar:grsvo kgki"]
     assert h.session.current == "#lobby"
-    assert "* you are alice_ (alice was taken meanwhile)" in h.display.take()
+    shown = h.display.take()
+    assert shown[:2] == [
+        "* reconnected to example:8000 after 1 min 15 s",  # one line when back, how long it was down
+        "* you are alice_ (alice was taken meanwhile)",
+    ]
+    assert not any(line.startswith(("* you joined", "* in #")) for line in shown)  # the rooms are as they were
+
+
+def test_attempts_that_fail_add_no_lines():
+    h = Harness()
+    h.session.reconnect = True
+    h.ready()
+    h.close("gone")
+    assert h.display.take() == ["! connection to example:8000 lost: closed by the server; reconnecting"]
+    for _ in range(3):  # dialled, connected, dropped before any greeting
+        h.protocol = ChatClientProtocol(h.session.events)
+        h.transport = StringTransport()
+        h.protocol.makeConnection(h.transport)
+        h.close("refused")
+    assert h.display.take() == []
 
 
 def test_quit_while_disconnected_ends_at_once():

@@ -65,3 +65,40 @@ def test_5_a_message_to_a_nick_nobody_has_is_told_at_once(relay_process):
         assert not any("passphrase" in row or "keyed" in row for row in rows)  # no warning for what went nowhere
     finally:
         term.close()
+
+
+@needs_tmux
+def test_7_a_weak_passphrase_typed_in_is_asked_again_not_the_end(relay_process):
+    relay = relay_process()
+    term = Tmux(relay.port, "pat", "--no-timestamps", passphrase=None)  # asked for at the terminal
+    try:
+        question = "Passphrase (shared with the people you chat with):"
+        term.wait(lambda rows: any(question in r for r in rows), "the question")
+        term.keys("dragon2024", literal=True)
+        term.keys("Enter")
+        rows = term.wait(lambda rows: sum(question in r for r in rows) == 2, "the question, again")
+        assert any("too easy to guess" in r for r in rows)
+        term.keys("a much longer passphrase nobody would guess", literal=True)
+        term.keys("Enter")
+        term.wait(lambda rows: "* in #lobby: pat" in rows, "the join")
+    finally:
+        term.close()
+
+
+@needs_tmux
+def test_7_a_drop_and_a_return_are_one_line_each(relay_process):
+    relay = relay_process()
+    term = Tmux(relay.port, "ria", "--no-timestamps")
+    try:
+        term.wait(lambda rows: "* in #lobby: ria" in rows, "the join")
+        port = relay.port
+        relay.stop()
+        term.wait(lambda rows: f"! connection to 127.0.0.1:{port} lost: closed by the server; reconnecting" in rows,
+                  "the drop")
+        relay.start(port=port)
+        rows = term.wait(lambda rows: any(r.startswith(f"* reconnected to 127.0.0.1:{port} after ") for r in rows),
+                         "the return")
+        assert sum("127.0.0.1" in r for r in rows) == 3  # connected, lost, reconnected: no line per attempt
+        assert rows.count("* you joined #lobby") == 1 and rows.count("* in #lobby: ria") == 1
+    finally:
+        term.close()

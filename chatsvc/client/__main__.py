@@ -141,16 +141,19 @@ def settle_options(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 
 def get_passphrase(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
-    """From --passphrase-file, the environment, or the terminal (no echo)."""
-    if args.passphrase_file:
-        try:
-            with open(args.passphrase_file, encoding="utf-8") as f:
-                passphrase = f.readline().rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as e:
-            parser.exit(1, f"cannot read passphrase file {args.passphrase_file}: {getattr(e, 'strerror', None) or e}\n")
-    elif os.environ.get(PASSPHRASE_ENV):
-        passphrase = os.environ[PASSPHRASE_ENV]
-    else:
+    """
+    From --passphrase-file, the environment, or the terminal (no echo).  A
+    passphrase typed at the terminal that is empty or too weak is asked for
+    again (the host and nick already given are kept); one from a file or the
+    environment ends the client with the reason.
+    """
+    if args.passphrase_file or os.environ.get(PASSPHRASE_ENV):
+        passphrase = _given_passphrase(args, parser)
+        problem = judge_passphrase(passphrase, args.allow_weak_passphrase)
+        if problem:
+            parser.exit(1, problem + "\n")
+        return _warned(passphrase)
+    while True:
         passphrase = ask_secret("Passphrase (shared with the people you chat with): ")
         if passphrase is None:
             parser.exit(
@@ -158,16 +161,36 @@ def get_passphrase(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
                 "no passphrase: give --passphrase-file PATH or set "
                 f"{PASSPHRASE_ENV} (or run in a terminal to be asked)\n",
             )
+        problem = judge_passphrase(passphrase, args.allow_weak_passphrase)
+        if not problem:
+            return _warned(passphrase)
+        sys.stderr.write(problem + " Try another (Ctrl-D gives up).\n")
+
+
+def _given_passphrase(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    if args.passphrase_file:
+        try:
+            with open(args.passphrase_file, encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as e:
+            parser.exit(1, f"cannot read passphrase file {args.passphrase_file}: {getattr(e, 'strerror', None) or e}\n")
+    return os.environ[PASSPHRASE_ENV]
+
+
+def judge_passphrase(passphrase: str, allow_weak: bool) -> str | None:
+    """Why this passphrase cannot be used, or None."""
     if not passphrase:
-        parser.exit(1, "the passphrase is empty\n")
+        return "the passphrase is empty."
     bits = passphrases.strength_bits(passphrase)
-    if bits < passphrases.REFUSE_BELOW_BITS and not args.allow_weak_passphrase:
-        parser.exit(
-            1,
-            f"this passphrase is too easy to guess (about {bits:.0f} bits; at least "
-            f"{passphrases.REFUSE_BELOW_BITS} are needed): whoever sees the traffic can try guesses "
-            "offline. Make one with --new-passphrase and share it, or pass --allow-weak-passphrase.\n",
-        )
+    if bits < passphrases.REFUSE_BELOW_BITS and not allow_weak:
+        return (f"this passphrase is too easy to guess (about {bits:.0f} bits; at least "
+                f"{passphrases.REFUSE_BELOW_BITS} are needed): whoever sees the traffic can try guesses "
+                "offline. Make one with --new-passphrase and share it, or pass --allow-weak-passphrase.")
+    return None
+
+
+def _warned(passphrase: str) -> str:
+    bits = passphrases.strength_bits(passphrase)
     if bits < passphrases.WARN_BELOW_BITS:
         sys.stderr.write(
             f"warning: this passphrase is estimated at {bits:.0f} bits; {passphrases.WARN_BELOW_BITS} or more "
@@ -257,7 +280,7 @@ async def run(reactor, args: argparse.Namespace) -> None:
     # *Bulk streams*), to the same address, with the same TLS.
     session.connect_stream = lambda stream: endpoints.connectProtocol(endpoint, stream)
 
-    service = connection.make_service(reactor, endpoint, session, on_retry=session.retrying)
+    service = connection.make_service(reactor, endpoint, session)
     stopping: list[defer.Deferred] = []
 
     def stop_connecting() -> None:

@@ -30,6 +30,8 @@ class Presence:
         #: who asked for each ROOMS reply on its way, in order: the user (/rooms) or
         #: a check after joining (room key -> members sharing our proof)
         self._rooms_asked: list[dict[str, int] | None] = []
+        #: rooms rejoined after a drop: back quietly (no "you joined", no member list)
+        self.rejoining: set[str] = set()
         self._check_next: set[str] = set()  # rooms we joined: check once their NAMES are in
 
     def mine(self, nick: str) -> bool:
@@ -47,7 +49,8 @@ class Presence:
         if key in self.switch_to or s.current is None:
             self.switch_to.discard(key)
             s.set_current(room)
-        s.notice(f"you joined {clean(room)}")
+        if key not in self.rejoining:
+            s.notice(f"you joined {clean(room)}")
 
     def parted(self, room: str, nick: str, reason: str | None) -> None:
         s = self.session
@@ -97,7 +100,9 @@ class Presence:
         s = self.session
         s.roster.names(room, nicks, first=True)
         key = name_key(room)
-        if nicks or key not in self._counts:
+        quiet = key in self.rejoining
+        self.rejoining.discard(key)
+        if (nicks or key not in self._counts) and not quiet:
             listed = (clean(n) + (" (verified)" if s.trust.verified(n) else "") for n in nicks)
             s.notice(f"in {clean(room)}: {', '.join(listed)}")
         if key in self._check_next:

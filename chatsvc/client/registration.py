@@ -28,6 +28,7 @@ class Registration:
         self._keys_ready = None  # aes2 key being derived
         self._told_no_caps = False
         self._warned = False
+        self._down_since: float | None = None  # when the connection dropped (the clock's seconds)
 
     # --- greeting ---------------------------------------------------------------------
 
@@ -60,7 +61,12 @@ class Registration:
         self._cancel_hello_timer()
         again = self.greeted
         self.greeted = True
-        s.notice(f"{'reconnected' if again else 'connected'} to {s.server} ({clean(text)})")
+        if again:
+            down = f" after {downtime(s.clock.seconds() - self._down_since)}" if self._down_since is not None else ""
+            s.notice(f"reconnected to {s.server}{down}")
+        else:
+            s.notice(f"connected to {s.server} ({clean(text)})")
+        self._down_since = None
         made = getattr(s.cipher, "identity_made", None)
         if made and not again:
             s.notice(f"made your identity keys in {made}; your fingerprint: {s.cipher.identity.public.fingerprint}")
@@ -111,11 +117,12 @@ class Registration:
         s.life.to(State.JOINING)
         if s.wanted_nick != nick and s.rooms:
             s.notice(f"you are {clean(nick)} ({clean(s.wanted_nick)} was taken meanwhile)")
-        else:
+        elif not s.rooms:  # (back after a drop under the same nick: nothing to say)
             s.notice(f"you are {clean(nick)}")
         if s.rooms:
             rejoin = list(s.rooms.values())  # back after a drop: where we were, the current room kept
             s.presence.awaiting = set(s.rooms)
+            s.presence.rejoining = set(s.rooms)  # quietly: no "you joined", no member list
             s.rooms.clear()
         else:
             rejoin = [s.first_room, *s.extra_rooms]
@@ -176,10 +183,24 @@ class Registration:
             s.finish(1)
             s.stop_connecting()
             return
-        s.problem(f"connection to {s.server} lost: {clean(reason)}")
         if not s.reconnect:
+            s.problem(f"connection to {s.server} lost: {clean(reason)}")
             s.finish(1)
             s.stop_connecting()
             return
+        # One line now and one when it is back, not one per attempt.
+        if self._down_since is None:
+            self._down_since = s.clock.seconds()
+            s.problem(f"connection to {s.server} lost: {clean(reason)}; reconnecting")
         s.wanted_nick = s.nick or s.wanted_nick
         s.nick = None
+
+
+def downtime(seconds: float) -> str:
+    """How long the connection was down, in words: 4 s, 2 min 5 s, 1 h 3 min."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s" if whole % 60 else f"{whole // 60} min"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"

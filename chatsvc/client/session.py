@@ -295,10 +295,6 @@ class ChatSession:
         self.presence.joining(room, switch=True)
         self.registration.join(room)
 
-    def retrying(self, delay: float) -> None:
-        """The connection is being redialled in ``delay`` seconds."""
-        if self.greeted and not self.quitting:
-            self.notice(f"reconnecting to {self.server} in {delay:.0f} s")
 
     def leave(self, reason: str | None = None) -> None:
         """/quit."""
