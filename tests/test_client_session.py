@@ -551,3 +551,51 @@ def test_a_private_message_shows_as_sent_only_once_delivered():
     h.session.user_line("/msg bob psst")
     h.server("OK MSG bob")
     assert h.display.take() == ["[you → bob] psst"]
+
+
+def back_as_variant() -> Harness:
+    h = Harness()
+    h.session.reconnect = True
+    h.ready()
+    h.close("gone")
+    h.protocol = ChatClientProtocol(h.session.events)
+    h.transport = StringTransport()
+    h.protocol.makeConnection(h.transport)
+    h.server("HELLO chatsvc 1 again", "ERROR nick-taken alice is already in use", "OK NICK alice_")
+    h.server("JOIN #lobby alice_", "NAMES #lobby alice alice_", "ENDNAMES #lobby")
+    h.sent(), h.display.take()
+    return h
+
+
+def test_the_nick_is_taken_back_as_soon_as_its_ghost_quits():
+    # Issue #23, 11: back as alice_ while the old connection still held alice.
+    h = back_as_variant()
+    h.server("QUIT alice connection lost")
+    assert h.sent() == ["NICK alice"]
+    h.server("OK NICK alice", "NICK alice_ alice")
+    assert h.session.nick == "alice"
+    assert h.display.take()[-1] == "* you are now known as alice"
+    h.session.clock.advance(120)
+    assert h.sent() == []  # nothing more to take back
+
+
+def test_the_nick_is_asked_for_again_quietly_until_it_is_free():
+    h = back_as_variant()
+    h.session.clock.advance(30)
+    assert h.sent() == ["NICK alice"]
+    h.server("ERROR nick-taken alice is already in use")
+    assert h.display.take() == []  # a refusal while reclaiming shows nothing
+    h.session.clock.advance(30)
+    assert h.sent() == ["NICK alice"]
+    h.server("OK NICK alice", "NICK alice_ alice")
+    assert h.session.nick == "alice"
+
+
+def test_a_nick_the_user_chose_is_not_taken_back():
+    h = back_as_variant()
+    h.session.user_line("/nick ali")
+    h.server("OK NICK ali", "NICK alice_ ali")
+    h.sent()
+    h.server("QUIT alice connection lost")
+    h.session.clock.advance(120)
+    assert h.sent() == []

@@ -333,3 +333,31 @@ def test_a_browser_member_on_one_relay_and_a_terminal_member_on_another(linked):
     assert browser.recv() == "OK MSG termy"
     terminal.expect("MSG webby termy from-the-browser")
     browser.close()
+
+
+def test_after_a_failover_the_client_takes_its_nick_back_once_the_ghost_is_gone(linked, clients):
+    # Issue #23, 11: rita's relay dies (kill -9); she reconnects to the other
+    # while her ghost still holds "rita", so as rita_ -- and is rita again as
+    # soon as the dead relay is declared gone.
+    from tests.support import CuttableProxy
+
+    r1, r2 = linked(2)
+    proxy = CuttableProxy(r1.port)  # the address rita dials: r1 now, r2 after the failover
+    try:
+        bob = clients(r2.port, "bob")
+        bob.wait_for("* in #lobby: bob")
+        rita = clients(proxy.port, "rita")
+        rita.wait_for("* in #lobby: bob, rita")
+        rita.type("hello")
+        bob.wait_for("[#lobby] rita: hello")
+        pinned = len(bob.seen)
+        proxy.target_port = r2.port
+        r1.stop(signal.SIGKILL)
+        rita.wait_for_prefix("* you are rita_ (rita was taken meanwhile)", timeout=30)
+        rita.wait_for("* you are now known as rita", timeout=30)
+        bob.wait_for("* rita_ is now known as rita")
+        rita.type("still me")
+        bob.wait_for("[#lobby] rita: still me")
+        assert not any("first seen" in line or "key changed" in line for line in bob.seen[pinned:])  # the same pin
+    finally:
+        proxy.close()

@@ -53,6 +53,8 @@ class SessionEvents:
             s.problem(f"a message to {clean(room)} was not delivered: {clean(text or code)}")
             s.typing.maybe_finish_drain()
             return
+        if s.reclaim.refused(code):
+            return  # our nick is still held: asked again later, nothing to show
         if not s.registration.nick_error(code, text):
             s.problem(clean(text) if text else clean(code))
 

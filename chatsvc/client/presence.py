@@ -69,6 +69,7 @@ class Presence:
     def quit(self, nick: str, reason: str | None) -> None:
         self.session.roster.quit(nick)
         self.session.notice(f"{clean(nick)} quit{unverified(reason) if reason else ''}")
+        self.session.reclaim.freed(nick)
 
     def nick_changed(self, old: str, new: str) -> None:
         s = self.session
@@ -78,8 +79,10 @@ class Presence:
         if self.mine(old):
             s.nick = new
             s.notice(f"you are now known as {clean(new)}")
+            s.reclaim.answered()
         else:
             s.notice(f"{clean(old)} is now known as {clean(new)}")
+            s.reclaim.freed(old)
 
     def joining(self, room: str, switch: bool) -> None:
         """A JOIN we send: wait for the room before ready; ``switch``: make it current."""

@@ -171,6 +171,7 @@ class Registration:
 
         s = self.session
         self._cancel_hello_timer()
+        s.reclaim.stop()
         if self._no_greeting:
             reason = f"no chatsvc greeting within {HELLO_TIMEOUT:g} s — a TLS port? try --tls or --ca-file"
         if s.quitting:

@@ -31,6 +31,7 @@ from chatsvc.client.input import Typing
 from chatsvc.client.lifecycle import Lifecycle, State
 from chatsvc.client.pins import KnownKeys
 from chatsvc.client.presence import MAX_REASON_SHOWN, Presence, unverified  # noqa: F401
+from chatsvc.client.reclaim import Reclaim
 from chatsvc.client.receiving import Receiver
 from chatsvc.client.registration import Registration
 from chatsvc.client.roster import Roster
@@ -106,6 +107,7 @@ class ChatSession:
         self.roster = Roster()  # members, ignored nicks, others' away texts, unread counts
         self.conversations = Conversations(display, self.roster, self.trust.verified)  # rooms we are in, the current one
         self.presence = Presence(self)
+        self.reclaim = Reclaim(self)  # our nick back, once a ghost lets go of it
         self.sender = Sender(self)
         self.receiver = Receiver(self)
         self.registration = Registration(self, run_slow)
@@ -335,6 +337,7 @@ class ChatSession:
         if self.quitting:
             return
         self.life.to(State.READY)
+        self.reclaim.consider()
         # First what was sent but never acknowledged (same client ids: the
         # server drops any it already has), then what was typed meanwhile.
         self.transfers.reconnected()

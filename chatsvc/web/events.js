@@ -51,6 +51,7 @@ export class Events {
       return s.save();
     }
     if (code === "no-such-nick" && !tags.cid && s.sender.privatePending.length) return s.sender.undeliverable(text || code);
+    if (s.reclaim.refused(code)) return; // our nick is still held: asked again later, nothing to show
     if (s.registration.nickRefused(code, text)) return;
     s.problem(s.current, text || code);
   }

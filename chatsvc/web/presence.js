@@ -102,6 +102,7 @@ export class Presence {
     for (const [k, conv] of this.session.conversations.map) {
       if (conv.members.delete(casefold(nick))) this.session.notice(k, `${nick} quit${why}`);
     }
+    this.session.reclaim.freed(nick);
     this.session.ui.changed();
   }
 
@@ -120,6 +121,8 @@ export class Presence {
       }
     }
     if (mine) s.save();
+    if (mine) s.reclaim.answered();
+    else s.reclaim.freed(old);
     s.ui.changed();
   }
 

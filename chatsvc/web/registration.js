@@ -94,6 +94,7 @@ export class Registration {
   closed(event) {
     const s = this.session;
     s.clearTimer(this.helloTimer);
+    s.reclaim.stop();
     const wasReady = s.ready;
     s.ws = null;
     s.nick = null;
@@ -130,6 +131,7 @@ export class Registration {
     const s = this.session;
     s.ready = true;
     this.triedNicks = 0;
+    s.reclaim.consider();
     // What was sent but never acknowledged goes again with the same cid
     // (the relay drops any it already relayed); then what was typed meanwhile.
     for (const [cid, entry] of s.delivery.unacked) {

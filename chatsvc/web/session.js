@@ -18,6 +18,7 @@ import { Reload } from "./reload.js";
 import { loadOrCreateIdentity } from "./identity.js";
 import { KnownKeys } from "./pins.js";
 import { Presence } from "./presence.js";
+import { Reclaim } from "./reclaim.js";
 import { formatLine, parseLine } from "./proto.js";
 import { Receiver } from "./receiving.js";
 import { HELLO_TIMEOUT_MS, Registration } from "./registration.js";
@@ -62,6 +63,7 @@ export class ChatSession {
     this.delivery = new Delivery();
     this.registration = new Registration(this);
     this.presence = new Presence(this);
+    this.reclaim = new Reclaim(this); // our nick back, once a ghost lets go of it
     this.receiver = new Receiver(this);
     this.sender = new Sender(this);
     this.commands = new Commands(this);

@@ -237,3 +237,31 @@ test("a room split by passphrase is told; the user's /rooms is a listing", async
     "rooms: #lobby (3)",
   ]);
 });
+
+test("back as a variant, the page takes its nick back once the ghost quits, or asks again quietly (issue #23, 11)", async () => {
+  const { s, ui, ws, say } = await signedIn();
+  const timers = [];
+  s.setTimer = (f) => { timers.push(f); return timers.length; };
+  ws.close();
+  s.connect();
+  const ws2 = FakeSocket.all.at(-1);
+  await s.received("HELLO chatsvc 1 test");
+  await s.received(`CAPS join-proof streams salt=${SALT}`);
+  await s.received("ERROR nick-taken alice is already in use");
+  assert.equal(ws2.sent.at(-1), "NICK alice_");
+  await s.received("OK NICK alice_");
+  await s.received("JOIN #lobby alice_");
+  await s.received("ENDHISTORY #lobby complete");
+  const before = ws2.sent.filter((l) => l === "NICK alice").length; // (the first NICK, at sign-in)
+  const asked = () => ws2.sent.filter((l) => l === "NICK alice").length - before;
+  timers.at(-1)(); // the periodic try
+  assert.equal(asked(), 1);
+  const shown = ui.texts().length;
+  await s.received("ERROR nick-taken alice is already in use");
+  assert.equal(ui.texts().length, shown); // nothing shown for our own quiet try
+  await say("QUIT alice connection lost"); // the ghost is gone
+  assert.equal(asked(), 2);
+  await s.received("OK NICK alice");
+  await s.received("NICK alice_ alice");
+  assert.equal(s.nick, "alice");
+});
