@@ -232,3 +232,40 @@ def test_a_stream_cut_too_often_is_given_up_and_its_partial_removed(tmp_path):
     assert "00000000000000e1" not in t.incoming
     assert incoming.file is None and not list((tmp_path / "in").glob(".*.partial"))
     assert any("failed: the stream was cut" in n for n in session.notices)
+
+
+def test_a_resumed_accept_that_overtakes_the_cut_is_served_not_ignored(tmp_path):
+    # Issue #23, 12: on a loaded machine the receiver's new accept (a new
+    # stream token, after its end was cut) can arrive before the sender's end
+    # noticed the cut; ignoring it left the receiver waiting until its stall
+    # timeout ("alice stopped sending film.bin; gave up receiving it").
+    class StreamingSession(FakeSession):
+        def __init__(self):
+            super().__init__()
+            self.opened = []
+
+        def stream_key(self, target, transfer_id, sender=None):
+            return bytes(32)
+
+        def open_stream(self, s):
+            self.opened.append(s)
+
+    source = tmp_path / "film.bin"
+    source.write_bytes(b"f" * 5000)
+    clock, session = Clock(), StreamingSession()
+    t = Transfers(session, tmp_path / "in", 0, clock)
+    t.send("#room", str(source))
+    offer_id = session.sent[0][1]["id"]
+    t.handle("bob", "alice", {"t": "accept", "id": offer_id, "stream": "A" * 22})
+    first = session.opened[-1]
+    t.handle("bob", "alice", {"t": "accept", "id": offer_id, "stream": "A" * 22})  # the same accept again
+    assert session.opened == [first]
+    t.handle("bob", "alice", {"t": "accept", "id": offer_id, "stream": "B" * 22})  # resumed, before the cut
+    second = session.opened[-1]
+    assert second is not first and second.token == "B" * 22 and first.finished
+    assert "bob resumes film.bin" in session.notices
+    first.connectionLost()  # the old end's cut, late: it changes nothing
+    second._end(None)  # the new stream hands over the rest
+    t.handle("bob", "alice", {"t": "ack", "id": offer_id, "i": -1, "stream": 1})
+    assert session.notices[-1] == "bob has film.bin"
+    assert not any("failed" in n or "giving up" in n for n in session.notices)

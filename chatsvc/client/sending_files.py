@@ -113,12 +113,18 @@ class SendingFiles:
     def _stream_to(self, outgoing: Outgoing, sender: str, key: bytes, token: str) -> None:
         previous = self.stream_out.get((outgoing.id, name_key(sender)))
         if previous is not None and not previous.finished:
-            return  # a stream to that receiver is going already
+            if previous.token == token:
+                return  # the same accept again: that stream is going already
+            # A new token: the receiver's end of the old stream was cut and it
+            # resumes -- before our end noticed (a loaded machine, a relay
+            # restart).  Ignoring it would leave the receiver waiting until its
+            # stall timeout; the old stream gives way.
+            close_end(previous)
         self._done.pop((outgoing.id, name_key(sender)), None)
         proto = StreamSender(
             outgoing.path, key, outgoing.id, token, outgoing.size,
             progress=lambda done, o=outgoing, r=sender: self._progress(f"sending {o.name} to {r}", o.id + r, done, o.size),
-            done=lambda error, o=outgoing, r=sender: self._stream_sent(o, r, error),
+            done=lambda error: self._stream_sent(outgoing, sender, error, proto),  # (proto: bound below)
         )
         self.stream_out[(outgoing.id, name_key(sender))] = proto
         self._receivers[(outgoing.id, name_key(sender))] = sender
@@ -128,8 +134,10 @@ class SendingFiles:
             self.host.notice(f"{sender} resumes {outgoing.name}")
         self.host.open_stream(proto)
 
-    def _stream_sent(self, outgoing: Outgoing, receiver: str, error: str | None) -> None:
+    def _stream_sent(self, outgoing: Outgoing, receiver: str, error: str | None, proto) -> None:
         key = (outgoing.id, name_key(receiver))
+        if self.stream_out.get(key, proto) is not proto:
+            return  # superseded by a resumed stream
         if error == CUT and key in self.stream_out:
             # The receiver resumes it with a new accept; until then (or a timeout) it stays in flight.
             self._done[key] = self.clock.seconds()

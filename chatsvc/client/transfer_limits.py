@@ -87,5 +87,7 @@ def close_end(end) -> None:
     """Stop one end of a bulk stream (a StreamSender or StreamReceiver), if any."""
     if end is not None:
         end.finished = True
+        if getattr(end, "file", None) is not None:
+            end.file.close()  # (its own ending is skipped once finished)
         if end.transport is not None:
             end.transport.loseConnection()
