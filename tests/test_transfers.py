@@ -269,3 +269,40 @@ def test_a_resumed_accept_that_overtakes_the_cut_is_served_not_ignored(tmp_path)
     t.handle("bob", "alice", {"t": "ack", "id": offer_id, "i": -1, "stream": 1})
     assert session.notices[-1] == "bob has film.bin"
     assert not any("failed" in n or "giving up" in n for n in session.notices)
+
+
+def test_transfers_that_ended_are_listed_as_recent_for_a_while(tmp_path):
+    # Issue #23, 8: /transfers lists what is in progress; what ended goes to "recent", which expires.
+    t, session, clock, offer_id = sender_with_accepted_offer(tmp_path, size=3 * files.CHUNK_SIZE)
+    run_for(clock, 1)
+    t.handle("bob", "alice", files.decode(files.encode("ack", id=offer_id, i=2)))
+    t.handle("carol", "alice", offer("00000000000000f1"))  # one waiting for /accept
+    session.notices.clear()
+    t.list()
+    assert session.notices[-1] == "recent: bob has big.bin"
+    assert any(line.startswith("000000 waiting: f.txt from carol") for line in session.notices)
+    clock.advance(transfers.RECENT_FOR + 1)
+    session.notices.clear()
+    t.list()
+    assert not any(line.startswith("recent:") for line in session.notices)
+
+
+def test_a_live_progress_bar_says_paused_while_disconnected(tmp_path):
+    class Terminal(FakeSession):
+        interactive = True
+
+        def __init__(self):
+            super().__init__()
+            self.bars = []
+
+        def show_progress(self, text):
+            self.bars.append(text)
+            return True
+
+    clock, session = Clock(), Terminal()
+    t = Transfers(session, tmp_path / "in", 0, clock)
+    t.progress("receiving film.bin from alice", "id1", 40, 100)
+    t.disconnected()
+    assert session.bars[-1] == "receiving film.bin from alice [########------------] 40% — paused: not connected"
+    t.progress("receiving film.bin from alice", "id1", 45, 100)  # back: the bar moves again
+    assert session.bars[-1].endswith("] 45%")

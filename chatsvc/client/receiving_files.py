@@ -36,6 +36,11 @@ class ReceivingFiles:
         self.stream_in: dict[str, StreamReceiver] = {}  # id -> our end of its stream
         self._declined_from: set[str] = set()  # senders told "too many" (told once)
 
+    def _end(self, key: str, text: str, problem: bool = True) -> None:
+        """A transfer ended: tell the user, and keep it for /transfers' recent section."""
+        (self.host.problem if problem else self.host.notice)(text)
+        self._progress.ended(key, text)
+
     # --- offers ------------------------------------------------------------------------
 
     def on_offer(self, sender: str, target: str, offer_id: str, fields: dict) -> None:
@@ -132,7 +137,7 @@ class ReceivingFiles:
         close_end(self.stream_in.pop(offer_id, None))
         incoming.fail()
         self.host.send_control(incoming.sender, files.encode("cancel", id=offer_id))
-        self.host.notice(f"stopped receiving {incoming.name} from {incoming.sender}")
+        self._end(offer_id, f"stopped receiving {incoming.name} from {incoming.sender}", problem=False)
 
     # --- over a bulk stream ----------------------------------------------------------------
 
@@ -180,7 +185,7 @@ class ReceivingFiles:
         if error is not None:
             incoming.fail()
             self.host.send_control(incoming.sender, files.encode("cancel", id=incoming.id))
-            self.host.problem(f"receiving {incoming.name} from {incoming.sender} failed: {error}")
+            self._end(incoming.id, f"receiving {incoming.name} from {incoming.sender} failed: {error}")
         else:
             self.host.send_control(incoming.sender, files.encode("ack", id=incoming.id, i=-1, stream=1))
             self._saved(incoming)
@@ -188,8 +193,8 @@ class ReceivingFiles:
 
     def _saved(self, incoming: Incoming) -> None:
         final = incoming.finish()
-        self.host.notice(f"saved {incoming.name} from {incoming.sender} as {final} "
-                         f"({files.describe(incoming.size, incoming.image, incoming.head)})")
+        self._end(incoming.id, f"saved {incoming.name} from {incoming.sender} as {final} "
+                  f"({files.describe(incoming.size, incoming.image, incoming.head)})", problem=False)
 
     def _resume_if_ready(self, incoming: Incoming) -> None:
         if self.incoming.get(incoming.id) is incoming and incoming.id not in self.stream_in and self.host.ready:
@@ -225,7 +230,7 @@ class ReceivingFiles:
             del self.incoming[offer_id]
             close_end(self.stream_in.pop(offer_id, None))
             incoming.fail()
-            self.host.problem(f"{sender} stopped sending {incoming.name}")
+            self._end(offer_id, f"{sender} stopped sending {incoming.name}")
 
     # --- time and the chat connection -----------------------------------------------------------
 
@@ -236,7 +241,7 @@ class ReceivingFiles:
                 del self.incoming[offer_id]
                 incoming.fail()  # the partial file goes
                 self.host.send_control(incoming.sender, files.encode("cancel", id=offer_id))
-                self.host.problem(f"{incoming.sender} stopped sending {incoming.name}; gave up receiving it")
+                self._end(offer_id, f"{incoming.sender} stopped sending {incoming.name}; gave up receiving it")
 
     def disconnected(self) -> None:
         """Files over bulk streams resume once the chat is back; those in the chat cannot."""
@@ -244,7 +249,7 @@ class ReceivingFiles:
             if incoming.stream_key is None:
                 incoming.fail()
                 del self.incoming[offer_id]
-                self.host.problem(f"receiving {incoming.name} from {incoming.sender} was interrupted")
+                self._end(offer_id, f"receiving {incoming.name} from {incoming.sender} was interrupted")
 
     def reconnected(self) -> None:
         for incoming in list(self.incoming.values()):

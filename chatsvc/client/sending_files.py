@@ -73,6 +73,11 @@ class SendingFiles:
             + ("it is sent to each who accepts" if target.startswith("#") else "it is sent if they accept")
         )
 
+    def _end(self, key: str, text: str, problem: bool = True) -> None:
+        """A transfer ended: tell the user, and keep it for /transfers' recent section."""
+        (self.host.problem if problem else self.host.notice)(text)
+        self._progress.ended(key, text)
+
     def receivers_of(self, offer_id: str) -> list[str]:
         out = [self._receivers.get(k, k[1]) for k in self.stream_out if k[0] == offer_id]
         return out + [s.receiver for s in self.streams if s.outgoing.id == offer_id]
@@ -86,7 +91,7 @@ class SendingFiles:
         self.streams = [s for s in self.streams if s.outgoing.id != offer_id]
         for receiver in receivers:
             self.host.send_control(receiver, files.encode("cancel", id=offer_id))
-        self.host.notice(f"stopped sending {outgoing.name}")
+        self._end(offer_id, f"stopped sending {outgoing.name}", problem=False)
 
     # --- answers ------------------------------------------------------------------------
 
@@ -145,7 +150,7 @@ class SendingFiles:
             return
         if error is not None:
             if self.stream_out.pop(key, None) is not None:
-                self.host.problem(f"sending {outgoing.name} to {receiver} failed: {error}")
+                self._end(outgoing.id + receiver, f"sending {outgoing.name} to {receiver} failed: {error}")
                 self.host.transfers_changed()
         elif key in self.stream_out:
             # all handed to the relay; done when the receiver's ack says so
@@ -165,15 +170,15 @@ class SendingFiles:
         sending = self.stream_out.pop((offer_id, name_key(sender)), None)
         if sending is not None:
             close_end(sending)
-            self.host.problem(f"{sender} stopped receiving a file")
+            self._end(offer_id + sender, f"{sender} stopped receiving a file")
         if self._drop_streams(offer_id, sender):
-            self.host.problem(f"{sender} stopped receiving a file")
+            self._end(offer_id + sender, f"{sender} stopped receiving a file")
 
     def on_ack(self, sender: str, offer_id: str, fields: dict) -> None:
         if self.stream_out.pop((offer_id, name_key(sender)), None) is not None:
             self._done.pop((offer_id, name_key(sender)), None)
             entry = self.offered.get(offer_id)
-            self.host.notice(f"{sender} has {entry[0].name if entry else 'the file'}")
+            self._end(offer_id + sender, f"{sender} has {entry[0].name if entry else 'the file'}", problem=False)
             self.host.transfers_changed()
             return
         for stream in self.streams:
@@ -182,7 +187,7 @@ class SendingFiles:
                 stream.last_heard = self.clock.seconds()
                 if stream.acked >= stream.outgoing.chunks - 1:
                     self.streams.remove(stream)
-                    self.host.notice(f"{sender} has {stream.outgoing.name}")
+                    self._end(offer_id + sender, f"{sender} has {stream.outgoing.name}", problem=False)
                     self.host.transfers_changed()
                 return
 
@@ -201,11 +206,12 @@ class SendingFiles:
             if now - when > STALL_TIMEOUT:
                 del self._done[key]
                 if self.stream_out.pop(key, None) is not None:
-                    self.host.problem(f"{key[1]} never confirmed receiving a file; giving up on it")
+                    self._end(key[0] + key[1], f"{key[1]} never confirmed receiving a file; giving up on it")
         for stream in list(self.streams):
             if now - stream.last_heard > STALL_TIMEOUT:
                 self.streams.remove(stream)
-                self.host.problem(f"{stream.receiver} stopped answering; gave up sending {stream.outgoing.name}")
+                self._end(stream.outgoing.id + stream.receiver,
+                          f"{stream.receiver} stopped answering; gave up sending {stream.outgoing.name}")
         for offer_id, (outgoing, when) in list(self.offered.items()):
             if now - when > OFFER_LIFETIME and not self.receivers_of(offer_id):
                 del self.offered[offer_id]
@@ -220,7 +226,7 @@ class SendingFiles:
                     text = stream.outgoing.chunk(stream.next_index)
                 except OSError as e:
                     self.streams.remove(stream)
-                    self.host.problem(f"cannot read {stream.outgoing.path}: {e.strerror}")
+                    self._end(stream.outgoing.id + stream.receiver, f"cannot read {stream.outgoing.path}: {e.strerror}")
                     self.host.send_control(stream.receiver, files.encode("cancel", id=stream.outgoing.id))
                     return
                 self.host.send_control(stream.receiver, text)
@@ -240,7 +246,8 @@ class SendingFiles:
 
     def disconnected(self) -> None:
         for stream in self.streams:  # chunks in the chat cannot resume
-            self.host.problem(f"sending {stream.outgoing.name} to {stream.receiver} was interrupted")
+            self._end(stream.outgoing.id + stream.receiver,
+                      f"sending {stream.outgoing.name} to {stream.receiver} was interrupted")
         self.streams.clear()
 
     def reconnected(self) -> None:

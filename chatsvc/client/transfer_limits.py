@@ -34,6 +34,9 @@ MAX_WAITING_OFFERS = 20
 #: pause before each try (times the try's number).
 MAX_RESUMES = 5
 RESUME_DELAY = 1.0
+#: /transfers' "recent" section: transfers that ended, for this long (seconds), at most this many.
+RECENT_FOR = 600.0
+RECENT_KEPT = 10
 
 
 def rate_and_eta(started: tuple[float, int] | None, now: float, done: int, total: int) -> str:
@@ -55,6 +58,7 @@ class Progress:
         self.shown: dict[str, int] = {}
         self.began: dict[str, tuple[float, int]] = {}  # key -> (when, bytes) it started
         self.state: dict[str, tuple[str, int, int]] = {}  # key -> (what, done, total)
+        self.recent: list[tuple[float, str]] = []  # (when, how it ended), oldest first
 
     def __call__(self, what: str, key: str, done: int, total: int) -> None:
         now = self.clock.seconds()
@@ -76,6 +80,31 @@ class Progress:
             return
         self.shown[key] = quarter
         self.host.notice(f"{what}: {quarter * 25}%")
+
+    def ended(self, key: str, text: str) -> None:
+        """A transfer ended (done, failed, cancelled): out of the live lines, into the recent ones."""
+        for table in (self.state, self.began, self.shown):
+            table.pop(key, None)
+        self.recent = [*self.recent, (self.clock.seconds(), text)][-RECENT_KEPT:]
+
+    def recent_lines(self) -> list[str]:
+        """How the transfers that ended lately ended, oldest first (older ones are forgotten)."""
+        now = self.clock.seconds()
+        self.recent = [(when, text) for when, text in self.recent if now - when <= RECENT_FOR]
+        return [text for _, text in self.recent]
+
+    def paused(self) -> None:
+        """The chat dropped: a live bar says so (instead of freezing); rates start afresh after."""
+        self.began.clear()
+        if not self.host.interactive:
+            return
+        for what, done, total in list(self.state.values())[-1:]:
+            percent = 100 if total == 0 else done * 100 // total
+            if percent < 100:
+                filled = percent // 5
+                self.host.show_progress(f"{what} [{'#' * filled}{'-' * (20 - filled)}] {percent}% — paused: "
+                                        "not connected")
+                self.shown.pop(next(k for k, v in self.state.items() if v == (what, done, total)), None)
 
     def describe(self, key: str, done: int, total: int) -> str:
         """'42%, 118 MiB/s, 3 s left' for /transfers."""

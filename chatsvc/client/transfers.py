@@ -34,7 +34,8 @@ from chatsvc.client.receiving_files import ReceivingFiles
 from chatsvc.client.sending_files import SendingFiles, Stream  # noqa: F401
 from chatsvc.client.transfer_limits import (  # noqa: F401 -- the numbers, importable from here as before
     ACK_EVERY, ANSWER_GRACE, CHUNKS_PER_SECOND, MAX_INCOMING, MAX_INCOMING_PER_SENDER, MAX_RESUMES,
-    MAX_WAITING_OFFERS, OFFER_LIFETIME, RESUME_DELAY, STALL_TIMEOUT, WINDOW, Progress, rate_and_eta,
+    MAX_WAITING_OFFERS, OFFER_LIFETIME, RECENT_FOR, RECENT_KEPT, RESUME_DELAY, STALL_TIMEOUT, WINDOW, Progress,
+    rate_and_eta,
 )
 
 
@@ -142,8 +143,13 @@ class Transfers:
         for offer_id, (fields, sender, _) in self.offers.items():
             lines.append(f"{offer_id[:6]} waiting: {files.safe_name(fields.get('name', 'file'))} from {sender} "
                          f"(/accept {offer_id[:6]} or /reject {offer_id[:6]})")
-        for line in lines or ["no file transfers"]:
+        recent = self.progress.recent_lines()
+        if not lines and not recent:
+            self.host.notice("no file transfers")
+        for line in lines:
             self.host.notice(line)
+        if recent:
+            self.host.notice("recent: " + "; ".join(recent))
 
     def cancel(self, prefix: str) -> None:
         """/cancel id: stop receiving or sending a file."""
@@ -216,6 +222,7 @@ class Transfers:
         """The chat dropped: bulk streams resume once it is back (L{reconnected}); chunks in the chat cannot."""
         self.receiving.disconnected()
         self.sending.disconnected()
+        self.progress.paused()
 
     def reconnected(self) -> None:
         """Resume what was cut: as a receiver by accepting again, as a sender by offering again."""
