@@ -12,6 +12,7 @@ One relay and, per test, fresh browsers (about a second each).
 from __future__ import annotations
 
 import functools
+import re
 import http.server
 import threading
 from pathlib import Path
@@ -221,8 +222,8 @@ def test_files_go_both_ways_between_a_browser_and_a_terminal(relay, browsers, cl
     image = png()
     (tmp_path / "picture.png").write_bytes(image)
     terminal.type(f"/send {tmp_path / 'picture.png'}")
-    wait_line(web, "filer offers picture.png (PNG image")
-    web.find_element(By.XPATH, "//button[@aria-label='Accept picture.png']").click()
+    # (under 10 MiB: taken without a click, as the terminal client does -- issue #23, 10)
+    wait_line(web, "filer offers picture.png (PNG image", "(taken: files up to 10 MiB come without a click)")
     thumb = WebDriverWait(web, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[role=log] img.thumb"))[0]
     assert thumb.get_attribute("alt") == "picture.png" and thumb.get_attribute("src").startswith("blob:")
     WebDriverWait(web, WAIT).until(lambda d: d.execute_script("return arguments[0].naturalWidth", thumb) == 40)
@@ -234,6 +235,11 @@ def test_files_go_both_ways_between_a_browser_and_a_terminal(relay, browsers, cl
     """, thumb.get_attribute("src"))
     assert digest == hashlib.sha256(image).hexdigest()
     terminal.wait_for("* webfiles has picture.png")
+    web.find_element(By.XPATH, "//button[@aria-label='Show picture.png full size']").click()  # full size
+    viewer = web.find_element(By.ID, "viewer")
+    assert viewer.is_displayed() and web.find_element(By.ID, "viewer-name").text == "picture.png"
+    web.find_element(By.ID, "viewer-close").click()
+    assert not viewer.is_displayed()
 
     # Privately, both ways: the frames are keyed to the two identities too
     # (aes3), so both sides must derive the same key from their own halves.
@@ -242,7 +248,6 @@ def test_files_go_both_ways_between_a_browser_and_a_terminal(relay, browsers, cl
     terminal.type(f"/send webfiles {tmp_path / 'private.bin'}")
     open_conversation(web, "filer")
     wait_line(web, "filer offers private.bin")
-    web.find_element(By.XPATH, "//button[@aria-label='Accept private.bin']").click()
     terminal.wait_for("* webfiles has private.bin", timeout=60)
     upload = tmp_path / "private from browser.bin"
     upload.write_bytes(secret[::-1])
@@ -524,4 +529,36 @@ def test_first_hour_9_a_taken_nick_says_so_on_the_join_page(relay, browsers, cli
     error = web.find_element(By.ID, "join-error")
     WebDriverWait(web, WAIT).until(lambda d: error.text, "the join page never said why")
     assert error.text == "taken29 is already in use", error.text
+    no_page_errors(web)
+
+
+def test_first_hour_10_completion_links_colours_and_sidebar_sections(relay, browsers, clients, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
+    terminal, web = meet(relay, browsers, clients, "tcomp", "wcomp", "#c10", "--auto-accept-mb", "0")
+    box = web.find_element(By.ID, "message")
+    box.send_keys("tc", Keys.TAB)
+    assert box.get_attribute("value") == "tcomp: "  # a nick at the start of the line
+    box.clear()
+    box.send_keys("/ver", Keys.TAB)
+    assert box.get_attribute("value") == "/verify "
+    box.clear()
+    terminal.type("see https://example.org/x?y=1, not javascript:alert(1)")
+    line = wait_line(web, "tcomp", "see https://example.org/x?y=1")
+    links = web.find_elements(By.CSS_SELECTOR, "#log li a[href]")
+    assert [(a.get_attribute("href"), a.get_attribute("rel")) for a in links] == [
+        ("https://example.org/x?y=1", "noopener noreferrer")], line
+    names = web.find_elements(By.CSS_SELECTOR, "#log li .from")
+    assert names and all(re.search(r"\bnick-[0-7]\b", n.get_attribute("class")) for n in names)
+    terminal.type("/msg wcomp a word in private")
+    WebDriverWait(web, WAIT).until(lambda d: "tcomp" in d.find_element(By.ID, "privates").text)
+    assert "#c10" in web.find_element(By.ID, "conversations").text
+    assert web.find_element(By.ID, "privates-title").is_displayed()
+    # over 10 MiB a file waits for a click
+    (tmp_path / "big.bin").write_bytes(b"b" * (11 * 1024 * 1024))
+    terminal.type(f"/send {tmp_path / 'big.bin'}")
+    wait_line(web, "tcomp offers big.bin")
+    open_conversation(web, "#c10")
+    web.find_element(By.XPATH, "//button[@aria-label='Accept big.bin']").click()
+    terminal.wait_for("* wcomp has big.bin", timeout=60)
     no_page_errors(web)

@@ -14,6 +14,7 @@ import pytest
 
 from chatsvc.client import inbound
 from chatsvc.client.keyexchange import PeerKeys
+from chatsvc.client.completion import complete
 from chatsvc.client.verification import confirmation
 from chatsvc.skeleton import skeleton
 
@@ -21,6 +22,7 @@ VECTORS = Path(__file__).resolve().parent.parent / "docs" / "vectors"
 INBOUND = json.loads((VECTORS / "inbound.json").read_text(encoding="utf-8"))
 KEYEX = json.loads((VECTORS / "keyexchange.json").read_text(encoding="utf-8"))
 VERIFY = json.loads((VECTORS / "verify.json").read_text(encoding="utf-8"))
+COMPLETION = json.loads((VECTORS / "completion.json").read_text(encoding="utf-8"))
 
 
 def view(data: dict) -> inbound.View:
@@ -162,3 +164,9 @@ def test_the_page_computes_the_same_skeletons():
 @pytest.mark.parametrize("case", VERIFY["cases"], ids=lambda c: c["name"])
 def test_verify_confirmation(case):
     assert confirmation(case["answer"], case["offered"], case["current"]).as_dict() == case["expect"]
+
+
+@pytest.mark.parametrize("case", COMPLETION["cases"], ids=lambda c: c["name"])
+def test_completion(case):
+    text, candidates = complete(case["before"], COMPLETION["commands"], COMPLETION["rooms"], COMPLETION["nicks"])
+    assert {"text": text, "candidates": candidates} == case["expect"]

@@ -2,8 +2,11 @@
 // what session.js decides and feeds it what the user types. Every name and
 // message goes into the page as text (textContent), never as HTML.
 
+import { complete } from "./completion.js";
 import { hasWebCrypto } from "./crypto.js";
-import { humanSize } from "./files.js";
+import { AUTO_ACCEPT, humanSize } from "./files.js";
+import { linkify } from "./links.js";
+import { nickColour } from "./nickcolour.js";
 import { ChatSession, key } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
@@ -28,6 +31,23 @@ function clock(ms) {
 
 function day(ms) {
   return new Date(ms).toLocaleDateString([], { weekday: "long", day: "numeric", month: "long" });
+}
+
+/** Message text, its http(s) addresses as links (built as elements, never from HTML). */
+function withLinks(text) {
+  const span = el("span", "text");
+  for (const part of linkify(text)) {
+    if (!part.url) {
+      span.append(part.text);
+      continue;
+    }
+    const a = el("a", null, part.text);
+    a.href = part.url;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    span.append(a);
+  }
+  return span;
 }
 
 /** The second step of /verify, for those who compared the numbers by eye. */
@@ -61,9 +81,9 @@ const view = {
       li.append(el("span", "text", `* ${entry.from} ${entry.text}`));
       if (entry.pending) li.append(el("span", "mark sending", "sending…"));
     } else if (entry.kind === "msg") {
-      li.append(el("span", "from", entry.from));
+      li.append(el("span", `from nick-${nickColour(entry.from)}`, entry.from));
       if (entry.like) li.append(el("span", "mark lookalike", `(not ${entry.like}: a look-alike)`));
-      li.append(el("span", "text", entry.text));
+      li.append(withLinks(entry.text));
       if (entry.unsigned) li.append(el("span", "mark unsigned", "(unsigned)"));
       if (entry.notPrivate) li.append(el("span", "mark", "(not private: keyed by the passphrase alone)"));
       if (entry.held) li.append(el("span", "mark", "(held until /verify)"));
@@ -137,10 +157,12 @@ const view = {
     if (conv === current) $("log").replaceChildren();
   },
   // --- files (files.js) ---
-  offer(conv, offer, acceptable) {
+  offer(conv, offer, acceptable, auto) {
     const li = fileEntry(conv, offer.id, `${offer.sender} offers ${offer.name} (${describe(offer)})`);
     const actions = el("span", "actions");
-    if (acceptable) {
+    if (auto) {
+      actions.append(el("span", "mark", `(taken: files up to ${humanSize(AUTO_ACCEPT)} come without a click)`));
+    } else if (acceptable) {
       const yes = el("button", null, "Accept");
       const no = el("button", null, "Decline");
       yes.type = no.type = "button";
@@ -174,28 +196,26 @@ const view = {
     bar.value = total ? done / total : 1;
     bar.setAttribute("aria-label", what);
     bar.title = `${what}: ${Math.floor(100 * bar.value)}%`;
+    showRate(li, id, done, total);
   },
   received(id, file) {
     const li = transfers.get(id) || fileEntry(current, id, file.name);
     li.querySelector("progress")?.remove();
+    li.querySelector(".rate")?.remove();
+    li.querySelector(".cancel")?.remove();
     const link = el("a", "download");
     link.href = file.url;
     link.download = file.name;
-    if (file.image) {
-      // Shown only now that the whole file checked out, from its verified bytes.
-      const img = el("img", "thumb");
-      img.src = file.url;
-      img.alt = file.name;
-      link.append(img);
-    } else {
-      link.textContent = `${file.name} (${humanSize(file.size)})`;
-    }
+    link.textContent = `${file.name} (${humanSize(file.size)})`;
+    if (file.image) li.append(thumbnail(file)); // shown only now that the whole file checked out
     li.append(link);
   },
   transferEnded(id, text, failed) {
     const li = transfers.get(id) || fileEntry(current, id, "");
     li.querySelector("progress")?.remove();
     li.querySelector(".actions")?.remove();
+    li.querySelector(".rate")?.remove();
+    li.querySelector(".cancel")?.remove();
     li.append(el("span", failed ? "mark failed-note" : "mark", text));
   },
 
@@ -212,6 +232,52 @@ const view = {
 };
 
 const transfers = new Map(); // transfer id (or id + receiver) -> its log entry
+const began = new Map(); // transfer id -> [when, bytes] its progress started
+
+/** "42%, 1.2 MiB/s, 3 s left" beside a transfer's bar, and its Cancel button. */
+function showRate(li, id, done, total) {
+  if (!began.has(id)) began.set(id, [Date.now(), done]);
+  const [when, from] = began.get(id);
+  const seconds = (Date.now() - when) / 1000;
+  let text = `${total ? Math.floor((100 * done) / total) : 100}%`;
+  if (seconds >= 0.5 && done > from) {
+    const rate = (done - from) / seconds;
+    const left = (total - done) / rate;
+    text += `, ${humanSize(Math.round(rate))}/s, ${left < 120 ? `${Math.round(left)} s` : `${Math.round(left / 60)} min`} left`;
+  }
+  let rate = li.querySelector(".rate");
+  if (!rate) {
+    rate = el("span", "mark rate");
+    const cancel = el("button", "cancel", "Cancel");
+    cancel.type = "button";
+    cancel.setAttribute("aria-label", `Cancel ${li.querySelector(".text")?.textContent || "this transfer"}`);
+    cancel.addEventListener("click", () => {
+      cancel.disabled = true;
+      session?.transfers.cancel(id);
+    });
+    li.append(rate, cancel);
+  }
+  rate.textContent = text;
+}
+
+/** A verified image: a thumbnail that opens it full size. */
+function thumbnail(file) {
+  const open = el("button", "thumb-button");
+  open.type = "button";
+  open.setAttribute("aria-label", `Show ${file.name} full size`);
+  const img = el("img", "thumb");
+  img.src = file.url;
+  img.alt = file.name;
+  open.append(img);
+  open.addEventListener("click", () => {
+    const full = $("viewer-image");
+    full.src = file.url;
+    full.alt = file.name;
+    $("viewer-name").textContent = file.name;
+    $("viewer").showModal();
+  });
+  return open;
+}
 
 function describe(info) {
   return info.type && info.type !== "file" ? `${info.type} image, ${humanSize(info.size)}` : humanSize(info.size);
@@ -241,8 +307,8 @@ function drawTitle() {
 }
 
 function drawConversations() {
-  const ul = $("conversations");
   const items = [];
+  const privates = [];
   let unreadTotal = 0;
   let mentionTotal = 0;
   let index = 0;
@@ -265,9 +331,11 @@ function drawConversations() {
     if (index <= 9) button.title = `Alt+${index}`;
     button.addEventListener("click", () => session.setCurrent(k));
     li.append(button);
-    items.push(li);
+    (conv.room ? items : privates).push(li);
   }
-  ul.replaceChildren(...items);
+  $("conversations").replaceChildren(...items);
+  $("privates").replaceChildren(...privates);
+  $("privates-title").hidden = !privates.length;
   document.title = unreadTotal ? `(${unreadTotal}) chatsvc` : "chatsvc";
   drawMenuButton(unreadTotal, mentionTotal);
 }
@@ -374,8 +442,27 @@ function setUpJoin() {
   });
 }
 
+/** Tab in the message box completes a nick, command or room; with nothing to complete it moves on. */
+function tabComplete(event) {
+  const box = $("message");
+  if (event.key !== "Tab" || event.shiftKey || event.altKey || event.ctrlKey || event.metaKey || !session) return;
+  if (box.selectionStart !== box.selectionEnd) return;
+  const before = box.value.slice(0, box.selectionStart);
+  if (!before || before.endsWith(" ")) return; // nothing to complete: Tab moves focus, as everywhere
+  event.preventDefault();
+  const conv = session.conversations.get(current);
+  const rooms = [...session.conversations].filter(([, c]) => c.room && c.joined).map(([, c]) => c.name);
+  const nicks = conv && conv.room ? [...conv.members.values()] : conv ? [conv.name] : [];
+  const [text, candidates] = complete(before, session.commands.names(), rooms, nicks);
+  box.value = text + box.value.slice(box.selectionStart);
+  box.setSelectionRange(text.length, text.length);
+  if (candidates.length) view.line(current, { kind: "notice", text: candidates.join("  "), time: Date.now() });
+}
+
 /** The message box, files (the picker, drag and drop), leaving. */
 function setUpChat() {
+  $("message").addEventListener("keydown", tabComplete);
+  $("viewer-close").addEventListener("click", () => $("viewer").close());
   $("say").addEventListener("submit", (event) => {
     event.preventDefault();
     const box = $("message");

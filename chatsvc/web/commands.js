@@ -43,6 +43,11 @@ export class Commands {
     await handler.call(this, rest.join(" ").trim());
   }
 
+  /** The command names (for Tab completion), without the slash. */
+  names() {
+    return Object.getOwnPropertyNames(Commands.prototype).filter((n) => n.startsWith("cmd_")).map((n) => n.slice(4)).sort();
+  }
+
   get current() {
     return this.session.conversations.current;
   }

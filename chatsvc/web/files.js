@@ -13,6 +13,10 @@ export const MARKER = "\x1fchatsvc-file:";
 export const FRAME_SIZE = 1024 * 1024;
 export const CHUNK_SIZE = 32 * 1024; // the in-band chunk size offers announce
 export const MAX_FILE = 256 * 1024 * 1024;
+/** Files up to this size are taken without a click, as the terminal client's --auto-accept-mb default. */
+export const AUTO_ACCEPT = 10 * 1024 * 1024;
+const AUTO_PER_SENDER = 3; // ... at most this many at once from one sender,
+const AUTO_AT_ONCE = 8; // ... and in all (the terminal client's MAX_INCOMING_PER_SENDER, MAX_INCOMING)
 export const SLICE = 64 * 1024; // bytes per WebSocket message on a stream
 const BUFFERED_HIGH = 1024 * 1024; // wait while the socket holds more than this
 const OFFER_LIFETIME_MS = 10 * 60 * 1000;
@@ -132,6 +136,21 @@ export class Transfers {
     this.ui = ui;
     this.offered = new Map(); // id -> {bytes, name, size, target, sha256, type, when}
     this.incoming = new Map(); // id -> {sender, target, name, size, sha256, type, state}
+    this.sockets = new Map(); // transfer key (id, or id + receiver) -> its stream, while it runs
+    this.stopped = new Set(); // transfer keys the user cancelled
+  }
+
+  /** The user's Cancel: stop receiving (key: the id) or sending to one receiver (key: id + receiver). */
+  async cancel(key) {
+    const stream = this.sockets.get(key);
+    if (!stream || this.stopped.has(key)) return;
+    this.stopped.add(key);
+    const incoming = this.incoming.get(key);
+    const [id, peer] = incoming ? [key, incoming.sender] : [key.slice(0, 16), key.slice(16)];
+    stream.close();
+    await this.host.sendControl(peer, encode("cancel", { id }));
+    const name = incoming ? incoming.name : this.offered.get(id)?.name ?? "the file";
+    this.ui.transferEnded(key, incoming ? `stopped receiving ${name} from ${peer}` : `stopped sending ${name} to ${peer}`, false);
   }
 
   // --- sending --------------------------------------------------------------------------
@@ -160,6 +179,8 @@ export class Transfers {
     const key = await this.host.cipher.fileKey(entry.target, this.host.nick, id, entry.target);
     const aesKey = key;
     const stream = new StreamSocket(this.host.url, token, "send", this.host.WebSocketImpl);
+    this.sockets.set(id + receiver, stream);
+    stream.closed.then(() => this.sockets.delete(id + receiver));
     const frames = Math.max(1, Math.ceil(entry.size / FRAME_SIZE));
     let position = new Uint8Array(0);
     const start = await new Promise((resolve, reject) => {
@@ -207,6 +228,7 @@ export class Transfers {
     }
     // Not awaited: the session handles its next lines meanwhile.
     this.sendOver(fields.id, entry, sender, fields.stream).catch((e) => {
+      if (this.stopped.has(fields.id + sender)) return; // cancelled: said so already
       this.ui.transferEnded(fields.id + sender, `sending ${entry.name} to ${sender} failed: ${e.message}`, true);
     });
   }
@@ -243,7 +265,13 @@ export class Transfers {
     };
     this.incoming.set(offer.id, offer);
     const conv = target.startsWith("#") ? target : sender;
-    this.ui.offer(conv, offer, size <= MAX_FILE && offer.stream && Boolean(this.host.cipher.masters.aes2));
+    const acceptable = size <= MAX_FILE && offer.stream && Boolean(this.host.cipher.masters.aes2);
+    // taken without a click, as the terminal client does -- within the same bounds on what runs at once
+    const running = [...this.incoming.values()].filter((o) => o.state === "receiving");
+    const auto = acceptable && size <= AUTO_ACCEPT && running.length < AUTO_AT_ONCE &&
+                 running.filter((o) => o.sender === sender).length < AUTO_PER_SENDER;
+    this.ui.offer(conv, offer, acceptable, auto);
+    if (auto) this.accept(offer.id).catch((e) => this.ui.transferEnded(offer.id, `receiving ${offer.name} failed: ${e.message}`, true));
   }
 
   // --- receiving ---------------------------------------------------------------------------------
@@ -265,11 +293,14 @@ export class Transfers {
     const aes = await crypto.subtle.importKey("raw", key, "AES-GCM", false, ["decrypt"]);
     // The first bytes say where we stand: frame 0 (the page does not resume).
     const stream = new StreamSocket(this.host.url, token, "recv", this.host.WebSocketImpl, new Uint8Array(8));
+    this.sockets.set(id, stream);
     const receiving = this.receiveFrames(stream, aes, offer, id, token);
     await this.host.sendControl(offer.sender, encode("accept", { id, stream: token }));
     const { parts, received, failed } = await receiving;
     stream.close();
+    this.sockets.delete(id);
     this.incoming.delete(id);
+    if (this.stopped.has(id)) return; // cancelled: said so already
     await this.finishReceiving(offer, id, parts, received, failed);
   }
 

@@ -8,11 +8,13 @@ import { attribution, interpret, placement, unreadable } from "../../chatsvc/web
 import { PeerKeys, RETRY_DELAYS, TABLE } from "../../chatsvc/web/keyexchange.js";
 import { skeleton } from "../../chatsvc/web/skeleton.js";
 import { confirmation } from "../../chatsvc/web/verification.js";
+import { complete } from "../../chatsvc/web/completion.js";
 
 const load = (name) => JSON.parse(readFileSync(new URL(`../../docs/vectors/${name}`, import.meta.url), "utf-8"));
 const INBOUND = load("inbound.json");
 const KEYEX = load("keyexchange.json");
 const VERIFY = load("verify.json");
+const COMPLETION = load("completion.json");
 
 const view = (v) => ({ me: v.me, wanted: v.wanted, rooms: new Set(v.rooms || []), historyOpen: new Set(v.history_open || []),
                        historyMode: v.history_mode || {}, lastId: v.last_id || {} });
@@ -91,5 +93,12 @@ for (const c of load("lines.json").cases) {
 for (const c of VERIFY.cases) {
   test(`verify: ${c.name}`, () => {
     assert.deepEqual(confirmation(c.answer, c.offered, c.current), c.expect);
+  });
+}
+
+for (const c of COMPLETION.cases) {
+  test(`completion: ${c.name}`, () => {
+    const [text, candidates] = complete(c.before, COMPLETION.commands, COMPLETION.rooms, COMPLETION.nicks);
+    assert.deepEqual({ text, candidates }, c.expect);
   });
 }
