@@ -15,6 +15,7 @@ moment it is accepted (``webentrance.py``).
 
 from __future__ import annotations
 
+import json
 import zlib
 from importlib import resources
 
@@ -39,13 +40,33 @@ METHODS = (b"GET", b"HEAD")
 
 
 def page_files() -> dict[str, bytes]:
-    """The page's files, by name, from the package."""
+    """The page's files, by name, from the package (and the word lists its passphrase meter ranks by)."""
     folder = resources.files("chatsvc") / "web"
-    return {
+    files = {
         entry.name: entry.read_bytes()
         for entry in folder.iterdir()
         if entry.is_file() and any(entry.name.endswith(ext) for ext in _TYPES)
     }
+    files[STRENGTH_WORDS] = strength_words()
+    return files
+
+
+#: The ranked word lists the page's passphrase meter (``web/strength.js``) loads.
+STRENGTH_WORDS = "strength-words.json"
+
+
+def strength_words() -> bytes:
+    """
+    zxcvbn's ranked lists (common passwords, English words, names), as the
+    terminal client's estimate uses them -- taken from the installed
+    package when the relay starts, so the page ranks by the same lists
+    without a copy in this repository.  Public data, no user input.
+    """
+    try:
+        from zxcvbn.frequency_lists import FREQUENCY_LISTS
+    except ImportError:  # (a dependency; without it the page's meter counts characters only)
+        return b"{}"
+    return json.dumps({name: " ".join(words) for name, words in FREQUENCY_LISTS.items()}).encode()
 
 
 class _File(resource.Resource):

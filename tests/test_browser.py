@@ -562,3 +562,24 @@ def test_first_hour_10_completion_links_colours_and_sidebar_sections(relay, brow
     web.find_element(By.XPATH, "//button[@aria-label='Accept big.bin']").click()
     terminal.wait_for("* wcomp has big.bin", timeout=60)
     no_page_errors(web)
+
+
+def test_first_hour_9_a_weak_passphrase_is_measured_and_refused_unless_wanted(relay, browsers):
+    web = browsers()
+    web.get(browsing.page_url(relay))
+    labelled(web, "Nickname").send_keys("weak29")
+    labelled(web, "Passphrase").send_keys("dragon2024")
+    note = web.find_element(By.ID, "strength-note")
+    WebDriverWait(web, WAIT).until(lambda d: "too easy to guess" in note.text, "the meter never spoke")
+    assert float(web.find_element(By.ID, "strength-meter").get_attribute("value")) < 40
+    lists = web.execute_async_script("""const done = arguments[arguments.length - 1];
+        fetch("strength-words.json").then((r) => r.json()).then((j) => done(Object.keys(j).sort()), (e) => done(String(e)));""")
+    assert "passwords" in lists and "english_wikipedia" in lists  # the relay serves zxcvbn's lists
+    web.find_element(By.XPATH, "//button[normalize-space()='Join']").click()
+    error = web.find_element(By.ID, "join-error")
+    WebDriverWait(web, WAIT).until(lambda d: "too easy to guess" in error.text)
+    assert web.find_element(By.ID, "chat").is_displayed() is False
+    web.find_element(By.ID, "allow-weak").click()
+    web.find_element(By.XPATH, "//button[normalize-space()='Join']").click()
+    browsing.wait_status(web, "signed in as weak29")  # (strong ones: every other join passes without a click)
+    no_page_errors(web)

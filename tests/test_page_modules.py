@@ -8,8 +8,10 @@ Python's str.casefold.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -22,7 +24,9 @@ needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
 @needs_node
 def test_page_modules_pass_their_node_tests():
-    out = subprocess.run([NODE, "--test", str(REPO / "tests" / "js")], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "CHATSVC_PYTHON": sys.executable}  # (strength.test.mjs asks this Python for the word lists)
+    out = subprocess.run([NODE, "--test", str(REPO / "tests" / "js")], capture_output=True, text=True, timeout=120,
+                         env=env)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
 
 

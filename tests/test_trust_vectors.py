@@ -22,6 +22,7 @@ VECTORS = Path(__file__).resolve().parent.parent / "docs" / "vectors"
 INBOUND = json.loads((VECTORS / "inbound.json").read_text(encoding="utf-8"))
 KEYEX = json.loads((VECTORS / "keyexchange.json").read_text(encoding="utf-8"))
 VERIFY = json.loads((VECTORS / "verify.json").read_text(encoding="utf-8"))
+STRENGTH = json.loads((VECTORS / "strength.json").read_text(encoding="utf-8"))
 COMPLETION = json.loads((VECTORS / "completion.json").read_text(encoding="utf-8"))
 
 
@@ -170,3 +171,12 @@ def test_verify_confirmation(case):
 def test_completion(case):
     text, candidates = complete(case["before"], COMPLETION["commands"], COMPLETION["rooms"], COMPLETION["nicks"])
     assert {"text": text, "candidates": candidates} == case["expect"]
+
+
+@pytest.mark.parametrize("case", STRENGTH["cases"], ids=lambda c: c["passphrase"])
+def test_passphrase_strength_verdict(case):
+    from chatsvc.client import passphrases
+
+    bits = passphrases.strength_bits(case["passphrase"])
+    got = "refuse" if bits < passphrases.REFUSE_BELOW_BITS else "warn" if bits < passphrases.WARN_BELOW_BITS else "ok"
+    assert got == case["verdict"]

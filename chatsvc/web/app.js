@@ -417,8 +417,45 @@ function readJson(storage, name) {
   }
 }
 
+let strength = null; // {bits, verdict} of what the passphrase box holds, once the meter has looked
+let meter = null; // the meter's module and the ranked word lists, loaded on first use
+
+/** The passphrase meter: the terminal client's rules (strength.js) over the lists the relay serves. */
+async function measure() {
+  const passphrase = $("passphrase").value;
+  if (!meter) {
+    const module = await import("./strength.js");
+    const lists = await fetch("strength-words.json").then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
+    meter = { module, ranks: module.rankWords(lists) };
+  }
+  if ($("passphrase").value !== passphrase) return; // typed on meanwhile: the next call measures
+  const bits = meter.module.strengthBits(passphrase, meter.ranks);
+  strength = { bits, verdict: meter.module.verdict(bits) };
+  $("strength-meter").value = Math.min(100, bits);
+  const about = `about ${Math.round(bits)} bits`;
+  $("strength-note").textContent = !passphrase ? "" : strength.verdict === "refuse"
+    ? `${about}: too easy to guess — use several uncommon words (python -m chatsvc.client --new-passphrase makes one)`
+    : strength.verdict === "warn" ? `${about}: fair; 64 or more keeps it safe against offline guessing` : `${about}: strong`;
+}
+
+/** Too easy to guess (under 40 bits, as the terminal client): refused unless the user says to use it anyway. */
+function weakRefused() {
+  if (!strength || strength.verdict !== "refuse" || $("allow-weak").checked) return false;
+  $("join-error").textContent = `This passphrase is too easy to guess (about ${Math.round(strength.bits)} bits; 40 ` +
+    "are needed): whoever sees the traffic can try guesses offline. Choose a longer one, or tick “Use it anyway” " +
+    "if the room already uses it.";
+  $("allow-weak-label").hidden = false;
+  return true;
+}
+
 /** The join form: filled from a reload or "remember on this device"; joining on submit. */
 function setUpJoin() {
+  let pending = null;
+  $("passphrase").addEventListener("input", () => {
+    strength = null;
+    clearTimeout(pending);
+    pending = setTimeout(() => measure().catch(() => {}), 150);
+  });
   const form = $("join");
   form.hidden = false;
   const saved = readJson(sessionStorage, "chatsvc.session");
@@ -426,8 +463,10 @@ function setUpJoin() {
   // a reload: say why the passphrase is asked again (unless it was remembered)
   $("reload-note").hidden = !(saved && saved.nick) || Boolean(readJson(localStorage, REMEMBER));
   if (saved && saved.rooms && saved.rooms.find((r) => r.startsWith("#"))) $("room").value = saved.rooms.find((r) => r.startsWith("#"));
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (!strength) await measure().catch(() => {});
+    if (weakRefused()) return;
     const nick = $("nick").value.trim();
     const passphrase = $("passphrase").value;
     let room = $("room").value.trim() || "#lobby";
