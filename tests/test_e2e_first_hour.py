@@ -102,3 +102,38 @@ def test_7_a_drop_and_a_return_are_one_line_each(relay_process):
         assert rows.count("* you joined #lobby") == 1 and rows.count("* in #lobby: ria") == 1
     finally:
         term.close()
+
+
+@needs_tmux
+def test_6_each_room_is_a_window_with_its_own_scrollback(relay_process, clients):
+    relay = relay_process()
+    term = Tmux(relay.port, "tia", "--no-timestamps", "--rooms", "'#lobby,#dev'", columns=60)  # (quoted for the shell)
+    try:
+        term.wait(lambda rows: "* in #lobby: tia" in rows, "the joins")
+        bob = clients(relay.port, "bob", "--rooms", "#lobby,#dev")
+        bob.wait_for_prefix("* in #dev: ")
+        bob.type("in the lobby")  # bob's current room: #lobby
+        term.wait(lambda rows: "[#lobby] bob: in the lobby" in rows, "the lobby's line")
+        bob.type("/window 2")
+        bob.type("over in dev " + "and a long line that wraps under its text " * 2)
+        rows = term.wait(lambda rows: any("[#dev 1]" in r for r in rows), "the unread count for #dev")
+        assert not any("over in dev" in r for r in rows)  # #dev's line is in #dev's window, not in view
+        term.keys("M-2")  # Alt-2: #dev in view
+        rows = term.wait(lambda rows: any(r.startswith("[#dev] bob: over in dev") for r in rows), "#dev's window")
+        assert not any("in the lobby" in r for r in rows)  # the lobby's lines are not in #dev's window
+        at = next(n for n, r in enumerate(rows) if r.startswith("[#dev] bob: over in dev"))
+        assert rows[at + 1].startswith(" " * len("[#dev] bob: ")) and len(rows[at]) <= 60  # a hanging indent
+        assert not any("[#dev 1]" in r for r in rows)  # seen: no longer counted
+        term.keys("M-1")
+        term.wait(lambda rows: "[#lobby] bob: in the lobby" in rows, "back in the lobby")
+        for n in range(40):
+            bob.type(f"/msg tia private {n}")  # a query window fills up
+        term.keys("/query bob", "Enter")
+        term.wait(lambda rows: any(r.endswith("private 39") for r in rows), "the query's window")
+        term.keys("PPage")
+        rows = term.wait(lambda rows: any("more below: PageDown" in r for r in rows), "scrolled back")
+        assert not any(r.endswith("private 39") for r in rows)
+        term.keys("NPage")
+        term.wait(lambda rows: any(r.endswith("private 39") for r in rows), "back at the bottom")
+    finally:
+        term.close()

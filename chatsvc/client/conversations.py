@@ -26,6 +26,9 @@ class Conversations:
     def set_current(self, room: str | None) -> None:
         """The room (or, after /query, the person) typed lines go to."""
         self.current = room
+        window = getattr(self.display, "set_window", None)  # a front end with windows shows that one
+        if window is not None:
+            window(room)
         self.show_prompt()
         self.roster.read(room)
         self.show_activity()

@@ -33,7 +33,7 @@ class SessionEvents:
         if not target.startswith("#"):
             shown = s.sender.delivered()
             if shown is not None:
-                s.display.show(f"[you → {clean(target)}] {clean(shown)}")
+                s.output(f"[you → {clean(target)}] {clean(shown)}", target)
             return
         s.delivery.acknowledged(target, msg_id, cid)  # shown when sent; now no longer unacknowledged
         s.typing.maybe_finish_drain()

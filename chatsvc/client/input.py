@@ -35,7 +35,7 @@ class Typing:
                     s.notice("not connected: what you type is sent once the connection is back")
                 if not text.startswith("/") or text.startswith("//"):
                     said = text[1:] if text.startswith("//") else text
-                    s.display.show(f"[{s.current}] {s.wanted_nick}: {clean(said)} (pending)")
+                    s.output(f"[{s.current}] {s.wanted_nick}: {clean(said)} (pending)", s.current)
             return
         self.handle(text)
 

@@ -69,3 +69,54 @@ def visible(chars: list[str], cursor: int, columns: int) -> tuple[str, int]:
     if column is None:
         column = used if end == len(chars) else used - 1
     return shown, column
+
+
+def wrap(text: str, columns: int, indent: int) -> list[str]:
+    """
+    ``text`` in rows of at most ``columns`` display columns, broken at
+    spaces where it can be (a word longer than a row is cut), every row
+    after the first starting with ``indent`` spaces: a hanging indent under
+    the text after "12:04 [#room] bob: ".
+    """
+    columns = max(columns, 2)
+    indent = min(max(indent, 0), columns // 2)
+    rows: list[str] = []
+    row, used = "", 0
+    for word in _words(text):
+        w = text_width(word)
+        if used + w <= columns:
+            row, used = row + word, used + w
+            continue
+        if row.strip():
+            rows.append(row.rstrip(" "))
+        row = " " * indent if rows else ""
+        used = len(row)
+        word = word.lstrip(" ")
+        while used + text_width(word) > columns:  # longer than a row: cut it
+            piece, taken = "", 0
+            for ch in word:
+                if used + taken + width(ch) > columns:
+                    break
+                piece, taken = piece + ch, taken + width(ch)
+            if not piece:
+                break
+            rows.append(row + piece)
+            row, used, word = " " * indent, indent, word[len(piece):]
+        row, used = row + word, used + text_width(word)
+    if row.strip() or not rows:
+        rows.append(row.rstrip(" ") if rows else row)
+    return rows
+
+
+def _words(text: str) -> list[str]:
+    """The text as words, each with the spaces before it."""
+    out: list[str] = []
+    current = ""
+    for ch in text:
+        if ch == " " and current and current[-1] != " ":
+            out.append(current)
+            current = ""
+        current += ch
+    if current:
+        out.append(current)
+    return out

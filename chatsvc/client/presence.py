@@ -42,7 +42,7 @@ class Presence:
         s = self.session
         s.roster.joined(room, nick)
         if not self.mine(nick):
-            s.notice(f"{clean(nick)} joined {clean(room)}")
+            s.notice(f"{clean(nick)} joined {clean(room)}", room)
             return
         key = name_key(room)
         s.rooms[key] = room
@@ -50,7 +50,7 @@ class Presence:
             self.switch_to.discard(key)
             s.set_current(room)
         if key not in self.rejoining:
-            s.notice(f"you joined {clean(room)}")
+            s.notice(f"you joined {clean(room)}", room)
 
     def parted(self, room: str, nick: str, reason: str | None) -> None:
         s = self.session
@@ -58,7 +58,7 @@ class Presence:
         me = self.mine(nick)
         s.roster.parted(room, nick, me)
         if not me:
-            s.notice(f"{clean(nick)} left {clean(room)}{why}")
+            s.notice(f"{clean(nick)} left {clean(room)}{why}", room)
             return
         s.rooms.pop(name_key(room), None)
         s.show_activity()
@@ -107,7 +107,7 @@ class Presence:
         self.rejoining.discard(key)
         if (nicks or key not in self._counts) and not quiet:
             listed = (clean(n) + (" (verified)" if s.trust.verified(n) else "") for n in nicks)
-            s.notice(f"in {clean(room)}: {', '.join(listed)}")
+            s.notice(f"in {clean(room)}: {', '.join(listed)}", room)
         if key in self._check_next:
             # Are there members of this name we cannot reach? The relay keeps
             # those who joined with another proof (another passphrase) apart,
@@ -142,7 +142,7 @@ class Presence:
         for name, total in rooms:
             key = name_key(name)
             if key in ours and total > ours[key]:
-                self.session.problem(apart_notice(clean(name), ours[key], total))
+                self.session.problem(apart_notice(clean(name), ours[key], total), name)
 
 
 def apart_notice(room: str, ours: int, total: int) -> str:

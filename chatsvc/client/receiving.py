@@ -122,13 +122,13 @@ class Receiver:
             suffix = f" ({s.delivery.history_mode(target)}, {_when(opened)})" if history else ""
             if not history:
                 s.attention(target, named)
-            s.show(f"[{clean(target)}] {said}{suffix}", alert=named)
+            s.show(f"[{clean(target)}] {said}{suffix}", alert=named, where=target)
             return
         line = f"[{who}{mark} → you] {said if what.action_text else clean(text)}"
         if s.trust.signing and opened.signer is not None and not opened.private:
             line += " (not private: keyed by the passphrase alone)"
         s.attention(sender, True)  # a private message always wants you
-        s.show(line, alert=True)
+        s.show(line, alert=True, where=sender)
         if s.away_text is not None and name_key(sender) not in self._away_told:
             self._away_told.add(name_key(sender))
             s.send_control(sender, inbound.AWAY_MARKER + s.away_text)
@@ -147,10 +147,12 @@ class Receiver:
                 continue
             del self._unreadable[(key, sender)]
             if count == 1:
-                self.session.problem(f"cannot read a message from {clean(sender)} in {clean(room)} ({mode}): {clean(reason)}")
+                self.session.problem(f"cannot read a message from {clean(sender)} in {clean(room)} ({mode}): "
+                                     f"{clean(reason)}", room)
             else:
                 guess = " — a different passphrase?" if code == "not-authentic" else f": {clean(reason)}"
-                self.session.problem(f"{count} {mode} messages from {clean(sender)} in {clean(room)} could not be read{guess}")
+                self.session.problem(f"{count} {mode} messages from {clean(sender)} in {clean(room)} could not be "
+                                     f"read{guess}", room)
 
     # --- topics --------------------------------------------------------------------------------
 
@@ -166,7 +168,7 @@ class Receiver:
         self._topic_asked.discard(key)
         if setter is None:
             if asked:
-                self.session.notice(f"{clean(room)} has no topic; /topic text sets one")
+                self.session.notice(f"{clean(room)} has no topic; /topic text sets one", room)
             return
         self.topic(room, setter, when_ms, payload)
 
@@ -188,7 +190,7 @@ class Receiver:
         text = opened.text[len(TOPIC_MARKER):]
         stamp = opened.sent_ms if opened.sent_ms is not None else when_ms
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp / 1000)) if stamp else "at an unknown time"
-        s.notice(f"topic of {clean(room)}: {clean(text)} (set by {clean(setter)}{Trust.mark(verdict)}, {when})")
+        s.notice(f"topic of {clean(room)}: {clean(text)} (set by {clean(setter)}{Trust.mark(verdict)}, {when})", room)
 
 
 def _when(opened: Opened) -> str:

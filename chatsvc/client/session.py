@@ -191,22 +191,30 @@ class ChatSession:
 
     # --- output ------------------------------------------------------------------------------
 
-    def notice(self, text: str) -> None:
-        self.display.show(f"* {text}")
+    def notice(self, text: str, where: str | None = None) -> None:
+        """A notice; ``where``: the room or person it is about (its window), None: the window in view."""
+        self.output(f"* {text}", where)
 
-    def problem(self, text: str) -> None:
-        self.display.show(f"! {text}")
+    def problem(self, text: str, where: str | None = None) -> None:
+        self.output(f"! {text}", where)
+
+    def output(self, line: str, where: str | None, alert: bool = False) -> None:
+        """One line to the front end, for ``where``'s window where it has windows."""
+        show_in = getattr(self.display, "show_in", None)  # a front end with windows
+        if show_in is not None:
+            show_in(where, line, alert)
+        elif alert and hasattr(self.display, "show_alert"):
+            self.display.show_alert(line)
+        else:
+            self.display.show(line)
 
     def relay_notice(self, text: str) -> None:
         """A NOTICE: the relay telling everyone of its state (a link down, back)."""
         self.notice(f"relay: {clean(text)}")
 
-    def show(self, line: str, alert: bool = False) -> None:
-        """A line of conversation; ``alert``: it names you or is for you alone (bell, highlight)."""
-        if alert and hasattr(self.display, "show_alert"):
-            self.display.show_alert(line)
-        else:
-            self.display.show(line)
+    def show(self, line: str, alert: bool = False, where: str | None = None) -> None:
+        """A line of conversation in ``where``'s window; ``alert``: it names you or is for you alone."""
+        self.output(line, where, alert)
 
     def set_current(self, room: str | None) -> None:
         self.conversations.set_current(room)
@@ -245,7 +253,7 @@ class ChatSession:
         if not self.current.startswith("#"):
             self.sender.send(self.current, wire, said if action else text)  # shown once delivered
         elif self.sender.send(self.current, wire):
-            self.display.show(f"[{self.current}] {said}")
+            self.output(f"[{self.current}] {said}", self.current)
 
     # --- what commands.py and transfers.py call ---------------------------------------------------
 
@@ -266,7 +274,7 @@ class ChatSession:
         """/verify: the safety number to compare; with an answer, the keys marked verified."""
         for target, who, text in self.trust.verify(nick, answer):
             where = clean(target) if target.startswith("#") else f"{clean(who)} → you"
-            self.display.show(f"[{where}] {clean(who)}: {clean(text)} (held until /verify)")
+            self.output(f"[{where}] {clean(who)}: {clean(text)} (held until /verify)", target if target.startswith("#") else who)
         self.conversations.show_prompt()  # a query's prompt shows the verified mark
 
     def key_status(self, nick: str) -> str:

@@ -28,6 +28,7 @@ from zope.interface import implementer
 from chatsvc.client import lineview
 from chatsvc.client.stamps import Stamps
 from chatsvc.client.text import clean
+from chatsvc.client.windows import Windows, indent_of
 
 CTRL_C = b"\x03"
 CTRL_D = b"\x04"
@@ -95,6 +96,7 @@ class InteractiveFrontEnd(HistoricRecvLine):
         self.bell = bell
         self.activity: str | None = None  # unread counts per room
         self.progress: str | None = None  # a transfer's bar
+        self.windows = Windows()  # each room's and query's own scrollback
 
     def connectionLost(self, reason=None) -> None:
         super().connectionLost(reason)
@@ -110,6 +112,8 @@ class InteractiveFrontEnd(HistoricRecvLine):
                 CTRL_D: self.handle_EOF,
                 CTRL_L: self.handle_REDRAW,
                 CTRL_U: self.handle_KILL_LINE,
+                self.terminal.PGUP: self.handle_PGUP,
+                self.terminal.PGDN: self.handle_PGDN,
             }
         )
 
@@ -231,10 +235,22 @@ class InteractiveFrontEnd(HistoricRecvLine):
             self.session.user_line("/quit")
 
     def handle_REDRAW(self) -> None:
+        """The screen again: the current window's last rows (or where it is scrolled to), status, input."""
         self.terminal.eraseDisplay()
         self.terminal.cursorHome()
+        rows = self.windows.view(self._columns() - 1, max(self._rows() - 2, 1))
+        if rows:
+            self.terminal.write("\n".join(rows).encode("utf-8", errors="replace") + b"\n")
         self._status_drawn = False
-        self._draw()
+        self._set_status_line()
+
+    def handle_PGUP(self) -> None:
+        if self.windows.page(max(self._rows() - 3, 1), self._columns() - 1, max(self._rows() - 2, 1)):
+            self.handle_REDRAW()
+
+    def handle_PGDN(self) -> None:
+        if self.windows.page(-max(self._rows() - 3, 1), self._columns() - 1, max(self._rows() - 2, 1)):
+            self.handle_REDRAW()
 
     def handle_KILL_LINE(self) -> None:
         self.lineBuffer = []
@@ -270,6 +286,14 @@ class InteractiveFrontEnd(HistoricRecvLine):
                 continue
         return shutil.get_terminal_size((80, 24)).columns
 
+    def _rows(self) -> int:
+        for stream in (sys.stdin, sys.stdout):
+            try:
+                return os.get_terminal_size(stream.fileno()).lines or 24
+            except (OSError, ValueError, AttributeError):
+                continue
+        return shutil.get_terminal_size((80, 24)).lines
+
     def _draw(self) -> None:
         columns = self._columns()
         if self.status is not None and not self._status_drawn:
@@ -291,22 +315,41 @@ class InteractiveFrontEnd(HistoricRecvLine):
 
     # Display
     def show(self, text: str, highlight: bool = False) -> None:
-        self._erase()
-        # insults turns "\n" into "\r\n" for the raw terminal.
+        self.show_in(None, text, highlight)
+
+    def show_in(self, where: str | None, text: str, alert: bool = False) -> None:
+        """A line for ``where``'s window (None: the one in view); drawn if that window is in view."""
+        drawn = False
         for line in self.stamps.lines(clean(text)):
-            data = line.encode("utf-8", errors="replace")
-            if highlight:
-                data = b"\x1b[1m" + data + b"\x1b[0m"  # bold: it names you
-            self.terminal.write(data + b"\n")
-        self._draw()
+            if not self.windows.add(where, line):
+                continue
+            if not drawn:
+                self._erase()
+                drawn = True
+            # wrapped here, at word boundaries under the text (insults turns "\n" into "\r\n")
+            for row in lineview.wrap(line, self._columns() - 1, indent_of(line)):
+                data = row.encode("utf-8", errors="replace")
+                if alert:
+                    data = b"\x1b[1m" + data + b"\x1b[0m"  # bold: it names you
+                self.terminal.write(data + b"\n")
+        if drawn:
+            self._draw()
+        if alert and self.bell:
+            self.terminal.write(b"\a")
 
     def show_alert(self, text: str) -> None:
         """A line that names you (or is for you alone): bold, and the bell if wanted."""
-        self.show(text, highlight=True)
-        if self.bell:
-            self.terminal.write(b"\a")
+        self.show_in(None, text, alert=True)
+
+    def set_window(self, where: str | None) -> None:
+        """Show ``where``'s window (/window, Alt-1..9, /query, a join)."""
+        if self.windows.select(where):
+            self.handle_REDRAW()
 
     def clear(self) -> None:
+        """/clear: the window in view starts empty."""
+        self.windows.windows[self.windows.current].lines.clear()
+        self.windows.back = 0
         self.handle_REDRAW()
 
     def set_activity(self, text: str | None) -> None:
@@ -326,7 +369,8 @@ class InteractiveFrontEnd(HistoricRecvLine):
     def _set_status_line(self) -> None:
         # unread counts first (they change less), then a transfer's progress
         self._erase()
-        parts = [p for p in (self.activity and f"[{self.activity}]", self.progress) if p]
+        more = self.windows.back and "-- more below: PageDown --"
+        parts = [p for p in (more, self.activity and f"[{self.activity}]", self.progress) if p]
         self.status = "  ".join(parts) if parts else None
         self._draw()
 
