@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -364,6 +365,11 @@ CLIENT = [sys.executable, "-m", "chatsvc.client"]
 PASSPHRASE = "test passphrase: purple elephants dance at dawn"
 
 
+#: A folder where the clients the tests start keep the keys they derived
+#: (chatsvc/client/aesgcm.py, _pbkdf2): 0.4 s of CPU each, a hundred times over.
+KDF_CACHE = tempfile.mkdtemp(prefix="chatsvc-test-kdf-")
+
+
 def client_env(passphrase: str = PASSPHRASE, config_dir: str | None = None) -> dict[str, str]:
     """
     A client's environment: the passphrase, and a config directory of its
@@ -373,6 +379,7 @@ def client_env(passphrase: str = PASSPHRASE, config_dir: str | None = None) -> d
 
     env = subprocess_env()
     env["CHATSVC_PASSPHRASE"] = passphrase
+    env["CHATSVC_TEST_KDF_CACHE"] = KDF_CACHE  # each passphrase's keys derived once per test run
     env["XDG_CONFIG_HOME"] = config_dir or tempfile.mkdtemp(prefix="chatsvc-test-config-")
     return env
 
@@ -462,7 +469,7 @@ class Tmux:
     def __init__(self, port: int, nick: str, *extra: str, columns: int = 120, passphrase: str | None = PASSPHRASE) -> None:
         self.name = f"chatsvc-{uuid.uuid4().hex[:8]}"
         env = client_env(passphrase or "")
-        keys = ["PYTHONPATH", "XDG_CONFIG_HOME"] + (["CHATSVC_PASSPHRASE"] if passphrase else [])
+        keys = ["PYTHONPATH", "XDG_CONFIG_HOME", "CHATSVC_TEST_KDF_CACHE"] + (["CHATSVC_PASSPHRASE"] if passphrase else [])
         env_args = [arg for key in keys for arg in ("-e", f"{key}={env[key]}")]
         command = " ".join(CLIENT + ["127.0.0.1", "--port", str(port), "--nick", nick, *extra]) + "; sleep 30"
         subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(columns), "-y", "30",

@@ -376,3 +376,12 @@ def test_passphrase_is_normalised_nfc():
     composed = "caf\u00e9 au lait"
     decomposed = "cafe\u0301 au lait"
     assert aesgcm.derive_master_key_v2(composed, V2_SALT) == aesgcm.derive_master_key_v2(decomposed, V2_SALT)
+
+
+def test_the_test_suites_key_cache_gives_the_same_keys_and_is_off_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("CHATSVC_TEST_KDF_CACHE", raising=False)
+    plain = aesgcm.derive_master_key_v2("some passphrase", "AAECAwQFBgcICQoLDA0ODw")
+    monkeypatch.setenv("CHATSVC_TEST_KDF_CACHE", str(tmp_path))
+    assert aesgcm.derive_master_key_v2("some passphrase", "AAECAwQFBgcICQoLDA0ODw") == plain
+    assert len(list(tmp_path.iterdir())) == 1  # kept for the next client of the run ...
+    assert aesgcm.derive_master_key_v2("some passphrase", "AAECAwQFBgcICQoLDA0ODw") == plain  # ... and read back
