@@ -1,0 +1,127 @@
+"""
+Sealed rooms, the pure parts (sealed.py, membership.py) against
+docs/vectors/sealed.json -- the file tests/js/sealed.test.mjs loads too.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+from chatsvc.client import membership, sealed
+from chatsvc.client.aesgcm import join_proof
+from chatsvc.client.identity import Identity, PublicKeys
+from chatsvc.client.sealed import Link, Member, SealError, unb64
+
+ROOT = Path(__file__).resolve().parent.parent
+V = json.loads((ROOT / "docs" / "vectors" / "sealed.json").read_text())
+
+
+def person(name: str) -> Identity:
+    p = V["people"][name]
+    return Identity.from_seeds(bytes.fromhex(p["sign_seed"]), bytes.fromhex(p["agree_seed"]))
+
+
+def keys(d: dict) -> PublicKeys:
+    return PublicKeys(unb64(d["sign"]), unb64(d["agree"]))
+
+
+def test_the_file_is_what_the_generator_writes():
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "sealed_vectors.py"), "--check"], cwd=ROOT)
+    assert done.returncode == 0, "docs/vectors/sealed.json is stale: run python tools/sealed_vectors.py"
+
+
+@pytest.mark.parametrize("case", V["derive"], ids=lambda c: f"{c['room']}-{c['epoch']}")
+def test_derivations(case):
+    secret = bytes.fromhex(case["secret"])
+    master = sealed.room_master(secret, case["room"], case["epoch"])
+    assert master.hex() == case["master"]
+    assert sealed.secret_check(secret, case["room"], case["epoch"]) == case["check"]
+    assert join_proof(master, case["room"]) == case["proof"]
+
+
+def test_canonical_bytes():
+    for case in V["canonical"]:
+        assert sealed.canonical(case["value"]).decode() == case["bytes"]
+
+
+def test_the_statement_verifies_and_a_changed_one_does_not():
+    s = V["statement"]
+    assert sealed.statement_verifies(s["statement"], s["signature"])
+    assert sealed.statement_hash(s["statement"]).hex() == s["hash"]
+    for field, value in (("serial", 2), ("epoch", 3), ("owners", []), ("room", "#ops2")):
+        assert not sealed.statement_verifies(dict(s["statement"], **{field: value}), s["signature"])
+    assert sealed.parse_control(s["control"])[0] == s["statement"]
+
+
+def test_the_box_opens_for_its_member_only():
+    b = V["box"]
+    alice, bob, carol = person("alice"), person("bob"), person("carol")
+    stmt = V["statement"]["statement"]
+    made = sealed.seal_box(alice, Member("bob", bob.public), stmt, bytes.fromhex(b["secret"]),
+                           random=lambda n: bytes.fromhex(b["nonce"]))
+    assert made == b["box"]
+    assert sealed.open_box(bob, alice.public.agree, stmt, b["box"]).hex() == b["secret"]
+    assert sealed.open_box(carol, alice.public.agree, stmt, b["box"]) is None
+    assert sealed.open_box(bob, alice.public.agree, dict(stmt, serial=9), b["box"]) is None  # bound to its statement
+    assert sealed.open_box(bob, alice.public.agree, stmt, "!!") is None
+
+
+def test_links_both_ways_and_refusals():
+    v = V["link"]
+    link = Link(v["link"]["room"], v["link"]["epoch"], bytes.fromhex(v["link"]["secret"]), unb64(v["link"]["owner"]),
+                v["link"]["chat"])
+    assert sealed.make_link(link) == v["chat"]
+    assert sealed.make_link(link, "https://chat.example.org") == v["page"]
+    assert sealed.parse_link(v["chat"]) == link == sealed.parse_link(v["page"])
+    for case in v["refused"]:
+        with pytest.raises(SealError) as e:
+            sealed.parse_link(case["text"])
+        assert e.value.code == case["reason"], case
+
+
+def _held(h):
+    if h is None:
+        return None
+    return membership.Held(h["room"], h["epoch"], {int(e): unb64(s) for e, s in h["secrets"].items()}, h["statement"],
+                           h["signature"], unb64(h["link_owner"]) if h["link_owner"] else None, h["listed"])
+
+
+@pytest.mark.parametrize("case", V["judge"], ids=lambda c: c["name"])
+def test_judge(case):
+    verdict = membership.judge(_held(case["held"]), case["statement"], case["signature"],
+                               unb64(case["secret"]) if case["secret"] else None, keys(case["carrier"]),
+                               case["where"], keys(case["me"]))
+    assert {"kind": verdict.kind, "reason": verdict.reason} == case["expect"]
+
+
+@pytest.mark.parametrize("text", ["", sealed.MARKER, sealed.MARKER + "[]", sealed.MARKER + '{"statement":1,"sig":""}',
+                                  sealed.MARKER + "{" * 5000, sealed.MARKER + "[" * 50000, sealed.MARKER + "x" * 70000])
+def test_malformed_control_messages_are_refused_by_code(text):
+    with pytest.raises(SealError) as e:
+        sealed.parse_control(text)
+    assert e.value.code == "malformed"
+
+
+@given(st.recursive(st.one_of(st.integers(-2**40, 2**40), st.text()),
+                    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(), inner, max_size=4)),
+                    max_leaves=12))
+def test_canonical_is_json_that_reads_back_the_same(value):
+    text = sealed.canonical(value)
+    assert text.isascii() and json.loads(text) == value
+    assert sealed.canonical(json.loads(text)) == text
+
+
+def test_accept_follows_the_verdicts():
+    alice, bob = person("alice"), person("bob")
+    case = next(c for c in V["judge"] if c["expect"]["kind"] == "invited")
+    secret = unb64(case["secret"])
+    v = membership.judge(None, case["statement"], case["signature"], secret, alice.public, "private", bob.public)
+    held = membership.accept(None, v, case["statement"], case["signature"], secret, bob.public)
+    assert (held.epoch, held.secret, held.listed) == (1, secret, True)
+    assert held.owners() == [alice.public.sign]
