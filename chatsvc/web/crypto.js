@@ -75,7 +75,7 @@ export function unhex(text) {
   return out;
 }
 
-function concat(...parts) {
+export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
@@ -107,10 +107,10 @@ async function pbkdf2(password, salt) {
   return new Uint8Array(bits);
 }
 
-async function hkdf(master, info) {
+export async function hkdf(master, info, size = 256) {
   const key = await crypto.subtle.importKey("raw", master, "HKDF", false, ["deriveBits"]);
   const bits = await crypto.subtle.deriveBits(
-    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: utf8.encode(info) }, key, 256);
+    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: utf8.encode(info) }, key, size);
   return new Uint8Array(bits);
 }
 
@@ -193,7 +193,7 @@ export async function sessionKeyFromSeed(seed, publicKey) {
   return { privateKey: await crypto.subtle.importKey("jwk", jwk, { name: "X25519" }, false, ["deriveBits"]), public: publicKey };
 }
 
-async function sha256(...parts) {
+export async function sha256(...parts) {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", concat(...parts)));
 }
 
@@ -423,7 +423,7 @@ export class Cipher {
   }
 }
 
-async function verifySignature(publicSign, signature, data) {
+export async function verifySignature(publicSign, signature, data) {
   try {
     const pub = await crypto.subtle.importKey("raw", publicSign, { name: "Ed25519" }, false, ["verify"]);
     return await crypto.subtle.verify({ name: "Ed25519" }, pub, signature, data);
