@@ -388,11 +388,15 @@ class PipedClient:
     """``python -m chatsvc.client`` with pipes for stdin and stdout."""
 
     def __init__(
-        self, port: int, nick: str, *extra: str, passphrase: str = PASSPHRASE, config_dir: str | None = None
+        self, port: int | None, nick: str, *extra: str, passphrase: str | None = PASSPHRASE,
+        config_dir: str | None = None
     ) -> None:
-        env = client_env(passphrase, config_dir)
+        env = client_env(passphrase or "", config_dir)
+        if passphrase is None:  # e.g. in by invitation link alone
+            del env["CHATSVC_PASSPHRASE"]
+        where = ["127.0.0.1", "--port", str(port)] if port is not None else []  # None: --join names it
         self.proc = subprocess.Popen(
-            CLIENT + ["127.0.0.1", "--port", str(port), "--nick", nick, *extra],
+            CLIENT + [*where, "--nick", nick, *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env,
         )

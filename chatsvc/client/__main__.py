@@ -17,7 +17,10 @@ from twisted.internet import defer, endpoints, stdio, task, threads
 from chatsvc import grammar
 from chatsvc.client import aesgcm, ciphers, config, connection, passphrases, terminal
 from chatsvc.client.protocol import describe_failure
+from chatsvc.client import sealed
 from chatsvc.client.identity import Identity
+from chatsvc.client.keyring import Keyring, KeyringError
+from chatsvc.client.membership import Held
 from chatsvc.client.pins import KnownKeys
 from chatsvc.client.replay import ReplayGuard
 from chatsvc.client.session import ChatSession
@@ -52,6 +55,9 @@ def _connection_options(group) -> None:
     group.add_argument("--rooms", metavar="#A,#B", help="rooms to join, comma-separated; the first is current (instead of --room)")
     group.add_argument("--tls", action="store_true", help="connect with TLS, checking the server's certificate against the system's CAs")
     group.add_argument("--ca-file", metavar="PATH", help="connect with TLS, trusting only the CA (or self-signed certificate) in PATH")
+    group.add_argument("--join", metavar="LINK",
+                       help="join the sealed room of an invitation link (chatsvc://… or https://…/#join=…): "
+                       "it names the server and the room, and needs no passphrase")
     group.add_argument("--no-reconnect", dest="reconnect", action="store_false",
                        help="exit (status 1) when the connection drops, instead of reconnecting")
 
@@ -221,7 +227,10 @@ async def make_cipher(reactor, args: argparse.Namespace) -> ciphers.Cipher:
     # PBKDF2 is deliberately slow; keep it off the reactor thread.  This is
     # the aes1 key (older relays, old history); the aes2 key follows once
     # the relay has said its salt.
-    master = await threads.deferToThread(aesgcm.derive_master_key, args.passphrase)
+    if args.passphrase is None:  # in by invitation link alone: a key nobody shares for everything else
+        master = os.urandom(32)
+    else:
+        master = await threads.deferToThread(aesgcm.derive_master_key, args.passphrase)
     replay = ReplayGuard(Path(args.config_dir).expanduser() / "replay.json")
     path = Path(args.identity).expanduser() if args.identity else Path(args.config_dir).expanduser() / "identity"
     try:
@@ -231,7 +240,39 @@ async def make_cipher(reactor, args: argparse.Namespace) -> ciphers.Cipher:
         raise SystemExit(1)
     cipher = aesgcm.AesGcmCipher(master, replay=replay, passphrase=args.passphrase, identity=me)
     cipher.identity_made = str(path) if made else None  # said once connected
+    cipher.link_only = args.passphrase is None
     return cipher
+
+
+def make_keyring(args: argparse.Namespace) -> Keyring | None:
+    """The sealed rooms held (sealed.json in the config directory), with the --join link's room in it."""
+    if args.cipher == "caesar":
+        return None
+    try:
+        keyring = Keyring(Path(args.config_dir).expanduser() / "sealed.json")
+    except KeyringError as e:
+        sys.stderr.write(f"{e}\n")
+        raise SystemExit(1)
+    link = getattr(args, "link", None)
+    if link is not None:
+        held = keyring.get(link.room)
+        if held is None or held.epoch < link.epoch:
+            keyring.put(link.room, Held(link.room.casefold(), link.epoch, {link.epoch: link.secret},
+                                        link_owner=link.owner))
+    return keyring
+
+
+def take_link(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """--join LINK: the server and room come from the link (a HOST given on the command line wins)."""
+    try:
+        args.link = sealed.parse_link(args.join)
+    except sealed.SealError as e:
+        parser.exit(1, f"--join: {e}\n")
+    host, _, port = args.link.chat.rpartition(":")
+    if not args.host:
+        args.host = host.strip("[]")
+        args.port = int(port) if port.isdigit() else args.port
+    args.room, args.rooms = args.link.room, None
 
 
 def known_keys(args: argparse.Namespace) -> KnownKeys | None:
@@ -274,6 +315,7 @@ async def run(reactor, args: argparse.Namespace) -> None:
         clock=reactor,
         extra_rooms=args.extra_rooms,
         known_keys=known,
+        keyring=make_keyring(args),
     )
     front_end.session = session
     # Each file transfer gets a connection of its own (docs/protocol.md,
@@ -345,8 +387,11 @@ def main(argv: list[str] | None = None) -> None:
         print(passphrases.generate())
         return
     try:
+        if args.join:
+            take_link(args, parser)
         settle_options(args, parser)
-        args.passphrase = get_passphrase(args, parser) if args.cipher == "aes" else None
+        link_only = args.join and not (args.passphrase_file or os.environ.get(PASSPHRASE_ENV))
+        args.passphrase = get_passphrase(args, parser) if args.cipher == "aes" and not link_only else None
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         raise SystemExit(130)

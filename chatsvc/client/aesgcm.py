@@ -250,6 +250,12 @@ class AesGcmCipher:
         #: nick -> their current session's X25519 key, as they announced it
         self.peer_session: Callable[[str], bytes | None] = lambda nick: None
         self._pairwise: OrderedDict[tuple, AESGCM] = OrderedDict()
+        #: room -> the master key of the sealed room of that name this client
+        #: is in (its epoch's), or None for an ordinary room (sealing.py)
+        self.room_master: Callable[[str], bytes | None] = lambda room: None
+
+        #: in by invitation link alone, without the server's passphrase: only sealed rooms are readable
+        self.link_only = False
 
     @property
     def scheme(self) -> str:
@@ -257,14 +263,17 @@ class AesGcmCipher:
 
     # --- aes2 ------------------------------------------------------------------
 
-    def derive_v2(self, salt: str) -> bytes:
-        """The slow step for aes2 (run it off the reactor thread)."""
+    def derive_v2(self, salt: str) -> bytes | None:
+        """The slow step for aes2 (run it off the reactor thread); None without a passphrase."""
         if self._passphrase is None:
-            raise ValueError("no passphrase to derive the aes2 key from")
+            return None
         return derive_master_key_v2(self._passphrase, salt)
 
-    def use_v2(self, master_v2: bytes, salt: str) -> None:
-        """Send aes2 from now on, keyed for this relay's salt."""
+    def use_v2(self, master_v2: bytes | None, salt: str) -> None:
+        """Send aes2 (aes3 with an identity) from now on, keyed for this relay's salt."""
+        if master_v2 is None and self.link_only:  # no passphrase: sealed rooms only
+            self.salt, self._sending = salt, AES3
+            return
         if len(master_v2) != 32:
             raise ValueError("master key must be 32 bytes")
         if self.salt != salt:
@@ -286,7 +295,7 @@ class AesGcmCipher:
         also takes the two identities' shared secret: only the two can
         read it, even with the relay's help.
         """
-        master = self._masters.get(AES2)
+        master = self._masters.get(AES2) if context.is_private else self._room_or(AES2, context.target)
         if master is None:
             return None
         info = FILE_INFO_PREFIX + context_label(context) + b" " + transfer_id.encode("ascii")
@@ -297,16 +306,37 @@ class AesGcmCipher:
         return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(master)
 
     def join_proof(self, room: str) -> str | None:
-        master = self._masters.get(AES2)
+        master = self._room_or(AES2, room)
         return join_proof(master, room) if master is not None else None
+
+    def _room_or(self, scheme: Scheme, room: str) -> bytes | None:
+        """A room's master: its sealed room's, else the passphrase's (None: neither)."""
+        sealed = self.room_master(room)
+        return sealed if sealed is not None else self._masters.get(scheme)
+
+    def _master(self, scheme: Scheme, context: Context) -> bytes:
+        """The master key a message in this context is keyed with, or DecryptError."""
+        sealed = None if context.is_private else self.room_master(context.target)
+        if sealed is not None:
+            if scheme is not AES3:
+                raise DecryptError(f"sent with {scheme.name} in a sealed room (only signed aes3 belongs there)",
+                                   "not-authentic")
+            return sealed
+        master = self._masters.get(scheme)
+        if master is None:
+            raise DecryptError("sent with the server's passphrase, which this client (in by invitation link "
+                               "alone) does not have" if self.link_only else
+                               f"sent with {scheme.name}, but this client has no {scheme.name} key for this server",
+                               "no-key")
+        return master
 
     # --- messages ------------------------------------------------------------------
 
-    def _aead(self, scheme: Scheme, label: bytes) -> AESGCM:
-        key = (scheme, label)
+    def _aead(self, scheme: Scheme, label: bytes, master: bytes) -> AESGCM:
+        key = (scheme, label, master)
         aead = self._keys.get(key)
         if aead is None:
-            aead = self._keys[key] = AESGCM(context_key(self._masters[scheme], label, scheme))
+            aead = self._keys[key] = AESGCM(context_key(master, label, scheme))
             while len(self._keys) > KEY_CACHE:
                 self._keys.popitem(last=False)
         else:
@@ -331,6 +361,9 @@ class AesGcmCipher:
             if their_session is not None:
                 ikm += self.session_key.exchange(X25519PublicKey.from_public_bytes(their_session))
                 info = SESSION_INFO_PREFIX + label
+            if AES3 not in self._masters:
+                raise DecryptError("private messages are keyed with the server's passphrase, which this client "
+                                   "(in by invitation link alone) does not have", "no-key")
             ikm += context_key(self._masters[AES3], label, AES3)
             aead = AESGCM(HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(ikm))
             self._pairwise[cache_key] = aead
@@ -353,7 +386,7 @@ class AesGcmCipher:
         nonce = header[-12:]
         aad = associated_data(label, context.sender, header, scheme)
         if scheme is not AES3:
-            sealed = self._aead(scheme, label).encrypt(nonce, text.encode("utf-8"), aad)
+            sealed = self._aead(scheme, label, self._master(scheme, context)).encrypt(nonce, text.encode("utf-8"), aad)
             return f"{scheme.name}:{_b64encode(header + sealed)}"
         their = self.peer_agree(context.target) if context.is_private else None
         session = self.peer_session(context.target) if their is not None and use_session else None
@@ -361,7 +394,7 @@ class AesGcmCipher:
         # peer: whose key it is keyed for -- their session key, else their identity's
         keys = mine.sign + mine.agree + (session or their or NO_PEER)
         aad += keys
-        aead = self._pairwise_aead(label, their, session) if their else self._aead(scheme, label)
+        aead = self._pairwise_aead(label, their, session) if their else self._aead(scheme, label, self._master(scheme, context))
         sealed = aead.encrypt(nonce, text.encode("utf-8"), aad)
         signature = self.identity.signature(SIG_LABEL + aad + sealed)
         return f"{scheme.name}:{_b64encode(header + sealed + keys + signature)}"
@@ -391,7 +424,7 @@ class AesGcmCipher:
             aead = self._peer_aead(label, context, signer, keys[64:])
             private = aead is not None
         try:
-            plain = (aead or self._aead(scheme, label)).decrypt(nonce, sealed, aad)
+            plain = (aead or self._aead(scheme, label, self._master(scheme, context))).decrypt(nonce, sealed, aad)
         except InvalidTag:
             raise DecryptError(
                 "it does not authenticate: a different passphrase, or the message "
@@ -409,8 +442,6 @@ class AesGcmCipher:
         scheme = SCHEMES.get(name)
         if scheme is None:
             raise DecryptError(f"sent with cipher '{name}', which this client does not know", "unknown-scheme")
-        if scheme not in self._masters:
-            raise DecryptError(f"sent with {name}, but this client has no {name} key for this server", "no-key")
         envelope = _b64decode(body)
         tail = KEYS_SIZE + SIG_SIZE if scheme is AES3 else 0
         if len(envelope) < HEADER_SIZE + TAG_SIZE + tail:

@@ -45,6 +45,12 @@ commands:
   /accept [id]      accept a file offer (/reject [id] to decline)
   /transfers        files on their way in or out, with their ids
   /cancel id        stop receiving or sending a file
+sealed rooms (a key of their own instead of the passphrase; docs/client.md):
+  /seal [#room]     make the room sealed, owned by you
+  /invite nick      give nick the key of the current sealed room (/invite-link: a link for anyone)
+  /members          who the current sealed room's key was given to, with fingerprints
+  /remove nick      take the room back from nick: a new key for everyone else (/rekey: the same, nobody removed)
+  /op nick          make nick an owner too
   /help             this list
   /quit [reason]    leave (FIN works too); the reason is not encrypted, and others
                     see it marked as not verified
@@ -84,7 +90,7 @@ class Commands:
     def run(self, text: str) -> None:
         """A typed line starting with one slash."""
         command, _, rest = text[1:].partition(" ")
-        handler = getattr(self, "cmd_" + command.lower(), None)
+        handler = getattr(self, "cmd_" + command.lower().replace("-", "_"), None)
         if handler is None:
             self.session.problem(f"unknown command /{clean(command)}; /help lists them")
             return
@@ -92,7 +98,7 @@ class Commands:
 
     def names(self) -> list[str]:
         """The commands, for tab completion."""
-        return sorted(name[4:] for name in dir(self) if name.startswith("cmd_"))
+        return sorted(name[4:].replace("_", "-") for name in dir(self) if name.startswith("cmd_"))
 
     def completions(self, before: str) -> tuple[str, list[str]]:
         """Tab: complete commands, rooms and the current room's nicks (or the person of a /query)."""
@@ -305,6 +311,42 @@ class Commands:
             return
         s.wanted_nick = rest
         s.protocol.register(rest)
+
+    # --- sealed rooms (sealing.py) ----------------------------------------------------------
+
+    def _nick_and_room(self, rest: str, usage: str) -> tuple[str, str | None] | None:
+        words = rest.split()
+        if not 1 <= len(words) <= 2 or not grammar.is_valid_nick(words[0]):
+            self.session.problem(f"usage: {usage}")
+            return None
+        return words[0], normalize_room(words[1]) if len(words) == 2 else self.session.current
+
+    def cmd_seal(self, rest: str) -> None:
+        self.session.sealing.seal(normalize_room(rest) if rest else self.session.current)
+
+    def cmd_members(self, rest: str) -> None:
+        self.session.sealing.members(normalize_room(rest) if rest else self.session.current)
+
+    def cmd_invite(self, rest: str) -> None:
+        got = self._nick_and_room(rest, "/invite nick [#room] (or /invite-link [#room])")
+        if got:
+            self.session.sealing.invite(*got)
+
+    def cmd_invite_link(self, rest: str) -> None:
+        self.session.sealing.invite_link(normalize_room(rest) if rest else self.session.current)
+
+    def cmd_remove(self, rest: str) -> None:
+        got = self._nick_and_room(rest, "/remove nick [#room]")
+        if got:
+            self.session.sealing.rekey(got[1], remove=got[0])
+
+    def cmd_rekey(self, rest: str) -> None:
+        self.session.sealing.rekey(normalize_room(rest) if rest else self.session.current)
+
+    def cmd_op(self, rest: str) -> None:
+        got = self._nick_and_room(rest, "/op nick [#room]")
+        if got:
+            self.session.sealing.op(*got)
 
     def cmd_quit(self, rest: str) -> None:
         s = self.session

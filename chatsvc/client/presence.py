@@ -33,6 +33,8 @@ class Presence:
         #: rooms rejoined after a drop: back quietly (no "you joined", no member list)
         self.rejoining: set[str] = set()
         self._check_next: set[str] = set()  # rooms we joined: check once their NAMES are in
+        #: rooms we leave to join again under another key (a sealed room's new epoch): no "you left"
+        self.moving: set[str] = set()
 
     def mine(self, nick: str) -> bool:
         me = self.session.nick
@@ -46,6 +48,7 @@ class Presence:
             return
         key = name_key(room)
         s.rooms[key] = room
+        s.sealing.joined(room)
         if key in self.switch_to or s.current is None:
             self.switch_to.discard(key)
             s.set_current(room)
@@ -59,6 +62,10 @@ class Presence:
         s.roster.parted(room, nick, me)
         if not me:
             s.notice(f"{clean(nick)} left {clean(room)}{why}", room)
+            return
+        if name_key(room) in self.moving:
+            self.moving.discard(name_key(room))
+            s.rooms.pop(name_key(room), None)  # the JOIN under the new key follows
             return
         s.rooms.pop(name_key(room), None)
         s.show_activity()

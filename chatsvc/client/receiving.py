@@ -16,6 +16,7 @@ from chatsvc.client import files, inbound
 from chatsvc.client.ciphers import Context, DecryptError, Opened
 from chatsvc.client.inbound import KEY_MARKER, KEYREQ_MARKER, TOPIC_MARKER
 from chatsvc.client.roster import mentions
+from chatsvc.client.sealed import PREFIX as SEALED_PREFIX
 from chatsvc.client.text import clean
 from chatsvc.client.trust import TRUSTED, Trust
 from chatsvc.grammar import name_key
@@ -54,6 +55,9 @@ class Receiver:
             return
         fold = target if place.history else None  # first sightings in history: one line at its end
         verdict = s.decided("attribution", s.trust.attribute(sender, target, opened, s.selves(), fold=fold))
+        if opened.text.startswith(SEALED_PREFIX):  # judged by the keys that signed it (membership.py)
+            s.sealing.control(sender, target, opened.text, opened.signer, place.history)
+            return
         if verdict.action != "show":
             return
         private = not target.startswith("#")

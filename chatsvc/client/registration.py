@@ -138,7 +138,7 @@ class Registration:
             self._keys_ready.addCallback(lambda _: self.join(room) if s.online else None)
             return
         proof = getattr(s.cipher, "join_proof", lambda room: None)(room)
-        if proof:
+        if proof and not s.sealing.is_sealed(room):  # a sealed room's name is shared with the ordinary one
             s.presence.will_check(room)
         s.protocol.join(room, proof)
         s.protocol.request_history(room, *s.delivery.history_request(room))

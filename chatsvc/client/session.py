@@ -35,6 +35,8 @@ from chatsvc.client.reclaim import Reclaim
 from chatsvc.client.receiving import Receiver
 from chatsvc.client.registration import Registration
 from chatsvc.client.roster import Roster
+from chatsvc.client.sealing import Sealing
+from chatsvc.client.keyring import Keyring
 from chatsvc.client.sending import Sender
 from chatsvc.client.text import clean
 from chatsvc.client.transfers import Transfers
@@ -77,7 +79,8 @@ class ChatSession:
     def __init__(self, display: Display, cipher: Cipher, nick: str, room: str, server: str,
                  interactive: bool = False, reconnect: bool = False, downloads: Path | None = None,
                  auto_accept_bytes: int = 10 * 1024 * 1024, *, clock, run_slow: Callable = threads.deferToThread,
-                 extra_rooms: list[str] | None = None, known_keys: KnownKeys | None = None) -> None:
+                 extra_rooms: list[str] | None = None, known_keys: KnownKeys | None = None,
+                 keyring: Keyring | None = None) -> None:
         self.display = display
         self.cipher = cipher
         self.clock = clock
@@ -114,6 +117,7 @@ class ChatSession:
         self.typing = Typing(self)
         self.commands = Commands(self)
         self.events = SessionEvents(self)
+        self.sealing = Sealing(self, keyring)  # sealed rooms: their keys, statements, epochs; rejoined
         if self.trust.signing:
             cipher.peer_agree = self.trust.peer_agree
             cipher.peer_session = self.sender.session_of
@@ -259,7 +263,8 @@ class ChatSession:
 
     def send_private(self, nick: str, text: str) -> None:
         """/msg: shown as sent once the server says it was delivered."""
-        self.sender.send(nick, text, text)
+        if not self.sealing.refuses("private"):
+            self.sender.send(nick, text, text)
 
     def send_control(self, target: str, text: str) -> None:
         """Send a file-transfer message or an automatic note (encrypted like chat, not shown)."""
@@ -302,9 +307,10 @@ class ChatSession:
 
     def join_room(self, room: str) -> None:
         """/join: join and make it the current room once in."""
+        if self.sealing.refuses(room):
+            return
         self.presence.joining(room, switch=True)
         self.registration.join(room)
-
 
     def leave(self, reason: str | None = None) -> None:
         """/quit."""
