@@ -6,17 +6,18 @@ The pure rules are tests/test_sealed.py (and the page's twin in node).
 from __future__ import annotations
 
 
-def _in_ops(clients, port, *nicks):
+def _in_ops(clients, port, *nicks, config: dict | None = None):
     made = {}
     for nick in nicks:
-        made[nick] = c = clients(port, nick, "--room", "#ops")
+        made[nick] = c = clients(port, nick, "--room", "#ops", config_dir=(config or {}).get(nick))
         c.wait_for_prefix("* in #ops: ")
     return made
 
 
-def test_invited_members_read_the_uninvited_and_the_removed_do_not(relay_process, clients):
+def test_invited_members_read_the_uninvited_and_the_removed_do_not(relay_process, clients, tmp_path):
     relay = relay_process()
-    c = _in_ops(clients, relay.port, "alice", "bob", "carol", "dave")
+    carols = str(tmp_path / "carol")
+    c = _in_ops(clients, relay.port, "alice", "bob", "carol", "dave", config={"carol": carols})
     alice, bob, carol, dave = c["alice"], c["bob"], c["carol"], c["dave"]
     for nick in ("bob", "carol"):  # alice pins their keys from what they say
         c[nick].type(f"hi from {nick}")
@@ -53,6 +54,15 @@ def test_invited_members_read_the_uninvited_and_the_removed_do_not(relay_process
     assert not any("the plan" in line for line in dave.seen)
     assert not any("after the removal" in line for line in bob.seen + dave.seen)
     assert not any("still here" in line for line in alice.seen + carol.seen)
+
+    # carol starts again: she rejoins the sealed room from her keyring (not the
+    # ordinary #ops her --room names), and its history has both epochs
+    carol = clients(relay.port, "carol", "--room", "#ops", config_dir=carols)
+    carol.wait_for_prefix("* in #ops: carol")
+    carol.drain(1.0)
+    assert any("bob: the plan" in line for line in carol.seen)
+    assert any("carol: after the removal" in line for line in carol.seen)
+    assert not any("may I read it" in line or "still here" in line for line in carol.seen)
 
 
 def test_a_link_lets_in_someone_who_has_no_passphrase(relay_process, clients):

@@ -82,6 +82,7 @@ class SessionEvents:
         s.receiver.history_ended(room, s.delivery.history_mode(room))
         if more and name_key(room) in s.rooms:
             s.protocol.request_history(room, *s.delivery.more_history(room))
+        s.sealing.epochs.history_end(room, more)
 
     def name_list(self, room: str, nicks: list[str]) -> None:
         self.session.presence.name_list(room, nicks)

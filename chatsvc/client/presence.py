@@ -66,6 +66,7 @@ class Presence:
         if name_key(room) in self.moving:
             self.moving.discard(name_key(room))
             s.rooms.pop(name_key(room), None)  # the JOIN under the new key follows
+            s.sealing.epochs.parted(room)
             return
         s.rooms.pop(name_key(room), None)
         s.show_activity()

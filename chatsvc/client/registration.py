@@ -137,6 +137,8 @@ class Registration:
         if self._keys_ready is not None and not self._keys_ready.called:
             self._keys_ready.addCallback(lambda _: self.join(room) if s.online else None)
             return
+        if s.sealing.epochs.earlier(room):
+            return  # their history first; this JOIN follows (sealing.py)
         proof = getattr(s.cipher, "join_proof", lambda room: None)(room)
         if proof and not s.sealing.is_sealed(room):  # a sealed room's name is shared with the ordinary one
             s.presence.will_check(room)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from chatsvc.client import membership, sealed
+from chatsvc.client.epochs import Epochs
 from chatsvc.client.identity import PublicKeys, fingerprint
 from chatsvc.client.keyring import Keyring
 from chatsvc.client.membership import Held
@@ -36,8 +37,9 @@ class Sealing:
         self.session = session
         self.keyring = keyring if keyring is not None else Keyring()
         self._hello_sent: set[str] = set()
+        self.epochs = Epochs(session, self.keyring)  # which epoch's key reads what arrives
         if hasattr(session.cipher, "room_master"):
-            session.cipher.room_master = self.room_master
+            session.cipher.room_master = self.epochs.room_master
         wanted = {name_key(r) for r in [session.first_room, *session.extra_rooms]}
         session.extra_rooms += [r for r in self.rooms() if name_key(r) not in wanted]  # rejoined from the keyring
 
@@ -50,10 +52,6 @@ class Sealing:
         return True
 
     # --- what the cipher and the session ask ---------------------------------------------------
-
-    def room_master(self, room: str) -> bytes | None:
-        held = self.keyring.get(room)
-        return sealed.room_master(held.secret, room, held.epoch) if held is not None else None
 
     def is_sealed(self, room: str) -> bool:
         return self.keyring.get(room) is not None
@@ -284,8 +282,10 @@ class Sealing:
         """Leave the room of this name we are in (if any), then join it under the key now held."""
         s = self.session
         key = name_key(name)
-        s.delivery.last_id.pop(key, None)  # another room to the relay: its ids start afresh
-        if key in s.rooms:
+        self.epochs.viewed.add(key)  # (what was said in the earlier epoch was seen live)
+        if key not in s.rooms:
+            s.delivery.last_id.pop(key, None)  # another room to the relay: its ids start afresh
+        else:
             s.presence.moving.add(key)
             s.protocol.part(s.rooms[key], "moved to a sealed room's new key")
         s.presence.joining(name, switch=s.current is None or name_key(s.current) == key)
