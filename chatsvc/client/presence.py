@@ -53,7 +53,7 @@ class Presence:
             self.switch_to.discard(key)
             s.set_current(room)
         if key not in self.rejoining:
-            s.notice(f"you joined {clean(room)}", room)
+            s.notice(f"you joined {clean(room)}{' (sealed)' if s.sealing.is_sealed(room) else ''}", room)
 
     def parted(self, room: str, nick: str, reason: str | None) -> None:
         s = self.session

@@ -119,7 +119,8 @@ class Sealing:
         for m in sealed.members_of(held.statement):
             tags = [t for t, on in (("owner", b64(m.keys.sign) in owners), ("you", m.keys == self._me)) if on]
             s.notice(f"  {clean(m.nick)}  {fingerprint(m.keys)}{' (' + ', '.join(tags) + ')' if tags else ''}", room)
-        s.notice(f"{clean(room)}: {len(held.statement['members'])} members, epoch {held.epoch}", room)
+        count = len(held.statement["members"])
+        s.notice(f"{clean(room)}: {count} member{'s' if count != 1 else ''}, epoch {held.epoch}", room)
 
     def invite(self, nick: str, room: str | None) -> None:
         s = self.session
