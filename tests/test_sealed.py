@@ -125,3 +125,10 @@ def test_accept_follows_the_verdicts():
     held = membership.accept(None, v, case["statement"], case["signature"], secret, bob.public)
     assert (held.epoch, held.secret, held.listed) == (1, secret, True)
     assert held.owners() == [alice.public.sign]
+
+
+def test_the_prose_shows_the_first_derivation():
+    prose = (ROOT / "docs" / "encryption.md").read_text(encoding="utf-8")
+    first = V["derive"][0]
+    for value in (first["master"], first["check"], first["proof"]):
+        assert value in prose
