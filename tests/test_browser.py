@@ -583,3 +583,51 @@ def test_first_hour_9_a_weak_passphrase_is_measured_and_refused_unless_wanted(re
     web.find_element(By.XPATH, "//button[normalize-space()='Join']").click()
     browsing.wait_status(web, "signed in as weak29")  # (strong ones: every other join passes without a click)
     no_page_errors(web)
+
+
+def test_sealed_rooms_an_invited_page_user_reads_and_the_page_removes(relay, browsers, clients):
+    terminal, web = meet(relay, browsers, clients, "sealer", "paige", "#sealed")
+    say(web, "my key, for the invitation")
+    terminal.wait_for("[#sealed] paige: my key, for the invitation")  # the terminal pins paige's keys
+    terminal.type("/seal")
+    terminal.wait_for_prefix("* #sealed is sealed: ")
+    terminal.type("/invite paige")
+    wait_line(web, "sealer invited you to the sealed room #sealed (owner key ")
+    terminal.type("inside the sealed room")
+    wait_line(web, "sealer", "inside the sealed room")
+    say(web, "read you, from the page")
+    terminal.wait_for("[#sealed] paige: read you, from the page")
+    say(web, "/members")
+    wait_line(web, "#sealed: 2 members, epoch 1")
+    say(web, "/remove sealer")  # not an owner: the page refuses to sign it
+    wait_line(web, "only owners of #sealed can remove (sealer)")
+    terminal.type("/remove paige")
+    wait_line(web, "sealer removed you from #sealed: nothing said there from now on is for you")
+    terminal.type("after paige left")
+    terminal.type("/members")
+    terminal.wait_for("* #sealed: 1 member, epoch 2")
+    assert not any("after paige left" in line for line in browsing.log_lines(web))
+
+
+def test_sealed_rooms_a_link_lets_the_page_in_without_a_passphrase(relay, browsers, clients):
+    terminal = clients(relay.port, "linker", "--room", "#linked")
+    terminal.wait_for("* in #linked: linker")
+    terminal.type("/seal")
+    terminal.wait_for_prefix("* #linked is sealed: ")
+    terminal.type("/invite-link")
+    link = terminal.wait_for_prefix("chatsvc://")
+    web = browsers()
+    web.get(browsing.page_url(relay) + "#" + link.split("#", 1)[1])  # the page's address, the same #join= part
+    note = web.find_element(By.ID, "invitation")
+    WebDriverWait(web, browsing.WAIT).until(lambda d: "owner whose key is" in note.text)
+    assert "#linked" in note.text and "#join" not in web.current_url  # the secret left the address bar
+    browsing.labelled(web, "Nickname").send_keys("lynn")
+    web.find_element(By.XPATH, "//button[normalize-space()='Join']").click()  # no passphrase typed
+    browsing.wait_status(web, "signed in as lynn")
+    terminal.wait_for_prefix("* lynn joined #linked by link (")
+    say(web, "in by link")
+    terminal.wait_for("[#linked] lynn: in by link")
+    terminal.type("welcome, lynn")
+    wait_line(web, "linker", "welcome, lynn")
+    say(web, "/join #lobby")
+    wait_line(web, "without the server's passphrase: #lobby is not a sealed room you hold")

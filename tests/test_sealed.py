@@ -75,7 +75,7 @@ def test_the_box_opens_for_its_member_only():
 def test_links_both_ways_and_refusals():
     v = V["link"]
     link = Link(v["link"]["room"], v["link"]["epoch"], bytes.fromhex(v["link"]["secret"]), unb64(v["link"]["owner"]),
-                v["link"]["chat"])
+                v["link"]["chat"], unb64(v["link"]["agree"]))
     assert sealed.make_link(link) == v["chat"]
     assert sealed.make_link(link, "https://chat.example.org") == v["page"]
     assert sealed.parse_link(v["chat"]) == link == sealed.parse_link(v["page"])

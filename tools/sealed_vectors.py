@@ -122,7 +122,7 @@ def vectors() -> dict:
     master = sealed.room_master(SECRET1, "#Ops", 1)
     e1, sig = statement(1, 1, ["alice", "bob"], ["alice"], "alice", SECRET1)
     box = sealed.seal_box(alice, Member("bob", bob.public), e1, SECRET1, random=lambda n: NONCE)
-    link = Link("#ops", 1, SECRET1, alice.public.sign, "chat.example.org:8000")
+    link = Link("#ops", 1, SECRET1, alice.public.sign, "chat.example.org:8000", alice.public.agree)
     cases = judge_cases()
     check_judge(cases)
     return {
@@ -144,14 +144,15 @@ def vectors() -> dict:
                       "control": sealed.control_text(e1, sig, {b64(bob.public.sign): box})},
         "box": {"from": "alice", "to": "bob", "nonce": NONCE.hex(), "secret": SECRET1.hex(), "box": box},
         "link": {"link": {"room": link.room, "epoch": 1, "secret": SECRET1.hex(), "owner": b64(alice.public.sign),
-                          "chat": link.chat},
+                          "agree": b64(alice.public.agree), "chat": link.chat},
                  "chat": sealed.make_link(link), "page": sealed.make_link(link, "https://chat.example.org"),
                  "refused": [{"text": "https://chat.example.org/", "reason": "not-a-link"},
                              {"text": "https://chat.example.org/#join=%%%", "reason": "malformed"},
                              {"text": "#join=" + b64(b'{"v":1}'), "reason": "malformed"},
                              {"text": "#join=" + b64(sealed.canonical({"v": 1, "room": "#ops", "epoch": 1,
                                                                         "secret": b64(b"short"), "owner": b64(bytes(32)),
-                                                                        "chat": "h:1"})), "reason": "malformed"}]},
+                                                                        "agree": b64(bytes(32)), "chat": "h:1"})),
+                              "reason": "malformed"}]},
         "judge": cases,
     }
 

@@ -227,12 +227,13 @@ class Link:
     secret: bytes
     owner: bytes  # the owner's Ed25519 key: the only signer trusted until a statement arrives
     chat: str  # host:port of the relay's chat door
+    owner_agree: bytes = bytes(32)  # the owner's X25519 key: with ``owner``, the fingerprint shown before joining
 
 
 def make_link(link: Link, page: str | None = None) -> str:
     """``chatsvc://host:port/#join=…``, or the page's address with the same fragment."""
     body = {"v": VERSION, "room": link.room, "epoch": link.epoch, "secret": b64(link.secret),
-            "owner": b64(link.owner), "chat": link.chat}
+            "owner": b64(link.owner), "agree": b64(link.owner_agree), "chat": link.chat}
     fragment = LINK_KEY + b64(canonical(body))
     return f"{page.rstrip('/')}/#{fragment}" if page else f"chatsvc://{link.chat}/#{fragment}"
 
@@ -246,10 +247,11 @@ def parse_link(text: str) -> Link:
         body = json.loads(unb64(fragment[len(LINK_KEY):]).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise SealError("the link's #join part is damaged", "malformed")
-    kinds = {"v": int, "room": str, "epoch": int, "secret": str, "owner": str, "chat": str}
+    kinds = {"v": int, "room": str, "epoch": int, "secret": str, "owner": str, "agree": str, "chat": str}
     if not isinstance(body, dict) or set(body) != set(kinds) \
             or not all(isinstance(body[k], t) and not isinstance(body[k], bool) for k, t in kinds.items()):
         raise SealError("the link's #join part is damaged", "malformed")
     if body["v"] != VERSION or body["epoch"] < 1 or not body["room"].startswith("#"):
         raise SealError("a link of another version", "malformed")
-    return Link(body["room"], body["epoch"], unb64(body["secret"], SECRET_SIZE), unb64(body["owner"], 32), body["chat"])
+    return Link(body["room"], body["epoch"], unb64(body["secret"], SECRET_SIZE), unb64(body["owner"], 32), body["chat"],
+                unb64(body["agree"], 32))

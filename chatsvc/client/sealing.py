@@ -147,7 +147,7 @@ class Sealing:
         held = self._usable(room, True, "/invite-link")
         if held is None:
             return
-        link = sealed.make_link(Link(room, held.epoch, held.secret, self._me.sign, s.server))
+        link = sealed.make_link(Link(room, held.epoch, held.secret, self._me.sign, s.server, self._me.agree))
         s.notice(f"whoever has this link can join {clean(room)} (no passphrase needed) until /rekey {clean(room)}; "
                  f"share it privately:", room)
         s.display.show(link)

@@ -3,11 +3,13 @@
 // message goes into the page as text (textContent), never as HTML.
 
 import { complete } from "./completion.js";
-import { hasWebCrypto } from "./crypto.js";
+import { fingerprint, hasWebCrypto } from "./crypto.js";
 import { AUTO_ACCEPT, humanSize } from "./files.js";
 import { linkify } from "./links.js";
 import { nickColour } from "./nickcolour.js";
 import { ChatSession, key } from "./session.js";
+import { Keyring, takeLink } from "./sealing.js";
+import { parseLink } from "./sealed.js";
 
 const $ = (id) => document.getElementById(id);
 const MAX_SHOWN = 1000; // lines kept per conversation in the page
@@ -404,6 +406,7 @@ function join(nick, passphrase, room) {
     store: window.sessionStorage, replayStore: window.localStorage, keyStore: window.localStorage,
     now: () => Date.now(), setTimer: (f, ms) => setTimeout(f, ms), clearTimer: (t) => clearTimeout(t),
   });
+  session.pageAddress = location.origin + location.pathname; // what /invite-link puts before #join=
   window.chatsvcSession = session; // for the browser tests and the curious
   session.start();
   $("message").focus();
@@ -440,12 +443,45 @@ async function measure() {
 
 /** Too easy to guess (under 40 bits, as the terminal client): refused unless the user says to use it anyway. */
 function weakRefused() {
+  if (!$("passphrase").value && !$("passphrase").required) return false; // sealed rooms only: no passphrase at all
   if (!strength || strength.verdict !== "refuse" || $("allow-weak").checked) return false;
   $("join-error").textContent = `This passphrase is too easy to guess (about ${Math.round(strength.bits)} bits; 40 ` +
     "are needed): whoever sees the traffic can try guesses offline. Choose a longer one, or tick “Use it anyway” " +
     "if the room already uses it.";
   $("allow-weak-label").hidden = false;
   return true;
+}
+
+let invitation = null; // an invitation link's #join=… part, once read
+
+/**
+ * An invitation link (https://…/#join=…): the page shows its room and the owner's fingerprint
+ * before joining, asks no passphrase, and takes the secret out of the address bar at once.
+ * Someone holding sealed rooms already may also leave the passphrase empty.
+ */
+async function showInvitation() {
+  if (location.hash.startsWith("#join=")) {
+    try {
+      invitation = parseLink(location.hash);
+    } catch (e) {
+      $("join-error").textContent = `This invitation link is damaged (${e.message}); ask for it again.`;
+    }
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  const held = new Keyring(localStorage).rooms();
+  if (!invitation && !held.length) return;
+  $("passphrase").required = false;
+  const note = $("invitation");
+  note.hidden = false;
+  if (!invitation) {
+    note.textContent = `Leave the passphrase empty to enter only your sealed rooms (${held.join(", ")}).`;
+    return;
+  }
+  $("room").value = invitation.room;
+  $("room").readOnly = true;
+  const owner = await fingerprint({ sign: invitation.owner, agree: invitation.ownerAgree });
+  note.textContent = `An invitation to the sealed room ${invitation.room}, from the owner whose key is ${owner} ` +
+    "(compare it with theirs). No passphrase needed: leave it empty.";
 }
 
 /** The join form: filled from a reload or "remember on this device"; joining on submit. */
@@ -458,6 +494,7 @@ function setUpJoin() {
   });
   const form = $("join");
   form.hidden = false;
+  showInvitation().catch(() => {});
   const saved = readJson(sessionStorage, "chatsvc.session");
   if (saved && saved.nick) $("nick").value = saved.nick;
   // a reload: say why the passphrase is asked again (unless it was remembered)
@@ -468,9 +505,10 @@ function setUpJoin() {
     if (!strength) await measure().catch(() => {});
     if (weakRefused()) return;
     const nick = $("nick").value.trim();
-    const passphrase = $("passphrase").value;
+    const passphrase = $("passphrase").value || null; // none: only the sealed rooms held (an invitation's)
     let room = $("room").value.trim() || "#lobby";
     if (!room.startsWith("#")) room = "#" + room;
+    if (invitation) takeLink(invitation, localStorage);
     if ($("remember").checked) {
       localStorage.setItem(REMEMBER, JSON.stringify({ nick, passphrase, room }));
     } else {

@@ -25,6 +25,12 @@ export const HELP = [
   "/rooms — rooms on the server",
   "/nick newnick — change your nick",
   "/clear — empty this conversation's view",
+  "sealed rooms (a key of their own instead of the passphrase):",
+  "/seal [#room] — make the room sealed, owned by you",
+  "/invite nick — give nick the key of the current sealed room (/invite-link: a link for anyone)",
+  "/members — who the current sealed room's key was given to, with fingerprints",
+  "/remove nick — take the room back from nick: a new key for everyone else (/rekey: the same, nobody removed)",
+  "/op nick — make nick an owner too",
   "/help — this list",
   "/quit [reason] — leave (the reason is not encrypted)",
   "//text — send text starting with a slash",
@@ -38,14 +44,14 @@ export class Commands {
   /** A typed line starting with one slash; false if there is no such command. */
   async run(text) {
     const [command, ...rest] = text.slice(1).split(" ");
-    const handler = this["cmd_" + command.toLowerCase()];
+    const handler = this["cmd_" + command.toLowerCase().replace(/-/g, "_")];
     if (!handler) return this.problem(`unknown command /${command} — /help lists them`);
     await handler.call(this, rest.join(" ").trim());
   }
 
   /** The command names (for Tab completion), without the slash. */
   names() {
-    return Object.getOwnPropertyNames(Commands.prototype).filter((n) => n.startsWith("cmd_")).map((n) => n.slice(4)).sort();
+    return Object.getOwnPropertyNames(Commands.prototype).filter((n) => n.startsWith("cmd_")).map((n) => n.slice(4).replace(/_/g, "-")).sort();
   }
 
   get current() {
@@ -86,6 +92,7 @@ export class Commands {
     const room = args.split(" ")[0];
     const name = room.startsWith("#") ? room : "#" + room;
     if (!isRoom(name)) return this.problem("usage: /join #room (letters, digits, _ - . after the #)");
+    if (this.session.sealing.refuses(name)) return;
     this.session.presence.switchTo = casefold(name);
     this.session.conversations.open(name);
     await this.session.registration.join(name);
@@ -106,6 +113,7 @@ export class Commands {
     const nick = space < 0 ? args : args.slice(0, space);
     const text = space < 0 ? "" : args.slice(space + 1).trim();
     if (!isNick(nick) || !text) return this.problem("usage: /msg nick text");
+    if (this.session.sealing.refuses("private")) return;
     // A page has room for it: the conversation opens, as a click on a name does.
     this.session.conversations.open(nick, true);
     this.session.setCurrent(casefold(nick));
@@ -205,5 +213,39 @@ export class Commands {
 
   cmd_quit(args) {
     this.session.quit(args);
+  }
+
+  // --- sealed rooms (sealing.js) -----------------------------------------------------------
+
+  roomArg(args) {
+    const room = args.trim();
+    if (!room) return this.session.conversations.get(this.current) ? this.session.conversations.get(this.current).name : null;
+    return room.startsWith("#") ? room : "#" + room;
+  }
+
+  nickAndRoom(args, usage) {
+    const words = args.split(" ").filter(Boolean);
+    if (words.length < 1 || words.length > 2 || !isNick(words[0])) return this.problem(`usage: ${usage}`), null;
+    return [words[0], this.roomArg(words[1] || "")];
+  }
+
+  cmd_seal(args) { return this.session.sealing.seal(this.roomArg(args)); }
+  cmd_members(args) { return this.session.sealing.members(this.roomArg(args)); }
+  cmd_rekey(args) { return this.session.sealing.rekey(this.roomArg(args)); }
+  cmd_invite_link(args) { return this.session.sealing.inviteLink(this.roomArg(args), this.session.pageAddress || "https://localhost/"); }
+
+  cmd_invite(args) {
+    const got = this.nickAndRoom(args, "/invite nick [#room] (or /invite-link [#room])");
+    return got && this.session.sealing.invite(...got);
+  }
+
+  cmd_remove(args) {
+    const got = this.nickAndRoom(args, "/remove nick [#room]");
+    return got && this.session.sealing.rekey(got[1], got[0]);
+  }
+
+  cmd_op(args) {
+    const got = this.nickAndRoom(args, "/op nick [#room]");
+    return got && this.session.sealing.op(...got);
   }
 }

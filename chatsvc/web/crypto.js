@@ -254,8 +254,11 @@ export class Cipher {
     this.random = random;
     this.senderId = random(8);
     this.counter = 0;
-    this.keys = new Map(); // scheme + label -> CryptoKey
+    this.keys = new Map(); // scheme + label (+ a sealed room's master) -> CryptoKey
     this.replay = replay;
+    // room -> (a promise of) the master key of the sealed room of that name we are in, or null (sealing.js)
+    this.roomMaster = async (room) => null;
+    this.linkOnly = false; // in by invitation link alone, without the passphrase: only sealed rooms are readable
   }
 
   get scheme() {
@@ -263,6 +266,11 @@ export class Cipher {
   }
 
   useV2(masterV2, salt) {
+    if (!masterV2 && this.linkOnly) { // no passphrase: sealed rooms only
+      this.salt = salt;
+      this.sending = SCHEMES.aes3;
+      return;
+    }
     // another relay (or one that forgot its salt): every key of the old master goes
     if (this.salt !== salt) for (const k of [...this.keys.keys()]) if (!k.startsWith("aes1 ")) this.keys.delete(k);
     this.masters.aes2 = masterV2;
@@ -282,6 +290,10 @@ export class Cipher {
     if (!key) {
       let ikm = await sharedSecret(this.identity, theirAgree);
       if (theirSession) ikm = concat(ikm, await sharedSecret(this.identity, theirSession, this.session.privateKey));
+      if (!this.masters.aes3) {
+        throw new DecryptError("private messages are keyed with the server's passphrase, which this page (in by " +
+                               "invitation link alone) does not have", "no-key");
+      }
       ikm = concat(ikm, await contextKey(this.masters.aes3, label, SCHEMES.aes3));
       const info = (theirSession ? SESSION_INFO : DM_INFO) + label;
       key = await crypto.subtle.importKey("raw", await hkdf(ikm, info), "AES-GCM", false, ["encrypt", "decrypt"]);
@@ -297,18 +309,38 @@ export class Cipher {
     const info = FILE_INFO + label + " " + transferId;
     const their = peer && this.identity && !target.startsWith("#") ? this.peerAgree(peer) : null;
     if (their) return hkdf(concat(this.masters.aes2, await sharedSecret(this.identity, their)), FILE_DM_INFO + info);
-    return hkdf(this.masters.aes2, info);
+    const master = target.startsWith("#") ? (await this.roomMaster(target)) || this.masters.aes2 : this.masters.aes2;
+    return master ? hkdf(master, info) : null;
   }
 
-  joinProof(room) {
-    return this.masters.aes2 ? joinProof(this.masters.aes2, room) : Promise.resolve(null);
+  async joinProof(room) {
+    const master = (await this.roomMaster(room)) || this.masters.aes2;
+    return master ? joinProof(master, room) : null;
   }
 
-  async aead(scheme, label) {
-    const id = scheme.name + " " + label;
+  /** The master key a message in this conversation is keyed with, or DecryptError. */
+  async master(scheme, target) {
+    const sealed = target.startsWith("#") ? await this.roomMaster(target) : null;
+    if (sealed) {
+      if (scheme !== SCHEMES.aes3) {
+        throw new DecryptError(`sent with ${scheme.name} in a sealed room (only signed aes3 belongs there)`, "not-authentic");
+      }
+      return sealed;
+    }
+    const master = this.masters[scheme.name];
+    if (!master) {
+      throw new DecryptError(this.linkOnly ? "sent with the server's passphrase, which this page (in by invitation link " +
+                                             "alone) does not have" : `sent with ${scheme.name}, but this client has no ` +
+                                             `${scheme.name} key for this server`, "no-key");
+    }
+    return master;
+  }
+
+  async aead(scheme, label, master) {
+    const id = scheme.name + " " + label + " " + hex(master);
     let key = this.keys.get(id);
     if (!key) {
-      const raw = await contextKey(this.masters[scheme.name], label, scheme);
+      const raw = await contextKey(master, label, scheme);
       key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
       if (this.keys.size >= 256) this.keys.delete(this.keys.keys().next().value);
       this.keys.set(id, key);
@@ -326,7 +358,8 @@ export class Cipher {
     let aad = associatedData(label, sender, head, scheme);
     if (scheme !== SCHEMES.aes3) {
       const sealed = new Uint8Array(await crypto.subtle.encrypt(
-        { name: "AES-GCM", iv: nonce, additionalData: aad, tagLength: 128 }, await this.aead(scheme, label), utf8.encode(text)));
+        { name: "AES-GCM", iv: nonce, additionalData: aad, tagLength: 128 }, await this.aead(scheme, label, await this.master(scheme, target)),
+        utf8.encode(text)));
       return scheme.name + ":" + b64url(concat(head, sealed));
     }
     const their = target.startsWith("#") ? null : this.peerAgree(target);
@@ -334,7 +367,8 @@ export class Cipher {
     // peer: whose key it is keyed for -- their session key, else their identity's
     const keys = concat(this.identity.public.sign, this.identity.public.agree, session || their || new Uint8Array(32));
     aad = concat(aad, keys);
-    const key = their ? await this.pairwiseKey(label, their, session) : await this.aead(scheme, label);
+    const key = their ? await this.pairwiseKey(label, their, session)
+      : await this.aead(scheme, label, await this.master(scheme, target));
     const sealed = new Uint8Array(await crypto.subtle.encrypt(
       { name: "AES-GCM", iv: nonce, additionalData: aad, tagLength: 128 }, key, utf8.encode(text)));
     const signature = new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, this.identity.signKey,
@@ -361,10 +395,12 @@ export class Cipher {
       }
       key = await this.peerKey(label, target, sender, signer, keys.slice(64));
     }
+    const isPrivate = Boolean(key);
+    key = key || await this.aead(scheme, label, await this.master(scheme, target));
     let plain;
     try {
       plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: head.subarray(25), additionalData: aad, tagLength: 128 },
-                                          key || await this.aead(scheme, label), sealed);
+                                          key, sealed);
     } catch (e) {
       throw new DecryptError("it does not authenticate: a different passphrase, or the message " +
                              "was altered, moved to another conversation or misattributed", "not-authentic", signer);
@@ -372,7 +408,7 @@ export class Cipher {
     const stampMs = Number(view.getBigUint64(17));
     this.checkWhen(sender, hex(head.slice(1, 9)), view.getBigUint64(9), stampMs, history, signer);
     try {
-      return { text: strictUtf8.decode(plain), sentMs: stampMs, signer, private: Boolean(key) };
+      return { text: strictUtf8.decode(plain), sentMs: stampMs, signer, private: isPrivate };
     } catch (e) {
       throw new DecryptError("message is not UTF-8 text", "not-utf8", signer);
     }
@@ -385,7 +421,7 @@ export class Cipher {
     if (!name || name.length > 16) throw new DecryptError("not a chatsvc payload (no scheme tag)", "not-chatsvc");
     const scheme = SCHEMES[name];
     if (!scheme) throw new DecryptError(`sent with cipher '${name}', which this client does not know`, "unknown-scheme");
-    if (!this.masters[name]) throw new DecryptError(`sent with ${name}, but this client has no ${name} key for this server`, "no-key");
+    if (!this.masters[name] && !this.linkOnly) throw new DecryptError(`sent with ${name}, but this client has no ${name} key for this server`, "no-key");
     const envelope = unb64url(payload.slice(colon + 1));
     const tail = scheme === SCHEMES.aes3 ? KEYS_SIZE + SIG_SIZE : 0;
     if (envelope.length < HEADER_SIZE + TAG_SIZE + tail) throw new DecryptError("damaged message (too short)", "damaged");

@@ -35,6 +35,7 @@ export class Presence {
     // or a check after joining (room key -> members sharing our proof)
     this.roomsAsked = [];
     this.checkNext = new Set(); // rooms joined with a proof: check once their NAMES are in
+    this.moving = new Set(); // rooms we leave to join again under another key (a sealed room's new epoch): no "you left"
   }
 
   /** A JOIN we send with a proof: once in, compare its members with the relay's count. */
@@ -72,6 +73,7 @@ export class Presence {
         this.awaiting.delete(k);
         if (!this.awaiting.size && !s.ready) await s.registration.becomeReady();
       }
+      await s.sealing.joined(room); // (once ready: a hello goes out)
       s.save();
     }
     s.ui.changed();
@@ -84,7 +86,12 @@ export class Presence {
     const conv = s.conversations.get(k);
     if (!conv) return;
     const why = reason ? unverified(reason) : "";
-    if (this.mine(nick)) {
+    if (this.mine(nick) && this.moving.has(k)) {
+      this.moving.delete(k); // the JOIN under the new key follows
+      conv.joined = false;
+      conv.members.clear();
+      s.sealing.parted(room);
+    } else if (this.mine(nick)) {
       conv.joined = false;
       conv.members.clear();
       s.notice(k, `you left ${room}${why}`);

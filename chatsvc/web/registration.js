@@ -36,7 +36,7 @@ export class Registration {
     if (!salt || !/^[A-Za-z0-9_-]{16,64}$/.test(salt) || !("join-proof" in values)) return this.noCaps();
     if (s.cipher.salt !== salt) {
       s.ui.status("deriving this relay's key…");
-      s.cipher.useV2(await s.kdf.v2(s.passphrase, salt), salt);
+      s.cipher.useV2(s.passphrase === null ? null : await s.kdf.v2(s.passphrase, salt), salt);
     }
     await this.keysReady();
   }
@@ -61,7 +61,7 @@ export class Registration {
     if (casefold(nick) !== casefold(s.wantedNick)) s.notice(null, `you are ${nick} (${s.wantedNick} was taken meanwhile)`);
     s.ui.status(`signed in as ${nick}`);
     const rooms = s.conversations.joinedRooms();
-    const joining = rooms.length ? rooms : [s.firstRoom];
+    const joining = rooms.length ? rooms : [s.firstRoom, ...s.sealing.keyring.rooms().filter((r) => casefold(r) !== casefold(s.firstRoom))];
     s.presence.awaiting = new Set(joining.map(casefold));
     for (const room of joining) await this.join(room);
     s.save();
@@ -70,7 +70,7 @@ export class Registration {
   async join(room) {
     const s = this.session;
     const proof = await s.cipher.joinProof(room);
-    if (proof) s.presence.willCheck(room);
+    if (proof && !s.sealing.isSealed(room)) s.presence.willCheck(room); // a sealed room shares its name with the ordinary one
     s.send("JOIN", room, ...(proof ? [proof] : []));
     s.send("HISTORY", room, ...s.delivery.historyRequest(room));
   }

@@ -186,12 +186,13 @@ export function parseControl(text) {
 
 /** chatsvc://host:port/#join=..., or the page's address with the same fragment. */
 export function makeLink(link, page = null) {
-  const body = { v: VERSION, room: link.room, epoch: link.epoch, secret: b64url(link.secret), owner: b64url(link.owner), chat: link.chat };
+  const body = { v: VERSION, room: link.room, epoch: link.epoch, secret: b64url(link.secret), owner: b64url(link.owner),
+                 agree: b64url(link.ownerAgree), chat: link.chat };
   const fragment = LINK_KEY + b64url(utf8.encode(canonical(body)));
   return page ? `${page.replace(/\/+$/, "")}/#${fragment}` : `chatsvc://${link.chat}/#${fragment}`;
 }
 
-/** A link (or its fragment alone) -> {room, epoch, secret, owner, chat}; SealError otherwise. */
+/** A link (or its fragment alone) -> {room, epoch, secret, owner, ownerAgree, chat}; SealError otherwise. */
 export function parseLink(text) {
   const at = text.trim().indexOf("#");
   const fragment = at < 0 ? "" : text.trim().slice(at + 1);
@@ -202,11 +203,12 @@ export function parseLink(text) {
   } catch (e) {
     throw new SealError("the link's #join part is damaged", "malformed");
   }
-  const kinds = { v: "int", room: "string", epoch: "int", secret: "string", owner: "string", chat: "string" };
+  const kinds = { v: "int", room: "string", epoch: "int", secret: "string", owner: "string", agree: "string", chat: "string" };
   const ok = body && kindOf(body) === "object" && Object.keys(body).sort().join() === Object.keys(kinds).sort().join()
     && Object.entries(kinds).every(([k, kind]) => kindOf(body[k]) === kind);
   if (!ok || body.v !== VERSION || body.epoch < 1 || !body.room.startsWith("#")) {
     throw new SealError("the link's #join part is damaged", "malformed");
   }
-  return { room: body.room, epoch: body.epoch, secret: unb64(body.secret, SECRET_SIZE), owner: unb64(body.owner, 32), chat: body.chat };
+  return { room: body.room, epoch: body.epoch, secret: unb64(body.secret, SECRET_SIZE), owner: unb64(body.owner, 32),
+           ownerAgree: unb64(body.agree, 32), chat: body.chat };
 }

@@ -26,6 +26,7 @@ import { ReplayGuard } from "./replay.js";
 import { Sender } from "./sending.js";
 import { Transfers } from "./files.js";
 import { Trust } from "./trust.js";
+import { Keyring, Sealing } from "./sealing.js";
 
 export { present, ACTION_MARKER, AWAY_MARKER, HELLO_TIMEOUT_MS, HELP, JOIN_HISTORY, KEY_MARKER, KEYREQ_MARKER, TOPIC_MARKER, TRANSCRIPT };
 export const key = (name) => casefold(name);
@@ -70,6 +71,7 @@ export class ChatSession {
     this.transfers = new Transfers(this, ui);
     this.events = new Events(this);
     this.reload = new Reload(this);
+    this.sealing = new Sealing(this, new Keyring(keyStore)); // sealed rooms: their keys, statements, epochs
     this.handlers = { JOIN: this.presence, PART: this.presence, QUIT: this.presence, NICK: this.presence, NAMES: this.presence,
                       ENDNAMES: this.presence, MEMBERS: this.presence, ROOM: this.presence, ENDROOMS: this.presence,
                       GAP: this.presence, HELLO: this.registration, CAPS: this.registration, MSG: this.receiver,
@@ -96,8 +98,12 @@ export class ChatSession {
       }
     }
     this.trust.own = this.identity ? this.identity.public : null;
-    this.cipher = new Cipher({ masterV1: await this.kdf.v1(this.passphrase), now: this.now, replay: this.replay,
+    // without a passphrase (in by invitation link alone): a key nobody shares for everything but sealed rooms
+    const masterV1 = this.passphrase === null ? crypto.getRandomValues(new Uint8Array(32)) : await this.kdf.v1(this.passphrase);
+    this.cipher = new Cipher({ masterV1, now: this.now, replay: this.replay,
                                identity: this.identity, session: this.identity ? await generateSessionKey() : null });
+    this.cipher.linkOnly = this.passphrase === null;
+    this.cipher.roomMaster = (room) => this.sealing.roomMaster(room);
     this.cipher.peerAgree = (nick) => this.trust.peerAgree(nick);
     this.cipher.peerSession = (nick) => this.sender.sessionOf(nick);
     if (made) this.notice(null, `made your identity keys in this browser; your fingerprint: ${await fingerprint(this.identity.public)}`);

@@ -54,7 +54,8 @@ test("the box opens for its member only", async () => {
 
 test("links both ways, and refusals by code", () => {
   const v = V.link;
-  const link = { room: v.link.room, epoch: v.link.epoch, secret: unhex(v.link.secret), owner: unb64(v.link.owner), chat: v.link.chat };
+  const link = { room: v.link.room, epoch: v.link.epoch, secret: unhex(v.link.secret), owner: unb64(v.link.owner),
+                 ownerAgree: unb64(v.link.agree), chat: v.link.chat };
   assert.equal(makeLink(link), v.chat);
   assert.equal(makeLink(link, "https://chat.example.org"), v.page);
   for (const text of [v.chat, v.page]) {
@@ -62,6 +63,7 @@ test("links both ways, and refusals by code", () => {
     assert.equal(parsed.room, link.room);
     assert.equal(hex(parsed.secret), v.link.secret);
     assert.equal(b64url(parsed.owner), v.link.owner);
+    assert.equal(b64url(parsed.ownerAgree), v.link.agree);
     assert.equal(parsed.chat, link.chat);
   }
   for (const c of v.refused) {
