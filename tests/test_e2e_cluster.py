@@ -361,3 +361,29 @@ def test_after_a_failover_the_client_takes_its_nick_back_once_the_ghost_is_gone(
         assert not any("first seen" in line or "key changed" in line for line in bob.seen[pinned:])  # the same pin
     finally:
         proxy.close()
+
+
+def test_sealed_rooms_work_across_linked_relays(linked, clients):
+    r1, r2 = linked(2)
+    alice = clients(r1.port, "alice", "--room", "#ops")
+    alice.wait_for_prefix("* in #ops: ")
+    others = {}
+    for nick in ("bob", "carol"):
+        others[nick] = clients(r2.port, nick, "--room", "#ops")
+        others[nick].wait_for_prefix("* in #ops: ")
+        others[nick].type(f"hi from {nick}")
+        alice.wait_for(f"[#ops] {nick}: hi from {nick}")
+    alice.type("/seal")
+    alice.wait_for_prefix("* #ops is sealed: ")
+    for nick, who in others.items():
+        alice.type(f"/invite {nick}")
+        who.wait_for_prefix("* alice invited you to the sealed room #ops")
+        who.wait_for_prefix("* in #ops: ")
+    alice.type("/remove carol")
+    others["carol"].wait_for("! alice removed you from #ops: nothing said there from now on is for you")
+    others["bob"].wait_for("* alice re-keyed #ops (epoch 2); moved with it")
+    others["bob"].wait_for_prefix("* in #ops: ")
+    alice.type("across the link, epoch 2")
+    others["bob"].wait_for("[#ops] alice: across the link, epoch 2")
+    assert others["carol"].finish()[0] == 0
+    assert not any("across the link" in line for line in others["carol"].seen)

@@ -82,3 +82,111 @@ def test_a_link_lets_in_someone_who_has_no_passphrase(relay_process, clients):
     erin.type("/join #lobby")
     erin.wait_for_prefix("! you came in by invitation link, without the server's passphrase")
     assert alice.finish()[0] == 0 and erin.finish()[0] == 0
+
+
+def _sealed_for(clients, port, owner, *invited, config=None):
+    """``owner`` seals #ops and invites the others (who spoke first, so their keys are pinned)."""
+    c = _in_ops(clients, port, owner, *invited, config=config)
+    for nick in invited:
+        c[nick].type(f"hi from {nick}")
+        c[owner].wait_for(f"[#ops] {nick}: hi from {nick}")
+    c[owner].type("/seal")
+    c[owner].wait_for_prefix("* #ops is sealed: ")
+    for nick in invited:
+        c[owner].type(f"/invite {nick}")
+        c[nick].wait_for_prefix(f"* {owner} invited you to the sealed room #ops")
+        c[nick].wait_for_prefix("* in #ops: ")
+    return c
+
+
+def test_a_statement_signed_by_a_member_who_is_not_an_owner_is_refused_by_every_client(relay_process, clients, tmp_path):
+    """carol's keys, used by a hacked client of hers: she makes herself owner and removes bob."""
+    import json
+    import socket
+
+    from chatsvc.client import sealed
+    from chatsvc.client.aesgcm import AesGcmCipher, join_proof
+    from chatsvc.client.ciphers import Context
+    from chatsvc.client.identity import Identity
+    from chatsvc.client.sealed import Member, b64, unb64
+    from tests.support import LineSocket
+
+    relay = relay_process()
+    carols = str(tmp_path / "carol")
+    c = _sealed_for(clients, relay.port, "alice", "bob", "carol", config={"carol": carols})
+    held = json.loads((tmp_path / "carol" / "chatsvc" / "sealed.json").read_text())["#ops"]
+    carol = Identity.load_or_create(tmp_path / "carol" / "chatsvc" / "identity")[0]
+    secret = unb64(held["secrets"]["1"])
+    members = [m for m in sealed.members_of(held["statement"]) if m.nick != "bob"]
+    new_secret = bytes(range(32))
+    statement = sealed.make_statement("#ops", 2, held["statement"]["serial"] + 1, members,
+                                      [carol.public.sign, *[unb64(o) for o in held["statement"]["owners"]]],
+                                      new_secret, carol.public.sign)
+    boxes = {m.sign: sealed.seal_box(carol, m, statement, new_secret) for m in members}
+    text = sealed.control_text(statement, sealed.sign_statement(carol, statement), boxes)
+    cipher = AesGcmCipher(bytes(32), identity=carol)
+    cipher.use_v2(bytes(32), "any-salt-at-all")
+    master = sealed.room_master(secret, "#ops", 1)
+    cipher.room_master = lambda room: master
+    hacked = LineSocket(socket.create_connection(("127.0.0.1", relay.port)))
+    hacked.register("carol2")
+    hacked.send(f"JOIN #ops {join_proof(master, '#ops')}\n")
+    hacked.read_until("ENDNAMES #ops")
+    hacked.send(f"MSG #ops {cipher.encrypt(text, Context(target='#ops', sender='carol2'))}\n")
+    for nick in ("alice", "bob"):
+        c[nick].wait_for("! refused a change to #ops from carol2: it was not signed and sent by an owner of the room")
+    c["alice"].type("still epoch 1")
+    c["bob"].wait_for("[#ops] alice: still epoch 1")  # bob is still in
+    hacked.close()
+
+
+def test_a_relay_that_replays_an_old_epochs_invitation_is_refused(relay_process, clients):
+    from tests.hostile_relay import HostileRelay
+
+    relay = relay_process()
+    proxy = HostileRelay(relay.port)
+    try:
+        alice = _in_ops(clients, relay.port, "alice")["alice"]
+        bob = clients(proxy.port, "bob", "--room", "#ops")  # bob's relay is the hostile one
+        bob.wait_for_prefix("* in #ops: ")
+        bob.type("hi from bob")
+        alice.wait_for("[#ops] bob: hi from bob")
+        alice.type("/seal")
+        alice.wait_for_prefix("* #ops is sealed: ")
+        alice.type("/invite bob")
+        bob.wait_for_prefix("* alice invited you to the sealed room #ops")
+        invitation = proxy.lines_seen(b"MSG alice bob ")[-1]  # (after the key exchange's)
+        alice.type("/rekey")
+        bob.wait_for("* alice re-keyed #ops (epoch 2); moved with it")
+        bob.wait_for_prefix("* in #ops: ")
+        proxy.inject(invitation)  # epoch 1's invitation, again
+        bob.wait_for_prefix("! cannot read a message from alice (private): replayed message")
+        alice.type("still epoch 2")
+        bob.wait_for("[#ops] alice: still epoch 2")
+        bob.type("/members")
+        bob.wait_for_prefix("* #ops: 2 members, epoch 2")
+    finally:
+        proxy.close()
+
+
+def test_with_a_store_every_epochs_history_survives_a_relay_restart(relay_process, clients, tmp_path):
+    relay = relay_process("--store", str(tmp_path / "history.sqlite"))
+    bobs = str(tmp_path / "bob")
+    c = _sealed_for(clients, relay.port, "alice", "bob", config={"bob": bobs})
+    c["bob"].type("said in epoch one")
+    c["alice"].wait_for("[#ops] bob: said in epoch one")
+    c["alice"].type("/rekey")
+    c["bob"].wait_for("* alice re-keyed #ops (epoch 2); moved with it")
+    c["bob"].wait_for_prefix("* in #ops: ")
+    c["alice"].type("said in epoch two")
+    c["bob"].wait_for("[#ops] alice: said in epoch two")
+    for who in c.values():
+        assert who.finish()[0] == 0
+    relay.stop()
+    relay.start()
+    bob = clients(relay.port, "bob", config_dir=bobs)  # --room #lobby: the keyring adds #ops
+    bob.wait_for("* in #ops: bob")
+    bob.drain(1.0)
+    epoch_one = next(n for n, line in enumerate(bob.seen) if "bob: said in epoch one (earlier" in line)
+    epoch_two = next(n for n, line in enumerate(bob.seen) if "alice: said in epoch two (earlier" in line)
+    assert epoch_one < epoch_two
