@@ -585,7 +585,7 @@ def test_first_hour_9_a_weak_passphrase_is_measured_and_refused_unless_wanted(re
     no_page_errors(web)
 
 
-def test_sealed_rooms_an_invited_page_user_reads_and_the_page_removes(relay, browsers, clients):
+def test_sealed_rooms_an_invited_page_user_reads_every_epoch_and_is_removed(relay, browsers, clients):
     terminal, web = meet(relay, browsers, clients, "sealer", "paige", "#sealed")
     say(web, "my key, for the invitation")
     terminal.wait_for("[#sealed] paige: my key, for the invitation")  # the terminal pins paige's keys
@@ -601,11 +601,24 @@ def test_sealed_rooms_an_invited_page_user_reads_and_the_page_removes(relay, bro
     wait_line(web, "#sealed: 2 members, epoch 1")
     say(web, "/remove sealer")  # not an owner: the page refuses to sign it
     wait_line(web, "only owners of #sealed can remove (sealer)")
+    terminal.type("/rekey")
+    wait_line(web, "sealer re-keyed #sealed (epoch 2); moved with it")
+    terminal.type("said in the second epoch")
+    wait_line(web, "sealer", "said in the second epoch")
+    # a fresh load (a new tab: its session storage is empty, the keyring in local storage is not)
+    # reads the first epoch's history under its own proof, then the second's
+    say(web, "/quit")
+    terminal.wait_for_prefix("* paige quit")
+    web.switch_to.new_window("tab")
+    browsing.join(web, relay, "paige", "#sealed")
+    first = wait_line(web, "sealer", "inside the sealed room")
+    second = wait_line(web, "sealer", "said in the second epoch")
+    assert browsing.log_lines(web).index(first) < browsing.log_lines(web).index(second)
     terminal.type("/remove paige")
     wait_line(web, "sealer removed you from #sealed: nothing said there from now on is for you")
     terminal.type("after paige left")
     terminal.type("/members")
-    terminal.wait_for("* #sealed: 1 member, epoch 2")
+    terminal.wait_for("* #sealed: 1 member, epoch 3")
     assert not any("after paige left" in line for line in browsing.log_lines(web))
 
 
@@ -631,3 +644,4 @@ def test_sealed_rooms_a_link_lets_the_page_in_without_a_passphrase(relay, browse
     wait_line(web, "linker", "welcome, lynn")
     say(web, "/join #lobby")
     wait_line(web, "without the server's passphrase: #lobby is not a sealed room you hold")
+

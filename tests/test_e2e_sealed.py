@@ -108,7 +108,7 @@ def test_a_statement_signed_by_a_member_who_is_not_an_owner_is_refused_by_every_
     from chatsvc.client.aesgcm import AesGcmCipher, join_proof
     from chatsvc.client.ciphers import Context
     from chatsvc.client.identity import Identity
-    from chatsvc.client.sealed import Member, b64, unb64
+    from chatsvc.client.sealed import unb64
     from tests.support import LineSocket
 
     relay = relay_process()

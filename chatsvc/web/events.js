@@ -63,5 +63,6 @@ export class Events {
     s.receiver.historyEnded(room || "", s.delivery.mode(room || ""));
     const conv = s.conversations.get(k);
     if (how === "more" && conv && conv.joined) s.send("HISTORY", conv.name, ...s.delivery.moreHistory(conv.name));
+    return s.sealing.historyEnd(room || "", how === "more");
   }
 }

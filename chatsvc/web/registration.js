@@ -69,6 +69,7 @@ export class Registration {
 
   async join(room) {
     const s = this.session;
+    if (await s.sealing.earlier(room)) return; // their history first; this JOIN follows (sealing.js)
     const proof = await s.cipher.joinProof(room);
     if (proof && !s.sealing.isSealed(room)) s.presence.willCheck(room); // a sealed room shares its name with the ordinary one
     s.send("JOIN", room, ...(proof ? [proof] : []));

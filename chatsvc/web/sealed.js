@@ -5,8 +5,11 @@
 // "Sealed rooms", specifies every byte and docs/vectors/sealed.json holds
 // the cases both clients check.
 import {
-  b64url, compareCodePoints, concat, hkdf, sha256, sharedSecret, unb64url, verifySignature,
+  b64url, compareCodePoints, concat, hkdf, joinProof, sha256, sharedSecret, unb64url, verifySignature,
 } from "./crypto.js";
+
+/** A sealed room's join proof, from its epoch's room master (as with the passphrase's). */
+export const joinProofOf = (master, room) => joinProof(master, room);
 import { casefold } from "./casefold.js";
 
 export const MARKER = "\x1fchatsvc-seal:";

@@ -10,6 +10,7 @@ import * as membership from "./membership.js";
 import * as sealed from "./sealed.js";
 
 const STORE_KEY = "chatsvc-sealed";
+const MAX_EARLIER = 3; // on a first join, the history of at most this many earlier epochs is read
 const SECRET_SIZE = 32;
 
 export const REFUSED = {
@@ -95,6 +96,8 @@ export class Sealing {
     this.keyring = keyring;
     this.helloSent = new Set();
     this.masters = new Map(); // "room key epoch" -> room master (derived once)
+    this.viewed = new Set(); // rooms whose earlier epochs' history was asked for this page load
+    this.viewing = new Map(); // room key -> earlier epochs still to read, the first now
   }
 
   get me() {
@@ -105,9 +108,54 @@ export class Sealing {
   async roomMaster(room) {
     const held = this.keyring.get(room);
     if (!held) return null;
-    const id = `${casefold(room)} ${held.epoch}`;
-    if (!this.masters.has(id)) this.masters.set(id, await sealed.roomMaster(held.secret, room, held.epoch));
+    const epoch = (this.viewing.get(casefold(room)) || [held.epoch])[0];
+    return this.masterOf(held, room, epoch);
+  }
+
+  async masterOf(held, room, epoch) {
+    const id = `${casefold(room)} ${epoch}`;
+    if (!this.masters.has(id)) this.masters.set(id, await sealed.roomMaster(held.secrets[epoch], room, epoch));
     return this.masters.get(id);
+  }
+
+  /**
+   * The first join of a sealed room on a fresh load: first the history of its earlier epochs, each
+   * joined under its own proof and left once its history is in, then the current one (as epochs.py).
+   * True: started (the current JOIN waits).
+   */
+  async earlier(room) {
+    const s = this.session;
+    const k = casefold(room);
+    const held = this.keyring.get(room);
+    if (!held || this.viewed.has(k)) return false;
+    this.viewed.add(k);
+    const earlier = Object.keys(held.secrets).map(Number).filter((e) => e < held.epoch).sort((a, b) => a - b).slice(-MAX_EARLIER);
+    if (!earlier.length || k in s.delivery.lastId) return false;
+    this.viewing.set(k, earlier);
+    await this.view(room, earlier[0]);
+    return true;
+  }
+
+  async view(room, epoch) {
+    const s = this.session;
+    const held = this.keyring.get(room);
+    s.presence.moving.add(casefold(room));
+    s.send("JOIN", room, await sealed.joinProofOf(await this.masterOf(held, room, epoch), room));
+    s.send("HISTORY", room, ...s.delivery.historyRequest(room));
+  }
+
+  /** An earlier epoch's history is in: leave it, and read the next (or join the current). */
+  async historyEnd(room, more) {
+    const s = this.session;
+    const k = casefold(room);
+    const viewing = this.viewing.get(k);
+    if (!viewing || more) return;
+    s.send("PART", room, "read an earlier epoch");
+    delete s.delivery.lastId[k]; // the next room's ids start afresh
+    viewing.shift(); // (what still comes from the room left is no longer read)
+    if (viewing.length) return this.view(room, viewing[0]);
+    this.viewing.delete(k);
+    await s.registration.join(room);
   }
 
   isSealed(room) {
@@ -322,6 +370,7 @@ export class Sealing {
       delete s.delivery.lastId[k];
     }
     if (!s.current || s.current === k) s.presence.switchTo = k;
+    this.viewed.add(k); // (what was said in the earlier epoch was seen live)
     await s.registration.join(name);
   }
 
