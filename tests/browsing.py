@@ -60,6 +60,32 @@ def chromium(width: int = 1100, height: int = 800):
     return driver
 
 
+def wipe(driver) -> None:
+    """
+    A Chromium as new for the next test: one blank tab, every site it
+    visited forgotten (storage, IndexedDB -- the page's identity --,
+    cookies, cache), its console read out, the default viewport.
+    """
+    origins = set()
+    handles = driver.window_handles
+    for handle in handles:
+        driver.switch_to.window(handle)
+        url = driver.current_url
+        if url.startswith("http"):
+            origins.add("/".join(url.split("/")[:3]))
+    for handle in handles[1:]:
+        driver.switch_to.window(handle)
+        driver.close()
+    driver.switch_to.window(handles[0])
+    driver.get("about:blank")
+    for origin in origins:
+        driver.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"})
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    driver.execute_cdp_cmd("Network.clearBrowserCache", {})
+    browser_log(driver)  # (read out: the next test sees only its own)
+    viewport(driver, 1100, 800)
+
+
 def viewport(driver, width: int, height: int) -> None:
     """
     The page's viewport, exactly: a headless window is never narrower than

@@ -44,18 +44,32 @@ def relay(tmp_path_factory):
     proc.stop()
 
 
+@pytest.fixture(scope="module")
+def idle_browsers():
+    """Chromiums kept between this module's tests (starting one costs two seconds), wiped clean in between."""
+    idle: list = []
+    yield idle
+    for driver in idle:
+        driver.quit()
+
+
 @pytest.fixture
-def browsers():
+def browsers(idle_browsers):
     made = []
 
     def make():
-        driver = browsing.chromium()
+        driver = idle_browsers.pop() if idle_browsers else browsing.chromium()
         made.append(driver)
         return driver
 
     yield make
     for driver in made:
-        driver.quit()
+        try:
+            browsing.wipe(driver)
+        except Exception:  # (a browser that will not wipe clean is not reused)
+            driver.quit()
+            continue
+        idle_browsers.append(driver)
 
 
 def meet(relay, browsers, clients, terminal_nick: str, web_nick: str, room: str, *extra: str):
