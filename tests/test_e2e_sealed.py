@@ -81,6 +81,8 @@ def test_a_link_lets_in_someone_who_has_no_passphrase(relay_process, clients):
     erin.wait_for("[#ops] alice: welcome")
     erin.type("/join #lobby")
     erin.wait_for_prefix("! you came in by invitation link, without the server's passphrase")
+    erin.type("/part")  # leaving for good: not rejoined
+    erin.wait_for("* #ops is no longer one of your sealed rooms; its owners can invite you again")
     assert alice.finish()[0] == 0 and erin.finish()[0] == 0
 
 

@@ -71,6 +71,7 @@ class Presence:
         s.rooms.pop(name_key(room), None)
         s.show_activity()
         s.notice(f"you left {clean(room)}{why}")
+        s.sealing.left(room)
         if s.current and name_key(s.current) == name_key(room):
             s.set_current(next(iter(s.rooms.values()), None))
 

@@ -53,6 +53,12 @@ class Sealing:
 
     # --- what the cipher and the session ask ---------------------------------------------------
 
+    def left(self, room: str) -> None:
+        """/part of a sealed room: not rejoined, and /join finds the ordinary room again (its keys stay, for its history)."""
+        if self.keyring.get(room) is not None:
+            self.keyring.remove(room)
+            self.session.notice(f"{clean(room)} is no longer one of your sealed rooms; its owners can invite you again")
+
     def is_sealed(self, room: str) -> bool:
         return self.keyring.get(room) is not None
 

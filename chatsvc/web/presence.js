@@ -95,6 +95,7 @@ export class Presence {
       conv.joined = false;
       conv.members.clear();
       s.notice(k, `you left ${room}${why}`);
+      s.sealing.left(room);
       s.save();
     } else {
       conv.members.delete(casefold(nick));

@@ -158,6 +158,13 @@ export class Sealing {
     await s.registration.join(room);
   }
 
+  /** /part of a sealed room: not rejoined, and /join finds the ordinary room again (its keys stay). */
+  left(room) {
+    if (!this.keyring.get(room)) return;
+    this.keyring.remove(room);
+    this.session.notice(casefold(room), `${room} is no longer one of your sealed rooms; its owners can invite you again`);
+  }
+
   isSealed(room) {
     return Boolean(this.keyring.get(room));
   }
