@@ -77,6 +77,8 @@ class Hub:
         self.streams = StreamPairing(self.clock)
         #: the link to other relays (redislink.py), when linked
         self.cluster = None
+        #: where the page is served, for CAPS: an origin (--web-origin), or scheme:port (set once the web port listens)
+        self.page: str | None = None
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -96,6 +98,8 @@ class Hub:
         caps = [grammar.CAP_JOIN_PROOF, grammar.CAP_STREAMS, grammar.CAP_TOPIC, f"max-line={self.limits.max_line}"]
         if self.relay.salt:
             caps.append(f"salt={self.relay.salt}")
+        if self.page:
+            caps.append(f"page={self.page}")
         return caps
 
     # --- admission -------------------------------------------------------------------

@@ -406,6 +406,7 @@ class ListeningService(service.Service):
         everywhere = address in ("0.0.0.0", "::", "")
         if self.web:
             self._web_hint(host.port, everywhere)
+            self._announce_page(host.port)
         elif everywhere and self.what == "chatsvc relay":
             shown = netinfo.local_addresses()
             self.log.info(
@@ -414,6 +415,13 @@ class ListeningService(service.Service):
                 port=host.port,
             )
         return port
+
+    def _announce_page(self, port: int) -> None:
+        """CAPS page=: the first --web-origin, else scheme:port (a client puts the host it dialled between)."""
+        site = self.factory
+        origins = sorted(getattr(site, "origins", ()) or ())
+        scheme = "https" if self.description.startswith("ssl:") else "http"
+        site.hub.page = origins[0] if origins else f"{scheme}:{port}"
 
     def _web_hint(self, port: int, everywhere: bool) -> None:
         secure = self.description.startswith("ssl:")

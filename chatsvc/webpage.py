@@ -166,6 +166,7 @@ class WebSite(server.Site):
     def __init__(self, hub: Hub, origins: frozenset[str] = frozenset(), proxies: frozenset[str] = frozenset(),
                  hosts: frozenset[str] = frozenset(), hsts: int = 0, secure: bool = False) -> None:
         self.hub = hub
+        self.origins = origins  # (the first is announced in CAPS page=)
         self.headers = WebHeaders(hsts)
         names = WebNames(hosts, origins, proxies, secure)
         self.sockets = WebDoorFactory(hub, names, self.headers)

@@ -66,12 +66,14 @@ def test_invited_members_read_the_uninvited_and_the_removed_do_not(relay_process
 
 
 def test_a_link_lets_in_someone_who_has_no_passphrase(relay_process, clients):
-    relay = relay_process()
+    relay = relay_process("--web", "tcp:0:interface=127.0.0.1")
     alice = _in_ops(clients, relay.port, "alice")["alice"]
     alice.type("/seal")
     alice.wait_for_prefix("* #ops is sealed: ")
     alice.type("/invite-link")
-    link = alice.wait_for_prefix("chatsvc://")
+    alice.wait_for_prefix("chatsvc://")
+    # the relay serves the page (CAPS page=): the same link for a browser, which --join takes too
+    link = alice.wait_for_prefix(f"http://127.0.0.1:{relay.web_port}/#join=")
     erin = clients(None, "erin", "--join", link, passphrase=None)  # no HOST, no --port, no passphrase
     erin.wait_for_prefix("* in #ops: ")
     alice.wait_for_prefix("* erin joined #ops by link (")

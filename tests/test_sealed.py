@@ -72,6 +72,16 @@ def test_the_box_opens_for_its_member_only():
     assert sealed.open_box(bob, alice.public.agree, stmt, "!!") is None
 
 
+@pytest.mark.parametrize("announced, server, wanted", [
+    ("http:8080", "192.168.1.20:8000", "http://192.168.1.20:8080/"),
+    ("https:8443", "[::1]:8000", "https://[::1]:8443/"),
+    ("https://chat.example.org", "10.0.0.1:8000", "https://chat.example.org/"),
+    ("", "h:1", None), ("ftp:21", "h:1", None), ("https://x/y", "h:1", None), ("http:8080 ", "h:1", None),
+])
+def test_the_page_address_from_caps(announced, server, wanted):
+    assert sealed.page_address(announced, server) == wanted
+
+
 def test_links_both_ways_and_refusals():
     v = V["link"]
     link = Link(v["link"]["room"], v["link"]["epoch"], bytes.fromhex(v["link"]["secret"]), unb64(v["link"]["owner"]),

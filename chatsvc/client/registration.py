@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from chatsvc import grammar
 from chatsvc.client.lifecycle import State
+from chatsvc.client.sealed import page_address
 from chatsvc.client.text import clean
 from chatsvc.grammar import name_key
 
@@ -21,6 +22,7 @@ class Registration:
         self.greeted = False  # some server ever said HELLO
         self.streams = False  # the relay splices bulk streams
         self.topics = False  # the relay keeps topics
+        self.page: str | None = None  # where the relay serves the page (CAPS page=), for invitation links
         self.nick_refused = False
         self._nick_tries = 0
         self._hello_call = None
@@ -90,6 +92,7 @@ class Registration:
             s.max_line = int(values["max-line"])
         self.streams = grammar.CAP_STREAMS in values
         self.topics = grammar.CAP_TOPIC in values
+        self.page = page_address(values.get("page", ""), s.server)  # for invitation links (sealing.py)
         salt = values.get("salt", "")
         if not salt or not grammar.is_valid_proof(salt) or grammar.CAP_JOIN_PROOF not in values:
             if not self._told_no_caps:

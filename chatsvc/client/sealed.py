@@ -238,6 +238,20 @@ def make_link(link: Link, page: str | None = None) -> str:
     return f"{page.rstrip('/')}/#{fragment}" if page else f"chatsvc://{link.chat}/#{fragment}"
 
 
+def page_address(announced: str, server: str) -> str | None:
+    """
+    Where the relay serves the page, from CAPS ``page=``: an origin as is, or
+    ``scheme:port`` on the host the client dialled (``server``, host:port).
+    """
+    if re.fullmatch(r"https?://[^/\s#?]+", announced):
+        return announced + "/"
+    found = re.fullmatch(r"(https?):(\d{1,5})", announced)
+    if found is None:
+        return None
+    host = server.rpartition(":")[0] or server
+    return f"{found.group(1)}://{host}:{found.group(2)}/"
+
+
 def parse_link(text: str) -> Link:
     """A link (or its fragment alone); SealError("not-a-link" | "malformed") otherwise."""
     _, hash_, fragment = text.strip().partition("#")

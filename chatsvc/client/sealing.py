@@ -157,6 +157,11 @@ class Sealing:
         s.notice(f"whoever has this link can join {clean(room)} (no passphrase needed) until /rekey {clean(room)}; "
                  f"share it privately:", room)
         s.display.show(link)
+        page = s.registration.page
+        if page:
+            s.notice("in a browser, or with --join too:", room)
+            s.display.show(sealed.make_link(Link(room, held.epoch, held.secret, self._me.sign, s.server,
+                                                 self._me.agree), page))
 
     def rekey(self, room: str | None, remove: str | None = None) -> None:
         s = self.session
