@@ -142,3 +142,13 @@ def test_the_prose_shows_the_first_derivation():
     first = V["derive"][0]
     for value in (first["master"], first["check"], first["proof"]):
         assert value in prose
+
+
+def test_a_same_epoch_statements_changes_in_words():
+    from chatsvc.client.sealing import changes
+
+    case = next(c for c in V["judge"] if c["name"] == "an owner adds a member (same epoch)")
+    assert changes(case["held"]["statement"], case["statement"]) == ["added dave to"]
+    op = dict(case["statement"], owners=sorted([*case["statement"]["owners"], V["people"]["dave"]["sign"]]))
+    assert changes(case["statement"], op) == ["made dave an owner of"]
+    assert changes(None, op) == []

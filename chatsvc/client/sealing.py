@@ -32,6 +32,17 @@ REFUSED = {
 }
 
 
+def changes(before: dict | None, after: dict) -> list[str]:
+    """What a same-epoch statement changed, in words: "added dave to", "made carol an owner of"."""
+    if before is None:
+        return []
+    had = {m["sign"] for m in before["members"]}
+    told = [f"added {m['nick']} to" for m in after["members"] if m["sign"] not in had]
+    nicks = {m["sign"]: m["nick"] for m in after["members"]}
+    told += [f"made {nicks.get(o, '?')} an owner of" for o in after["owners"] if o not in before["owners"]]
+    return told
+
+
 class Sealing:
     def __init__(self, session, keyring: Keyring | None = None) -> None:
         self.session = session
@@ -264,7 +275,10 @@ class Sealing:
             self._take(name, held, statement, signature, secret)
             s.notice(f"{clean(sender)} re-keyed {clean(name)} (epoch {statement['epoch']}); moved with it", name)
         elif kind == membership.UPDATED:
+            before = held.statement
             self.keyring.put(name, membership.accept(held, verdict, statement, signature, secret, self._me))
+            for change in changes(before, statement):
+                s.notice(f"{clean(sender)} {change} {clean(name)}", name)
 
     def _signer_keys(self, statement: dict) -> PublicKeys:
         return next(m.keys for m in sealed.members_of(statement) if b64(m.keys.sign) == statement["by"])

@@ -90,6 +90,15 @@ export function takeLink(link, store) {
                                                linkOwner: link.owner }));
 }
 
+/** What a same-epoch statement changed, in words: "added dave to", "made carol an owner of" (as sealing.py). */
+export function changes(before, after) {
+  if (!before) return [];
+  const had = new Set(before.members.map((m) => m.sign));
+  const told = after.members.filter((m) => !had.has(m.sign)).map((m) => `added ${m.nick} to`);
+  const nicks = new Map(after.members.map((m) => [m.sign, m.nick]));
+  return told.concat(after.owners.filter((o) => !before.owners.includes(o)).map((o) => `made ${nicks.get(o) || "?"} an owner of`));
+}
+
 export class Sealing {
   constructor(session, keyring) {
     this.session = session;
@@ -344,7 +353,9 @@ export class Sealing {
       await this.take(name, held, statement, signature, secret);
       s.notice(k, `${from} re-keyed ${name} (epoch ${statement.epoch}); moved with it`);
     } else if (verdict.kind === membership.UPDATED) {
+      const before = held.statement;
       this.keyring.put(name, membership.accept(held, verdict, statement, signature, secret, this.me));
+      for (const change of changes(before, statement)) s.notice(k, `${from} ${change} ${name}`);
     }
   }
 

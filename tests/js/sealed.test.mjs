@@ -103,3 +103,12 @@ test("accept follows the verdict", async () => {
   assert.equal(hex(h.secret), hex(secret));
   assert.equal(h.listed, true);
 });
+
+test("a same-epoch statement's changes, in words (as sealing.py)", async () => {
+  const { changes } = await import("../../chatsvc/web/sealing.js");
+  const before = V.judge.find((c) => c.name === "an owner adds a member (same epoch)");
+  assert.deepEqual(changes(before.held.statement, before.statement), ["added dave to"]);
+  const op = { ...before.statement, owners: [...before.statement.owners, V.people.dave.sign].sort() };
+  assert.deepEqual(changes(before.statement, op), ["made dave an owner of"]);
+  assert.deepEqual(changes(null, op), []);
+});
