@@ -22,13 +22,18 @@ class Epochs:
         self.keyring = keyring
         self.viewed: set[str] = set()  # rooms whose earlier epochs' history was asked for this run
         self._viewing: dict[str, list[int]] = {}  # room key -> earlier epochs still to read, the first now
+        self._masters: dict[tuple, bytes] = {}  # (room key, epoch, secret) -> its room master
 
     def room_master(self, room: str) -> bytes | None:
         held = self.keyring.get(room)
         if held is None:
             return None
         epoch = (self._viewing.get(name_key(room)) or [held.epoch])[0]
-        return sealed.room_master(held.secrets[epoch], room, epoch)
+        secret = held.secrets[epoch]
+        master = self._masters.get((name_key(room), epoch, secret))
+        if master is None:  # (derived once: every message in the room asks)
+            master = self._masters[(name_key(room), epoch, secret)] = sealed.room_master(secret, room, epoch)
+        return master
 
     def earlier(self, room: str) -> bool:
         """
