@@ -15,9 +15,8 @@ from pathlib import Path
 from twisted.internet import defer, endpoints, stdio, task, threads
 
 from chatsvc import grammar
-from chatsvc.client import aesgcm, ciphers, config, connection, passphrases, terminal
+from chatsvc.client import aesgcm, ciphers, config, connection, passphrases, sealed, terminal
 from chatsvc.client.protocol import describe_failure
-from chatsvc.client import sealed
 from chatsvc.client.identity import Identity
 from chatsvc.client.keyring import Keyring, KeyringError
 from chatsvc.client.membership import Held

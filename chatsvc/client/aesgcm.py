@@ -253,7 +253,6 @@ class AesGcmCipher:
         #: room -> the master key of the sealed room of that name this client
         #: is in (its epoch's), or None for an ordinary room (sealing.py)
         self.room_master: Callable[[str], bytes | None] = lambda room: None
-
         #: in by invitation link alone, without the server's passphrase: only sealed rooms are readable
         self.link_only = False
 

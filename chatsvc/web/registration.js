@@ -61,7 +61,12 @@ export class Registration {
     if (casefold(nick) !== casefold(s.wantedNick)) s.notice(null, `you are ${nick} (${s.wantedNick} was taken meanwhile)`);
     s.ui.status(`signed in as ${nick}`);
     const rooms = s.conversations.joinedRooms();
-    const joining = rooms.length ? rooms : [s.firstRoom, ...s.sealing.keyring.rooms().filter((r) => casefold(r) !== casefold(s.firstRoom))];
+    let joining = rooms.length ? rooms : [s.firstRoom, ...s.sealing.keyring.rooms().filter((r) => casefold(r) !== casefold(s.firstRoom))];
+    if (s.cipher.linkOnly) joining = joining.filter((r) => s.sealing.isSealed(r)); // no passphrase: sealed rooms only
+    if (!joining.length) {
+      s.problem(null, "without the server's passphrase only sealed rooms can be entered, and this browser holds none");
+      return this.becomeReady();
+    }
     s.presence.awaiting = new Set(joining.map(casefold));
     for (const room of joining) await this.join(room);
     s.save();
