@@ -82,6 +82,8 @@ def test_a_link_lets_in_someone_who_has_no_passphrase(relay_process, clients):
     alice.wait_for_prefix("chatsvc://")
     # the relay serves the page (CAPS page=): the same link for a browser, which --join takes too
     link = alice.wait_for_prefix(f"http://127.0.0.1:{relay.web_port}/#join=")
+    saved = alice.wait_for_prefix("* (also in ").split("also in ", 1)[1].split(", to copy whole")[0]
+    assert link in open(saved).read().split("\n")  # a wrapped line does not copy whole: the file does
     erin = clients(None, "erin", "--join", link, passphrase=None)  # no HOST, no --port, no passphrase
     erin.wait_for_prefix("* in #ops: ")
     alice.wait_for_prefix("* erin joined #ops by link (")

@@ -63,6 +63,21 @@ class Keyring:
         self.removed.add(name_key(name))
         self.save()
 
+    def write_links(self, room: str, links: list[str]) -> Path | None:
+        """A room's invitation links in a file beside the keyring (0600), to copy whole; None without a file."""
+        if self.path is None:
+            return None
+        path = self.path.with_name(f"invitation-{name_key(room).lstrip('#')}.txt")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(links) + "\n")
+        return path
+
+    def forget_links(self, room: str) -> None:
+        """After a re-key the links no longer work: their file goes."""
+        if self.path is not None:
+            self.path.with_name(f"invitation-{name_key(room).lstrip('#')}.txt").unlink(missing_ok=True)
+
     def save(self) -> None:
         if self.path is None:
             return

@@ -164,15 +164,17 @@ class Sealing:
         held = self._usable(room, True, "/invite-link")
         if held is None:
             return
-        link = sealed.make_link(Link(room, held.epoch, held.secret, self._me.sign, s.server, self._me.agree))
+        link = Link(room, held.epoch, held.secret, self._me.sign, s.server, self._me.agree)
+        links = [sealed.make_link(link)] + ([sealed.make_link(link, s.registration.page)] if s.registration.page else [])
         s.notice(f"whoever has this link can join {clean(room)} (no passphrase needed) until /rekey {clean(room)}; "
                  f"share it privately:", room)
-        s.display.show(link)
-        page = s.registration.page
-        if page:
+        s.display.show(links[0])
+        if len(links) > 1:
             s.notice("in a browser, or with --join too:", room)
-            s.display.show(sealed.make_link(Link(room, held.epoch, held.secret, self._me.sign, s.server,
-                                                 self._me.agree), page))
+            s.display.show(links[1])
+        saved = self.keyring.write_links(room, links)  # (a wrapped line does not copy whole)
+        if saved:
+            s.notice(f"(also in {saved}, to copy whole; it goes at the next /rekey)", room)
 
     def rekey(self, room: str | None, remove: str | None = None) -> None:
         s = self.session
@@ -192,6 +194,7 @@ class Sealing:
         boxes = {m.sign: sealed.seal_box(s.cipher.identity, m, statement, secret) for m in kept if m.keys != self._me}
         s.send_control(room, sealed.control_text(statement, signature, boxes))  # in the old epoch: all see it
         self._take(room, held, statement, signature, secret)
+        self.keyring.forget_links(room)
         what = f"removed {clean(remove)} from" if remove else "re-keyed"
         s.notice(f"{what} {clean(room)}: epoch {held.epoch}, a new key for its {len(kept)} members; "
                  "earlier links no longer work", room)
