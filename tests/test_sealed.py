@@ -118,6 +118,14 @@ def test_malformed_control_messages_are_refused_by_code(text):
     assert e.value.code == "malformed"
 
 
+def test_a_statement_whose_owner_is_not_a_member_is_malformed():
+    s = V["statement"]
+    alone = dict(s["statement"], members=[m for m in s["statement"]["members"] if m["sign"] not in s["statement"]["owners"]])
+    with pytest.raises(SealError) as e:
+        sealed.parse_control(sealed.control_text(alone, s["signature"]))
+    assert e.value.code == "malformed"
+
+
 @given(st.recursive(st.one_of(st.integers(-2**40, 2**40), st.text()),
                     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(), inner, max_size=4)),
                     max_leaves=12))

@@ -151,6 +151,9 @@ def check_statement(statement: object) -> dict:
         unb64(owner, 32)
     unb64(statement["by"], 32)
     unb64(statement["check"], 16)
+    signs = {m["sign"] for m in statement["members"]}
+    if not set(statement["owners"]) <= signs:
+        raise SealError("an owner who is not a member", "malformed")
     return statement
 
 

@@ -106,6 +106,8 @@ export function checkStatement(statement) {
   for (const o of statement.owners) unb64(o, 32);
   unb64(statement.by, 32);
   unb64(statement.check, 16);
+  const signs = new Set(statement.members.map((m) => m.sign));
+  if (!statement.owners.every((o) => signs.has(o))) throw new SealError("an owner who is not a member", "malformed");
   return statement;
 }
 

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { b64url, hex, identityFromSeeds, joinProof, unhex } from "../../chatsvc/web/crypto.js";
 import {
-  MARKER, SealError, canonical, makeLink, openBox, parseControl, parseLink, roomMaster, sealBox, secretCheck,
+  MARKER, SealError, canonical, controlText, makeLink, openBox, parseControl, parseLink, roomMaster, sealBox, secretCheck,
   statementHash, statementVerifies, unb64,
 } from "../../chatsvc/web/sealed.js";
 import { Held, accept, judge } from "../../chatsvc/web/membership.js";
@@ -91,6 +91,12 @@ test("malformed control messages are refused by code", () => {
                       MARKER + "[".repeat(50000), MARKER + "x".repeat(70000)]) {
     assert.throws(() => parseControl(text), (e) => e instanceof SealError && e.code === "malformed");
   }
+});
+
+test("a statement whose owner is not a member is malformed", () => {
+  const s = V.statement;
+  const alone = { ...s.statement, members: s.statement.members.filter((m) => !s.statement.owners.includes(m.sign)) };
+  assert.throws(() => parseControl(controlText(alone, s.signature)), (e) => e instanceof SealError && e.code === "malformed");
 });
 
 test("accept follows the verdict", async () => {
