@@ -160,3 +160,10 @@ def test_a_same_epoch_statements_changes_in_words():
     op = dict(case["statement"], owners=sorted([*case["statement"]["owners"], V["people"]["dave"]["sign"]]))
     assert changes(case["statement"], op) == ["made dave an owner of"]
     assert changes(None, op) == []
+
+
+def test_no_box_can_be_sealed_to_a_key_that_is_no_point():
+    alice = person("alice")
+    with pytest.raises(SealError) as e:
+        sealed.seal_box(alice, Member("mallory", PublicKeys(bytes(32), bytes(32))), V["statement"]["statement"], bytes(32))
+    assert e.value.code == "bad-key"

@@ -180,7 +180,11 @@ def seal_box(identity: Identity, member: Member, statement: dict, secret: bytes,
              random: Callable[[int], bytes] = os.urandom) -> str:
     """The secret for one member: only they (and the signer) can open it, bound to this statement."""
     nonce = random(12)
-    aead = _box_aead(identity.shared_secret(member.keys.agree), statement, member.sign)
+    try:
+        shared = identity.shared_secret(member.keys.agree)
+    except ValueError:  # a key that is no X25519 point: nothing can be sealed to it
+        raise SealError(f"{member.nick}'s key cannot receive a box", "bad-key")
+    aead = _box_aead(shared, statement, member.sign)
     return b64(nonce + aead.encrypt(nonce, secret, statement_hash(statement)))
 
 

@@ -191,13 +191,24 @@ class Sealing:
             return
         secret = os.urandom(sealed.SECRET_SIZE)
         statement, signature = self._next(held, held.epoch + 1, secret, kept, None)
-        boxes = {m.sign: sealed.seal_box(s.cipher.identity, m, statement, secret) for m in kept if m.keys != self._me}
+        boxes = self._boxes(room, [m for m in kept if m.keys != self._me], statement, secret)
         s.send_control(room, sealed.control_text(statement, signature, boxes))  # in the old epoch: all see it
         self._take(room, held, statement, signature, secret)
         self.keyring.forget_links(room)
         what = f"removed {clean(remove)} from" if remove else "re-keyed"
         s.notice(f"{what} {clean(room)}: epoch {held.epoch}, a new key for its {len(kept)} members; "
                  "earlier links no longer work", room)
+
+    def _boxes(self, room: str, members: list[Member], statement: dict, secret: bytes) -> dict[str, str]:
+        """The new secret, boxed for each member (one whose key cannot take a box is left out, and said so)."""
+        boxes = {}
+        for m in members:
+            try:
+                boxes[m.sign] = sealed.seal_box(self.session.cipher.identity, m, statement, secret)
+            except SealError:
+                self.session.problem(f"{clean(m.nick)}'s key cannot receive the new key of {clean(room)}: "
+                                     "they will be left out", room)
+        return boxes
 
     def op(self, nick: str, room: str | None) -> None:
         s = self.session

@@ -99,6 +99,19 @@ export function changes(before, after) {
   return told.concat(after.owners.filter((o) => !before.owners.includes(o)).map((o) => `made ${nicks.get(o) || "?"} an owner of`));
 }
 
+/** The new secret, boxed for each member (one whose key cannot take a box is left out, and said so). */
+async function boxesFor(session, room, members, statement, secret) {
+  const boxes = {};
+  for (const m of members) {
+    try {
+      boxes[b64url(m.keys.sign)] = await sealed.sealBox(session.identity, m, statement, secret);
+    } catch (e) { // a key that is no X25519 point: nothing can be sealed to it
+      session.problem(casefold(room), `${m.nick}'s key cannot receive the new key of ${room}: they will be left out`);
+    }
+  }
+  return boxes;
+}
+
 export class Sealing {
   constructor(session, keyring) {
     this.session = session;
@@ -292,8 +305,7 @@ export class Sealing {
     if (remove && !kept.some((m) => sameKeys(m.keys, this.me))) return s.problem(casefold(room), "to leave a sealed room you own, /part it (or /op someone first)");
     const secret = crypto.getRandomValues(new Uint8Array(SECRET_SIZE));
     const [statement, signature] = await this.next(held, held.epoch + 1, secret, kept);
-    const boxes = {};
-    for (const m of kept) if (!sameKeys(m.keys, this.me)) boxes[b64url(m.keys.sign)] = await sealed.sealBox(s.identity, m, statement, secret);
+    const boxes = await boxesFor(s, room, kept.filter((k) => !sameKeys(k.keys, this.me)), statement, secret);
     await s.sendControl(room, sealed.controlText(statement, signature, boxes)); // in the old epoch: all see it
     await this.take(room, held, statement, signature, secret);
     s.notice(casefold(room), `${remove ? `removed ${remove} from` : "re-keyed"} ${room}: epoch ${held.epoch}, a new key for its ${kept.length} members; earlier links no longer work`);
