@@ -659,3 +659,27 @@ def test_sealed_rooms_a_link_lets_the_page_in_without_a_passphrase(relay, browse
     say(web, "/join #lobby")
     wait_line(web, "without the server's passphrase: #lobby is not a sealed room you hold")
 
+
+
+def test_sealed_rooms_the_page_as_owner_seals_links_and_removes(relay, browsers, clients):
+    web = browsers()
+    join(web, relay, "opal", "#pageops")
+    say(web, "/seal")
+    wait_line(web, "#pageops is sealed: a new key only its members have; you own it")
+    say(web, "/invite-link")
+    link = wait_line(web, f"http://127.0.0.1:{relay.web_port}/#join=")
+    # the page's link names the page's host: a terminal given it says where the chat door is
+    terminal = clients(relay.port, "tilly", "--join", link.strip(), passphrase=None)
+    terminal.wait_for_prefix("* in #pageops: ")
+    wait_line(web, "tilly joined #pageops by link (")
+    terminal.type("hello, owner")
+    wait_line(web, "tilly", "hello, owner")
+    say(web, "/members")
+    wait_line(web, "#pageops: 2 members, epoch 1")
+    say(web, "/remove tilly")
+    terminal.wait_for("! opal removed you from #pageops: nothing said there from now on is for you")
+    wait_line(web, "removed tilly from #pageops: epoch 2")
+    say(web, "after tilly left")
+    wait_line(web, "opal", "after tilly left")
+    assert terminal.finish()[0] == 0
+    assert not any("after tilly left" in line for line in terminal.seen)
