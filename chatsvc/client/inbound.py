@@ -34,6 +34,8 @@ TOPIC_MARKER = "\x1fchatsvc-topic:"
 KEYREQ_MARKER = "\x1fchatsvc-keyreq:"
 KEY_MARKER = "\x1fchatsvc-key:"
 FILE_MARKER = "\x1fchatsvc-file:"
+#: Every sealed-room message (a statement, or a link joiner's hello) starts so.
+SEALED_MARKER = "\x1fchatsvc-seal"
 
 #: Errors of a message that was signed by a key we know, keyed for a
 #: session we cannot match: the one case a failure is answered (docs/trust.md).
@@ -217,6 +219,8 @@ def interpret(text: str, private: bool, history: bool, signed: bool, trusted: bo
         kind = "keyreq" if text.startswith(KEYREQ_MARKER) else "key"
         answer = "key" if kind == "keyreq" and trusted else None
         return Decision("keys", kind, reply=answer, value=text.split(":", 1)[1])
+    if text.startswith(SEALED_MARKER):  # judged by the keys that signed it (membership.judge), ignored or not
+        return Decision("sealed") if signed else Decision("drop", "sealed-unsigned")
     if ignored and not own:
         return Decision("drop", "ignored")
     if text.startswith(FILE_MARKER):

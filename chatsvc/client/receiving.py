@@ -16,7 +16,6 @@ from chatsvc.client import files, inbound
 from chatsvc.client.ciphers import Context, DecryptError, Opened
 from chatsvc.client.inbound import KEY_MARKER, KEYREQ_MARKER, TOPIC_MARKER
 from chatsvc.client.roster import mentions
-from chatsvc.client.sealed import PREFIX as SEALED_PREFIX
 from chatsvc.client.text import clean
 from chatsvc.client.trust import TRUSTED, Trust
 from chatsvc.grammar import name_key
@@ -55,9 +54,6 @@ class Receiver:
             return
         fold = target if place.history else None  # first sightings in history: one line at its end
         verdict = s.decided("attribution", s.trust.attribute(sender, target, opened, s.selves(), fold=fold))
-        if opened.text.startswith(SEALED_PREFIX):  # judged by the keys that signed it (membership.py)
-            s.sealing.control(sender, target, opened.text, opened.signer, place.history)
-            return
         if verdict.action != "show":
             return
         private = not target.startswith("#")
@@ -67,6 +63,8 @@ class Receiver:
         ))
         if what.action == "keys":
             self._keys(sender, what)
+        elif what.action == "sealed":
+            s.sealing.control(sender, target, opened.text, opened.signer, place.history)
         elif what.action == "file":
             self._file(sender, target, opened.text)
         elif what.action == "away":

@@ -27,8 +27,6 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from chatsvc.client.identity import Identity, PublicKeys, verify
 
-#: Every sealed-room message's text starts so (never shown as chat).
-PREFIX = "\x1fchatsvc-seal"
 #: The text of an aes3 message that carries a statement (and boxes).
 MARKER = "\x1fchatsvc-seal:"
 #: The text a client posts once in a sealed room it joined by link (its signature shows its keys).

@@ -20,6 +20,7 @@ export const TOPIC_MARKER = "\x1fchatsvc-topic:";
 export const KEYREQ_MARKER = "\x1fchatsvc-keyreq:";
 export const KEY_MARKER = "\x1fchatsvc-key:";
 export const FILE_MARKER = "\x1fchatsvc-file:";
+export const SEALED_MARKER = "\x1fchatsvc-seal"; // every sealed-room message (a statement, or a link joiner's hello)
 const SESSION_ERRORS = new Set(["wrong-peer", "unknown-session"]);
 const isDecimal = (text) => /^[0-9]{1,20}$/.test(text);
 
@@ -122,6 +123,7 @@ export function interpret(text, { isPrivate, history, signed, trusted, ignored, 
     const kind = text.startsWith(KEYREQ_MARKER) ? "keyreq" : "key";
     return decision("keys", kind, { reply: kind === "keyreq" && trusted ? "key" : null, value: text.slice(text.indexOf(":") + 1) });
   }
+  if (text.startsWith(SEALED_MARKER)) return signed ? decision("sealed") : decision("drop", "sealed-unsigned"); // judged by its keys
   if (ignored && !own) return decision("drop", "ignored");
   if (text.startsWith(FILE_MARKER)) return history || own ? decision("drop", "file-old") : decision("file");
   if (text.startsWith(AWAY_MARKER)) {

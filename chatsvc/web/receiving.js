@@ -11,8 +11,6 @@ import { AWAY_MARKER, KEY_MARKER, KEYREQ_MARKER, TOPIC_MARKER, interpret, placem
 import { isDecimal, isNick, isRoom } from "./proto.js";
 import { TRUSTED } from "./trust.js";
 
-const SEALED_PREFIX = "\x1fchatsvc-seal"; // judged by the keys that signed it (membership.js)
-
 const REFUSED = {
   "misdirected": (from, target) => `ignored a private message from ${from} addressed to ${target}, not you`,
   "history-private": (from) => `ignored a private message from ${from} marked as history (replayed?)`,
@@ -43,12 +41,12 @@ export class Receiver {
     if (opened.error) return this.failed(from, target, conv, history, opened.error);
     const fold = history ? target : null; // first sightings in history: one line at its end
     const verdict = s.decided("attribution", await s.trust.attribute(from, target, conv, opened, s.selves(), fold));
-    if (opened.text.startsWith(SEALED_PREFIX)) return s.sealing.control(from, target, opened.text, opened.signer, history);
     if (verdict.action !== "show") return;
     const what = s.decided("interpret", interpret(opened.text, {
       isPrivate, history, signed: Boolean(opened.signer), trusted: TRUSTED.has(verdict.reason),
       ignored: s.conversations.isIgnored(from), own: verdict.reason === "own" }));
     if (what.action === "keys") return this.keys(from, what);
+    if (what.action === "sealed") return s.sealing.control(from, target, opened.text, opened.signer, history);
     if (what.action === "file") return this.file(from, target, conv, opened.text);
     if (what.action === "away") {
       s.conversations.setAway(from, what.value || null);
