@@ -91,6 +91,14 @@ class Delivery:
         self._mode[key] = "earlier"
         return "last", JOIN_HISTORY
 
+    def seen_in(self, room: str) -> bool:
+        """Whether any message id of this room was seen (a rejoin asks for what was missed)."""
+        return name_key(room) in self.last_id
+
+    def forget_room(self, room: str) -> None:
+        """The relay's room of this name is another now (a sealed room's epoch): its ids start afresh."""
+        self.last_id.pop(name_key(room), None)
+
     def more_history(self, room: str) -> tuple[str, int]:
         """The reply stopped at its size limit: ask for the rest."""
         key = name_key(room)

@@ -48,7 +48,7 @@ class Epochs:
             return False
         self.viewed.add(key)
         earlier = sorted(e for e in held.secrets if e < held.epoch)[-MAX_EARLIER:]
-        if not earlier or key in s.delivery.last_id:
+        if not earlier or s.delivery.seen_in(room):
             return False
         self._viewing[key] = list(earlier)
         self._view(room, earlier[0])
@@ -68,7 +68,7 @@ class Epochs:
         viewing = self._viewing.get(key)
         if viewing and not more:
             self.session.protocol.part(room, "read an earlier epoch")
-            self.session.delivery.last_id.pop(key, None)  # the next room's ids start afresh
+            self.session.delivery.forget_room(room)  # the next epoch is another room to the relay
             viewing.pop(0)  # (what still comes from the room left is no longer read)
             if viewing:
                 self._view(room, viewing[0])
@@ -78,6 +78,4 @@ class Epochs:
 
     def parted(self, room: str) -> None:
         """We left a room of this name to join it under another key: what follows is the next epoch's."""
-        s = self.session
-        key = name_key(room)
-        s.delivery.last_id.pop(key, None)  # another room to the relay: its ids start afresh
+        self.session.delivery.forget_room(room)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chatsvc.client.identity import PublicKeys
-from chatsvc.client.sealed import b64, is_owner, secret_check, statement_hash, statement_verifies
+from chatsvc.client.sealed import b64, is_owner, secret_check, statement_hash, statement_verifies, unb64
 
 #: Verdicts that change what is held.
 INVITED, UPDATED, REKEYED, REMOVED = "invited", "updated", "rekeyed", "removed"
@@ -43,7 +43,6 @@ class Held:
 
     def owners(self) -> list[bytes]:
         if self.statement is not None:
-            from chatsvc.client.sealed import unb64
             return [unb64(o) for o in self.statement["owners"]]
         return [self.link_owner] if self.link_owner else []
 

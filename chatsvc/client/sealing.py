@@ -324,7 +324,7 @@ class Sealing:
         key = name_key(name)
         self.epochs.viewed.add(key)  # (what was said in the earlier epoch was seen live)
         if key not in s.rooms:
-            s.delivery.last_id.pop(key, None)  # another room to the relay: its ids start afresh
+            s.delivery.forget_room(name)
         else:
             s.presence.moving.add(key)
             s.protocol.part(s.rooms[key], "moved to a sealed room's new key")

@@ -44,6 +44,16 @@ export class Delivery {
     return entry || null;
   }
 
+  /** Whether any message id of this room was seen (a rejoin asks for what was missed). */
+  seenIn(room) {
+    return casefold(room) in this.lastId;
+  }
+
+  /** The relay's room of this name is another now (a sealed room's epoch): its ids start afresh. */
+  forgetRoom(room) {
+    delete this.lastId[casefold(room)];
+  }
+
   seeId(room, id) {
     const k = casefold(room);
     if (id > (this.lastId[k] || 0)) this.lastId[k] = id;

@@ -152,7 +152,7 @@ export class Sealing {
     if (!held || this.viewed.has(k)) return false;
     this.viewed.add(k);
     const earlier = Object.keys(held.secrets).map(Number).filter((e) => e < held.epoch).sort((a, b) => a - b).slice(-MAX_EARLIER);
-    if (!earlier.length || k in s.delivery.lastId) return false;
+    if (!earlier.length || s.delivery.seenIn(room)) return false;
     this.viewing.set(k, earlier);
     await this.view(room, earlier[0]);
     return true;
@@ -173,7 +173,7 @@ export class Sealing {
     const viewing = this.viewing.get(k);
     if (!viewing || more) return;
     s.send("PART", room, "read an earlier epoch");
-    delete s.delivery.lastId[k]; // the next room's ids start afresh
+    s.delivery.forgetRoom(room); // the next epoch is another room to the relay
     viewing.shift(); // (what still comes from the room left is no longer read)
     if (viewing.length) return this.view(room, viewing[0]);
     this.viewing.delete(k);
@@ -397,7 +397,7 @@ export class Sealing {
       s.presence.moving.add(k);
       s.send("PART", conv.name, "moved to a sealed room's new key");
     } else {
-      delete s.delivery.lastId[k];
+      s.delivery.forgetRoom(name);
     }
     if (!s.current || s.current === k) s.presence.switchTo = k;
     this.viewed.add(k); // (what was said in the earlier epoch was seen live)
@@ -405,6 +405,6 @@ export class Sealing {
   }
 
   parted(room) {
-    delete this.session.delivery.lastId[casefold(room)]; // another room to the relay: its ids start afresh
+    this.session.delivery.forgetRoom(room);
   }
 }
