@@ -167,3 +167,60 @@ def test_no_box_can_be_sealed_to_a_key_that_is_no_point():
     with pytest.raises(SealError) as e:
         sealed.seal_box(alice, Member("mallory", PublicKeys(bytes(32), bytes(32))), V["statement"]["statement"], bytes(32))
     assert e.value.code == "bad-key"
+
+
+def test_what_a_client_sends_fits_the_relays_line_once_encrypted():
+    from chatsvc.client.aesgcm import AesGcmCipher
+    from chatsvc.client.ciphers import Context
+    from chatsvc.grammar import DEFAULT_MAX_LINE
+
+    text = sealed.MARKER + "x" * (sealed.MAX_SENT_CONTROL_CHARS - len(sealed.MARKER))
+    assert sealed.fits(text) and not sealed.fits(text + "x")
+    cipher = AesGcmCipher(bytes(32), identity=person("alice"))
+    cipher.use_v2(bytes(32), "s")
+    line = f"@cid=abcdefghij-123456 MSG #some-long-room-name {cipher.encrypt(text, Context('#some-long-room-name', 'alice'))}"
+    assert len(line.encode()) < DEFAULT_MAX_LINE  # the longest sent is within the line limit
+    assert sealed.MAX_SENT_CONTROL_CHARS < sealed.MAX_CONTROL_CHARS  # and every client reads it
+
+
+def test_a_damaged_keyring_is_refused_with_its_path_not_a_traceback(tmp_path):
+    from chatsvc.client.keyring import Keyring, KeyringError
+
+    path = tmp_path / "sealed.json"
+    path.write_text('{"#ops": {"room": "#ops"}}')
+    with pytest.raises(KeyringError, match="sealed.json is not a chatsvc keyring"):
+        Keyring(path)
+
+
+def test_a_damaged_join_link_ends_the_client_with_one_line(tmp_path):
+    from tests.support import CLIENT, client_env
+
+    env = client_env(config_dir=str(tmp_path))
+    done = subprocess.run(CLIENT + ["--join", "https://chat.example.org/#join=%%%", "--nick", "erin"],
+                          env=env, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "--join: the link's #join part is damaged (cut short or mistyped?): ask for it again"
+
+
+def test_a_first_join_reads_at_most_three_earlier_epochs_oldest_first():
+    from chatsvc.client.epochs import MAX_EARLIER, Epochs
+    from chatsvc.client.keyring import Keyring
+
+    sent = []
+
+    class Stand:
+        def __init__(self):
+            self.delivery = type("D", (), {"seen_in": lambda _, room: False,
+                                            "history_request": lambda _, room: ("last", 20)})()
+            self.presence = type("P", (), {"moving": set(), "rejoining": set()})()
+            self.protocol = type("Pr", (), {"join": lambda _, room, proof: sent.append(("JOIN", proof)),
+                                            "request_history": lambda _, *a: sent.append(("HISTORY",))})()
+
+    keyring = Keyring()
+    keyring.put("#ops", membership.Held("#ops", 5, {e: bytes([e]) * 32 for e in range(1, 6)}))
+    epochs = Epochs(Stand(), keyring)
+    assert epochs.earlier("#ops") and MAX_EARLIER == 3
+    proof_2 = join_proof(sealed.room_master(bytes([2]) * 32, "#ops", 2), "#ops")
+    assert sent == [("JOIN", proof_2), ("HISTORY",)]  # epochs 2, 3, 4 (not 1); the next once its history is in
+    assert epochs.room_master("#ops") == sealed.room_master(bytes([2]) * 32, "#ops", 2)  # what arrives now is epoch 2's
+    assert not epochs.earlier("#ops")  # once per run

@@ -40,6 +40,14 @@ LINK_KEY = "join="
 SECRET_SIZE = 32
 #: A control message is at most this long (a statement of about 200 members fits in the line limit's reach).
 MAX_CONTROL_CHARS = 60000
+#: ... and a client sends at most this much (once encrypted it stays within the relay's 64 KiB line):
+#: about 150 members with their boxes
+MAX_SENT_CONTROL_CHARS = 45000
+
+
+def fits(text: str) -> bool:
+    """Whether a control message may be sent (a re-key that cannot go must not be half done)."""
+    return len(text) <= MAX_SENT_CONTROL_CHARS
 
 
 class SealError(Exception):
@@ -264,8 +272,8 @@ def parse_link(text: str) -> Link:
         raise SealError("not an invitation link (it has no #join=… part)", "not-a-link")
     try:
         body = json.loads(unb64(fragment[len(LINK_KEY):]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise SealError("the link's #join part is damaged", "malformed")
+    except (UnicodeDecodeError, ValueError, RecursionError, SealError):
+        raise SealError("the link's #join part is damaged (cut short or mistyped?): ask for it again", "malformed")
     kinds = {"v": int, "room": str, "epoch": int, "secret": str, "owner": str, "agree": str, "chat": str}
     if not isinstance(body, dict) or set(body) != set(kinds) \
             or not all(isinstance(body[k], t) and not isinstance(body[k], bool) for k, t in kinds.items()):

@@ -192,7 +192,12 @@ class Sealing:
         secret = os.urandom(sealed.SECRET_SIZE)
         statement, signature = self._next(held, held.epoch + 1, secret, kept, None)
         boxes = self._boxes(room, [m for m in kept if m.keys != self._me], statement, secret)
-        s.send_control(room, sealed.control_text(statement, signature, boxes))  # in the old epoch: all see it
+        text = sealed.control_text(statement, signature, boxes)
+        if not sealed.fits(text):
+            s.problem(f"{clean(room)} has too many members for one re-key ({len(kept)}; about 150 fit): nothing changed",
+                      room)
+            return
+        s.send_control(room, text)  # in the old epoch: all see it
         self._take(room, held, statement, signature, secret)
         self.keyring.forget_links(room)
         what = f"removed {clean(remove)} from" if remove else "re-keyed"

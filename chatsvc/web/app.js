@@ -464,7 +464,7 @@ async function showInvitation() {
     try {
       invitation = parseLink(location.hash);
     } catch (e) {
-      $("join-error").textContent = `This invitation link is damaged (${e.message}); ask for it again.`;
+      $("join-error").textContent = `This invitation link cannot be used: ${e.message}.`;
     }
     history.replaceState(null, "", location.pathname + location.search);
   }

@@ -22,6 +22,14 @@ const SIG_LABEL = "chatsvc/sealed/v1/statement";
 const LINK_KEY = "join=";
 const SECRET_SIZE = 32;
 const MAX_CONTROL_CHARS = 60000;
+// ... and a client sends at most this much (once encrypted it stays within the relay's 64 KiB line):
+// about 150 members with their boxes
+export const MAX_SENT_CONTROL_CHARS = 45000;
+
+/** Whether a control message may be sent (a re-key that cannot go must not be half done). */
+export function fits(text) {
+  return text.length <= MAX_SENT_CONTROL_CHARS;
+}
 const utf8 = new TextEncoder();
 
 export class SealError extends Error {
@@ -206,13 +214,13 @@ export function parseLink(text) {
   try {
     body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(unb64(fragment.slice(LINK_KEY.length))));
   } catch (e) {
-    throw new SealError("the link's #join part is damaged", "malformed");
+    throw new SealError("the link's #join part is damaged (cut short or mistyped?): ask for it again", "malformed");
   }
   const kinds = { v: "int", room: "string", epoch: "int", secret: "string", owner: "string", agree: "string", chat: "string" };
   const ok = body && kindOf(body) === "object" && Object.keys(body).sort().join() === Object.keys(kinds).sort().join()
     && Object.entries(kinds).every(([k, kind]) => kindOf(body[k]) === kind);
   if (!ok || body.v !== VERSION || body.epoch < 1 || !body.room.startsWith("#")) {
-    throw new SealError("the link's #join part is damaged", "malformed");
+    throw new SealError("the link's #join part is damaged (cut short or mistyped?): ask for it again", "malformed");
   }
   return { room: body.room, epoch: body.epoch, secret: unb64(body.secret, SECRET_SIZE), owner: unb64(body.owner, 32),
            ownerAgree: unb64(body.agree, 32), chat: body.chat };

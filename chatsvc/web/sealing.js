@@ -306,7 +306,9 @@ export class Sealing {
     const secret = crypto.getRandomValues(new Uint8Array(SECRET_SIZE));
     const [statement, signature] = await this.next(held, held.epoch + 1, secret, kept);
     const boxes = await boxesFor(s, room, kept.filter((k) => !sameKeys(k.keys, this.me)), statement, secret);
-    await s.sendControl(room, sealed.controlText(statement, signature, boxes)); // in the old epoch: all see it
+    const text = sealed.controlText(statement, signature, boxes);
+    if (!sealed.fits(text)) return s.problem(casefold(room), `${room} has too many members for one re-key (${kept.length}; about 150 fit): nothing changed`);
+    await s.sendControl(room, text); // in the old epoch: all see it
     await this.take(room, held, statement, signature, secret);
     s.notice(casefold(room), `${remove ? `removed ${remove} from` : "re-keyed"} ${room}: epoch ${held.epoch}, a new key for its ${kept.length} members; earlier links no longer work`);
   }

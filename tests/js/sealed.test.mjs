@@ -118,3 +118,10 @@ test("a same-epoch statement's changes, in words (as sealing.py)", async () => {
   assert.deepEqual(changes(before.statement, op), ["made dave an owner of"]);
   assert.deepEqual(changes(null, op), []);
 });
+
+test("what a client sends is at most MAX_SENT_CONTROL_CHARS (as sealed.py)", async () => {
+  const { fits, MAX_SENT_CONTROL_CHARS } = await import("../../chatsvc/web/sealed.js");
+  const text = MARKER + "x".repeat(MAX_SENT_CONTROL_CHARS - MARKER.length);
+  assert.ok(fits(text));
+  assert.equal(fits(text + "x"), false);
+});
